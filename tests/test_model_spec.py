@@ -1,0 +1,82 @@
+"""Config parsing: every public model's parameter count, computed exactly from its config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lander_tui.core.errors import LanderError
+from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec, from_hf_config
+
+
+def test_every_reference_model_param_count_is_exact(model_facts):
+    wrong = []
+    for m in model_facts:
+        spec = from_hf_config(m["raw_config_as_found"], m["hf_repo_id"])
+        if spec.params != m["params"]["computed_from_config"]:
+            wrong.append((m["hf_repo_id"], spec.params, m["params"]["computed_from_config"]))
+    assert wrong == []
+    assert len(model_facts) >= 40
+
+
+def test_moe_active_params_match_reference(model_facts):
+    for m in model_facts:
+        active = m["params"].get("computed_active_per_token")
+        if not active or not m.get("moe"):
+            continue
+        spec = from_hf_config(m["raw_config_as_found"], m["hf_repo_id"])
+        assert abs(spec.active_params - active) / active < 0.002, m["hf_repo_id"]
+
+
+def test_round_trip_through_own_format(model_facts):
+    for m in model_facts:
+        spec = from_hf_config(m["raw_config_as_found"], m["hf_repo_id"])
+        again = ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+        assert again.to_dict() == spec.to_dict()
+        assert again.params == spec.params
+
+
+def _facts(model_facts, repo):
+    return next(m for m in model_facts if m["hf_repo_id"] == repo)["raw_config_as_found"]
+
+
+def test_layer_patterns(model_facts):
+    g2 = from_hf_config(_facts(model_facts, "google/gemma-2-2b-it"))
+    assert g2.kinds()[:4] == (SWA, FULL, SWA, FULL) and g2.sliding_window == 4096
+    g3 = from_hf_config(_facts(model_facts, "google/gemma-3-27b-it"))
+    assert g3.kinds()[:6] == (SWA,) * 5 + (FULL,) and g3.head_dim == 128
+    oss = from_hf_config(_facts(model_facts, "openai/gpt-oss-20b"))
+    assert oss.kinds()[0] == SWA and oss.sliding_window == 128 and oss.count(SWA) == 12
+    q = from_hf_config(_facts(model_facts, "Qwen/Qwen2.5-7B"))
+    assert q.count(SWA) == 0  # inert sliding_window keys
+    ds = from_hf_config(_facts(model_facts, "deepseek-ai/DeepSeek-V3"))
+    assert ds.mla and ds.kv_values_per_token() == (576, 0)
+    assert ds.moe and ds.moe.dense_layers == (0, 1, 2)
+
+
+def test_hybrid_linear_attention_state():
+    cfg = {
+        "model_type": "qwen3_next", "hidden_size": 2048, "num_hidden_layers": 48,
+        "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "vocab_size": 151936,
+        "intermediate_size": 5120, "full_attention_interval": 4, "linear_conv_kernel_dim": 4,
+        "linear_key_head_dim": 128, "linear_num_key_heads": 16, "linear_value_head_dim": 128,
+        "linear_num_value_heads": 32, "max_position_embeddings": 262144,
+    }
+    spec = from_hf_config(cfg)
+    assert spec.count(RECURRENT) == 36 and spec.count(FULL) == 12
+    # estimator-anchors §1.4: conv 24,576 floats and SSM 524,288 floats per linear layer
+    assert spec.recurrent.conv == 24576 and spec.recurrent.ssm == 524288
+
+
+@pytest.mark.parametrize(
+    "cfg, msg",
+    [
+        ({"model_type": "llama"}, "hidden_size"),
+        ({"hidden_size": 10, "num_hidden_layers": "x", "num_attention_heads": 2}, "number"),
+        ([], "JSON object"),
+    ],
+)
+def test_bad_configs_give_one_line_errors(cfg, msg):
+    with pytest.raises(LanderError, match=msg):
+        from_hf_config(cfg)
