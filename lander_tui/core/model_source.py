@@ -1,0 +1,62 @@
+"""Turn what the user typed (catalog name, config path, .gguf path, Hub id) into a model.
+
+`resolve_model` is the one door every front end uses (the `estimate` command and the dashboard),
+so a model means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lander_tui.core.catalog import find_model, get_model
+from lander_tui.core.errors import LanderError
+from lander_tui.core.model_spec import ModelSpec, from_hf_config, load_config_file
+from lander_tui.core.tensors import Tensor
+
+_HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(:[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model plus what we know exactly about its weights.
+
+    `tensors` holds a real GGUF file's tensors (exact types and bytes) when we read one, and
+    `file_quant` that file's type (e.g. "Q4_K_M"). `gguf_files` maps quant -> file size in bytes for
+    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count.
+    """
+
+    spec: ModelSpec
+    origin: str
+    tensors: tuple[Tensor, ...] | None = None
+    file_quant: str | None = None
+    gguf_files: dict[str, int] = field(default_factory=dict)
+    dtype_params: dict[str, int] = field(default_factory=dict)
+    detail: str = ""
+
+
+def resolve_model(text: str, *, offline: bool | None = None) -> ResolvedModel:
+    raw = text.strip()
+    if not raw:
+        raise LanderError("no model given: name a catalog model, a config.json, a .gguf file or a Hub id")
+    path = Path(raw).expanduser()
+    if raw.lower().endswith(".gguf"):
+        if not path.exists():
+            raise LanderError(f"no such GGUF file: {raw}")
+        from lander_tui.core.gguf_file import read_gguf
+
+        g = read_gguf(path)
+        return ResolvedModel(g.spec, "gguf", tensors=g.tensors, file_quant=g.file_type, detail=str(path))
+    if path.exists():
+        cfg = load_config_file(path)
+        name = (path if path.is_dir() else path.parent).name or "model"
+        return ResolvedModel(from_hf_config(cfg, name=name), "config", detail=str(path))
+    spec = find_model(raw)
+    if spec is not None:
+        return ResolvedModel(spec, "catalog", detail=spec.hf_repo or spec.name)
+    if _HUB_ID.match(raw):
+        from lander_tui.core import hub
+
+        return hub.resolve_hub_model(raw, offline=offline)
+    return ResolvedModel(get_model(raw), "catalog")  # raises with suggestions
