@@ -9,6 +9,7 @@ KV-cache types as llama.cpp and vLLM store them, and the Hugging Face weight for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lander_tui.core.errors import LanderError
 
@@ -99,6 +100,7 @@ KV_CACHE_TYPES: dict[str, BlockType] = {
 KV_ALIASES = {"fp16": "f16", "auto": "f16", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "q8": "q8_0", "q4": "q4_0"}
 
 
+@lru_cache(maxsize=64)
 def kv_cache_type(name: str) -> BlockType:
     key = name.strip().lower()
     key = KV_ALIASES.get(key, key)
@@ -196,6 +198,7 @@ _ALIASES = {
 }
 
 
+@lru_cache(maxsize=256)
 def weight_format(name: str) -> WeightFormat:
     """Parse a user's quant name: `Q4_K_M`, `BF16`, `FP8`, `GPTQ-4bit`, `AWQ`, `NF4`, `GPTQ-8bit-g64`..."""
     raw = name.strip()

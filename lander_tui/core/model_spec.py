@@ -118,9 +118,9 @@ class ModelSpec:
         """Exact parameter count: the sum of every tensor's elements (tied embeddings once)."""
         if self.exact_params:
             return self.exact_params
-        from lander_tui.core.tensors import model_tensors
+        from lander_tui.core.tensors import total_elements
 
-        return sum(t.n_elements for t in model_tensors(self))
+        return total_elements(self)
 
     @property
     def active_params(self) -> int:

@@ -54,6 +54,11 @@ def model_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=256)
+def total_elements(spec: ModelSpec) -> int:
+    return sum(t.n_elements for t in model_tensors(spec))
+
+
 def _layer(spec: ModelSpec, il: int, kind: str) -> list[Tensor]:
     H = spec.hidden_size
     p = f"blk.{il}."

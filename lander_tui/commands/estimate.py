@@ -1,0 +1,166 @@
+"""`lander-tui estimate MODEL ...`: the estimate as plain text (LLM-Lander's format) or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lander_tui.core.errors import LanderError
+
+DEFAULT_FREE_MIB = 24 * 1024 - 500.0  # a 24 GB card with the desktop holding a little
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate", help="longest context that fits, per quant and KV-cache type")
+    p.add_argument("model", nargs="?", help="catalog name, config.json path/folder, .gguf path, or ORG/NAME[:QUANT]")
+    p.add_argument("--quant", "-q", action="append", default=[], metavar="Q",
+                   help="weight format(s): Q4_K_M, Q8_0, BF16, FP8, AWQ, GPTQ-4bit, NF4 ... (repeat or comma-separate)")
+    p.add_argument("--kv-cache", "-k", action="append", default=[], metavar="T",
+                   help="KV-cache type(s): f16, q8_0, q4_0, fp8 ... (repeat or comma-separate)")
+    p.add_argument("--backend", "-b", default="llama.cpp", help="llama.cpp | ollama | vllm | transformers")
+    mem = p.add_mutually_exclusive_group()
+    mem.add_argument("--free-vram", type=float, metavar="MIB", help="free GPU memory to plan for, MiB")
+    mem.add_argument("--total-vram", type=float, metavar="MIB", help="a whole, empty GPU of this size, MiB")
+    mem.add_argument("--gpu", type=int, metavar="N", help="take GPU N's free memory now (NVML)")
+    mem.add_argument("--what-if", metavar="NAME", help='plan for a catalog GPU, e.g. "RTX 4090", "2x A100 80GB"')
+    p.add_argument("--context", "-c", type=int, metavar="N", help="report memory at this context (default: at the max)")
+    p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp flash attention (default on)")
+    p.add_argument("--parallel", "-np", type=int, metavar="N", help="parallel sequences / slots / requests")
+    p.add_argument("--ubatch", type=int, default=512, metavar="N", help="llama.cpp -ub (default 512)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F", help="vLLM (default 0.9)")
+    p.add_argument("--max-num-batched-tokens", type=int, default=8192, metavar="N", help="vLLM (default 8192)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a calibration constant, e.g. cuda_context_mib=450")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit")
+    p.set_defaults(func=run)
+
+
+def _split(values: list[str]) -> tuple[str, ...]:
+    return tuple(v.strip() for raw in values for v in raw.split(",") if v.strip())
+
+
+def _overrides(pairs: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise LanderError(f"--set takes NAME=NUMBER, got {pair!r}")
+    return out
+
+
+def memory_from_args(args: argparse.Namespace) -> tuple[float, float | None, str]:
+    """(free MiB, total MiB or None, where it came from)."""
+    if args.free_vram is not None:
+        if args.free_vram <= 0:
+            raise LanderError("--free-vram must be a positive number of MiB")
+        return args.free_vram, None, "given"
+    if args.total_vram is not None:
+        if args.total_vram <= 0:
+            raise LanderError("--total-vram must be a positive number of MiB")
+        return args.total_vram, args.total_vram, "whole GPU"
+    if args.gpu is not None:
+        from lander_tui.core.gpu import free_mib_of_gpu
+
+        name, free, total = free_mib_of_gpu(args.gpu)
+        return free, total, f"GPU {args.gpu} ({name}) free now"
+    if args.what_if:
+        from lander_tui.core.gpu import what_if
+
+        w = what_if(args.what_if)
+        if len(w.gpus) > 1:
+            raise LanderError(f"{w.label} has {len(w.gpus)} GPUs; multi-GPU plans are not supported yet, "
+                              "use a single-GPU name")
+        g = w.gpus[0]
+        return g.usable_mib, g.total_mib, f"what-if {w.label}"
+    return DEFAULT_FREE_MIB, None, "default (24 GB card)"
+
+
+def build_request(args: argparse.Namespace) -> Any:
+    from lander_tui.core.engines import EngineOptions
+    from lander_tui.core.estimate import EstimateRequest
+    from lander_tui.core.model_source import resolve_model
+
+    opts = EngineOptions(
+        flash_attn=None if args.flash_attn is None else args.flash_attn == "on",
+        n_parallel=args.parallel,
+        n_ubatch=args.ubatch,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        overrides=_overrides(args.set),
+    )
+    quants = _split(args.quant)
+    model = resolve_model(args.model)
+    free, total, _src = memory_from_args(args)
+    return EstimateRequest(model=model, backend=args.backend, quants=quants, kv_types=_split(args.kv_cache),
+                           free_mib=free, total_mib=total, context=args.context, options=opts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lander_tui.core.estimate import run_estimate
+
+    if args.list_models:
+        from lander_tui.core.catalog import catalog_models
+
+        for spec in catalog_models():
+            print(f"{spec.name:34} {spec.params / 1e9:8.2f}B  ctx {spec.max_context:>7}  {spec.hf_repo or ''}")
+        return 0
+    if not args.model:
+        raise LanderError("estimate needs a MODEL (try `lander-tui estimate llama-3.1-8b`, or --list-models)")
+    req = build_request(args)
+    est = run_estimate(req)
+    if args.json:
+        json.dump(est.as_json(), sys.stdout, indent=2)
+        print()
+    else:
+        print(format_plain(est))
+    return 0
+
+
+def format_plain(est: Any) -> str:
+    quants = ",".join(dict.fromkeys(r.quant for r in est.results))
+    lines = [f"=== {est.model} (quant={quants}) (params={est.params / 1e9:.2f}B) [{est.backend}] ===",
+             f"free_vram_mb: {est.free_mib:.2f}"]
+    if est.budget_mib != est.free_mib:
+        lines.append(f"budget_mb: {est.budget_mib:.2f}")
+    for r in est.results:
+        lines.append(f"[{r.quant}, kv {r.kv_cache}]")
+        if r.error:
+            lines.append(f"  error: {r.error}")
+            continue
+        lines += [
+            f"  max_context_length: {r.max_context}",
+            f"  model_max_context: {r.model_max_context}",
+            f"  at_context: {r.context}",
+            f"  model_weight_mb: {r.weights_mib:.2f}",
+            f"  kv_cache_mb: {r.kv_cache_mib:.2f}",
+            f"  compute_mb: {r.compute_mib:.2f}",
+            f"  overhead_mb: {r.overhead_mib:.2f}",
+            f"  total_memory_mb: {r.total_mib:.2f}",
+            f"  fits_in_vram: {r.fits}",
+        ]
+        if r.max_concurrency is not None:
+            lines.append(f"  max_concurrency: {r.max_concurrency:.2f}")
+    rec = est.recommendation
+    lines.append(f"recommendation: {rec.quant or '-'} kv {rec.kv_cache or '-'} ({rec.reason})")
+    lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
+
+
+def run_default() -> int:
+    """What bare `lander-tui` prints until the dashboard exists: the default model's estimate."""
+    from lander_tui.core.catalog import DEFAULT_MODEL
+    from lander_tui.core.estimate import run_estimate
+
+    args = argparse.Namespace(model=DEFAULT_MODEL, quant=[], kv_cache=[], backend="llama.cpp", free_vram=None,
+                              total_vram=None, gpu=None, what_if=None, context=None, flash_attn=None,
+                              parallel=None, ubatch=512, gpu_memory_utilization=0.9,
+                              max_num_batched_tokens=8192, set=[], json=False)
+    print(format_plain(run_estimate(build_request(args))))
+    return 0

@@ -1,0 +1,152 @@
+"""llama.cpp (and Ollama, which runs llama-server) GPU memory, buffer by buffer.
+
+Mirrors what llama.cpp allocates with every layer on one GPU (`-ngl 999`): the model buffer
+(everything but `token_embd`, which stays in host memory; a tied output is duplicated onto the
+GPU), the KV cache (cells padded to 256, iSWA layers hold window + ubatch, MLA caches only the
+latent, recurrent layers a constant F32 state), the compute buffer (the larger of the logits phase
+and the attention phase of the worst-case graph), and the CUDA context that ggml does not see.
+Sources: shared/research/estimator-anchors.md §1 and the measured rows in shared/ground-truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions, pad
+from lander_tui.core.errors import LanderError
+from lander_tui.core.formats import BlockType, kv_cache_type
+from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.weights import WeightSet, gguf_weights
+
+
+@dataclass(frozen=True)
+class LlamaCppCalibration(Calibration):
+    """Constants that are not format facts, each with where it comes from."""
+
+    #: CUDA context + cuBLAS + kernels: NVML process memory minus llama.cpp's own `self`
+    #: (589-591 MiB in every shared/ground-truth/llama.cpp.jsonl row, H100, CUDA 13). Smaller GPUs
+    #: and older CUDA use less, so this errs on the safe side there.
+    cuda_context_mib: float = 592.0
+    #: Extra free memory to leave, like `--fit`'s target (llama.cpp defaults `-fitt` to 1024 MiB;
+    #: a plain `-c N -ngl 999` run needs none).
+    margin_mib: float = 0.0
+    #: Graph tensors of width n_embd x n_ubatch (f32) alive beside the attention scratch: hidden state,
+    #: residual, Q and the attention output with flash attention (fits the 131k q8_0 rows exactly).
+    fa_embd_tensors: float = 4.0
+    #: The same without flash attention (fits the 4k and 32k no-FA rows: 300 and 2148 MiB).
+    nofa_embd_tensors: float = 4.5
+    #: Host compute buffer: input embeddings stage, n_embd x n_ubatch f32 tensors.
+    host_embd_tensors: float = 2.0
+
+
+def _kv_row_bytes(kv: BlockType, n: int) -> int:
+    return kv.row_bytes(n) if n else 0
+
+
+@dataclass(frozen=True)
+class LlamaCpp:
+    name: str = "llama.cpp"
+    label: str = "llama.cpp"
+    pad_cells: int = 256
+    defaults_parallel: int = 1
+
+    def granularity(self, opts: EngineOptions) -> int:
+        return self.pad_cells
+
+    def default_quant(self, model: Any) -> str:
+        return model.file_quant or "Q4_K_M"
+
+    def default_kv(self) -> str:
+        return "f16"
+
+    def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
+        return LlamaCppCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
+
+    def weights(self, model: Any, quant: str) -> WeightSet:
+        return gguf_weights(model.spec, quant, model.tensors, model.file_quant)
+
+    def gpu_weight_bytes(self, spec: ModelSpec, w: WeightSet) -> tuple[int, int]:
+        """(GPU bytes, host bytes): token_embd stays on the CPU; a tied output is duplicated on the GPU."""
+        emb = w.bytes_of("token_embd.weight")
+        gpu = w.total_bytes - emb
+        if not w.has("output.weight"):
+            gpu += emb
+        return gpu, emb
+
+    def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
+        spec: ModelSpec = model.spec
+        cal = self.calibration(opts)
+        kv = kv_cache_type(kv_type)
+        fa = True if opts.flash_attn is None else opts.flash_attn
+        if kv.block > 1 and not fa and not spec.mla:
+            raise LanderError(f"a quantized V cache ({kv_type}) needs flash attention in llama.cpp")
+        n_par = opts.n_parallel or self.defaults_parallel
+        w = self.weights(model, quant)
+        gpu_w, host_w = self.gpu_weight_bytes(spec, w)
+
+        ctx = np.asarray(ctx, dtype=np.int64)
+        n_ctx = pad(np.maximum(ctx, 1), self.pad_cells)
+        if opts.kv_unified or n_par == 1:
+            n_ctx_seq, streams = n_ctx, 1
+        else:
+            n_ctx_seq = pad(n_ctx // n_par, self.pad_cells)
+            n_ctx, streams = n_ctx_seq * n_par, n_par
+        n_ub = np.minimum(min(opts.n_ubatch, opts.n_batch), n_ctx)
+
+        k_vals, v_vals = spec.kv_values_per_token()
+        per_cell = _kv_row_bytes(kv, k_vals) + _kv_row_bytes(kv, v_vals)
+        swa_seqs = n_par if opts.kv_unified else 1
+        n_rec = spec.count(RECURRENT) if spec.recurrent else 0
+        n_swa = spec.count(SWA) if spec.llamacpp_uses_swa else 0
+        n_full = spec.n_layers - n_rec - n_swa
+        kv_bytes = (per_cell * n_ctx_seq * streams * n_full).astype(np.float64)
+        if n_swa:
+            cells = np.minimum(n_ctx_seq, pad((spec.sliding_window or 0) * swa_seqs + n_ub, self.pad_cells))
+            kv_bytes = kv_bytes + per_cell * cells * streams * n_swa
+        if n_rec and spec.recurrent:
+            kv_bytes = kv_bytes + n_rec * (spec.recurrent.conv + spec.recurrent.ssm) * 4 * n_par
+
+        # Compute buffer: the worst-case graph at n_ubatch tokens against a full KV (n_kv = n_ctx).
+        H, V = spec.hidden_size, spec.vocab_size
+        embd = H * n_ub * 4
+        logits_phase = (V * np.minimum(n_ub, opts.n_batch) * 4) + embd
+        n_kv = n_ctx_seq
+        if fa:
+            attn = n_kv * n_ub * 2 + cal.fa_embd_tensors * embd  # f16 mask
+            if kv.block > 1 or kv.name not in ("F16",):  # quantized/non-f16 K,V are cast to f16 per layer
+                attn = attn + n_kv * (k_vals + v_vals) * 2
+        else:
+            attn = n_kv * n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
+        ff = max(spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0,
+                 spec.moe.n_used * spec.moe.expert_ff if spec.moe else 0)
+        ffn_phase = 3 * ff * n_ub * 4 + 2 * embd
+        compute = np.maximum(np.maximum(logits_phase, attn), ffn_phase).astype(np.float64)
+
+        overhead = np.full(n_ctx.shape, (cal.cuda_context_mib + cal.margin_mib) * MIB)
+        host_compute = cal.host_embd_tensors * embd + n_kv * n_ub * (2 if fa else 4)
+        host = host_w + host_compute + V * max(1, n_par) * 4
+        return Breakdown(
+            context=n_ctx, weights=float(gpu_w), kv=kv_bytes, compute=compute, overhead=overhead,
+            host=np.asarray(host, dtype=np.float64),
+            parts={"cuda_context": np.full(n_ctx.shape, cal.cuda_context_mib * MIB),
+                   "logits": logits_phase.astype(np.float64), "token_embd_host": float(host_w)},
+        )
+
+
+@dataclass(frozen=True)
+class Ollama(LlamaCpp):
+    """Ollama runs llama-server with `-c num_ctx*np -np np`, f16 KV, flash attention on supported GPUs.
+
+    Because it always passes `-c`, llama.cpp's `--fit` only moves layers: a model stays fully on the
+    GPU when the buffers plus fit's default 1024 MiB target fit in free memory (estimator-anchors §2.3).
+    """
+
+    name: str = "ollama"
+    label: str = "Ollama"
+
+    def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
+        base = LlamaCppCalibration(margin_mib=1024.0)
+        return base.with_overrides(opts.overrides)  # type: ignore[return-value]

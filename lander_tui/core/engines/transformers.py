@@ -1,0 +1,97 @@
+"""Hugging Face Transformers (`generate` with a DynamicCache) GPU memory.
+
+Weights as loaded (bf16/fp16, or GPTQ/AWQ/NF4 packed matrices), the DynamicCache (every layer
+holds K and V for every token; sliding-window layers keep `window - 1`; DeepSeek MLA is cached
+expanded per head), the prefill activation peak (MLP intermediates of the whole prompt), the
+caching allocator's reserve above its peak, and the CUDA context outside torch's view.
+Calibrated on shared/ground-truth/transformers.jsonl (torch 2.11, transformers 5.17, H100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions
+from lander_tui.core.errors import LanderError
+from lander_tui.core.formats import torch_dtype_format
+from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.weights import hf_weights
+
+
+@dataclass(frozen=True)
+class TransformersCalibration(Calibration):
+    #: NVML process memory minus torch's reserved memory: CUDA context, cuBLAS workspace, kernels
+    #: (686-694 MiB in every hf_ctx row, H100, torch 2.11).
+    cuda_context_mib: float = 700.0
+    #: Prefill peak per prompt token, in intermediate_size values (16-bit): the activated gate, up
+    #: and their product are alive together in the last layer's MLP. Fitted on hf_ctx rows:
+    #: (peak_allocated - weights - kv) / ctx; llama-3.1-8b minus qwen3-8b isolates 3.0 exactly.
+    act_ff_tensors: float = 3.0
+    #: ... plus this many hidden-size vectors (residual, normed input, attention output): 3.18 fitted.
+    act_hidden_tensors: float = 3.2
+    #: ... plus this many copies of one layer's K+V (projections before the cache takes them;
+    #: large for MHA models such as Phi-3): 1.78 fitted.
+    act_kv_tensors: float = 1.8
+    #: The caching allocator holds 10-25 % more than its peak allocation on long prompts
+    #: (peak_reserved / peak_allocated in the hf_ctx rows); budgeted on what grows with context.
+    allocator_reserve: float = 0.23
+    #: Reserve the allocator keeps above the weights after loading (reserved/allocated - 1).
+    weights_reserve: float = 0.01
+
+
+@dataclass(frozen=True)
+class Transformers:
+    name: str = "transformers"
+    label: str = "Transformers"
+
+    def granularity(self, opts: EngineOptions) -> int:
+        return 256
+
+    def default_quant(self, model: Any) -> str:
+        return torch_dtype_format(model.spec.torch_dtype)
+
+    def default_kv(self) -> str:
+        return "bf16"
+
+    def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
+        spec: ModelSpec = model.spec
+        cal = TransformersCalibration().with_overrides(opts.overrides)
+        assert isinstance(cal, TransformersCalibration)
+        kv_bytes_per = {"bf16": 2, "f16": 2, "fp16": 2, "auto": 2, "f32": 4}.get(kv_type.lower())
+        if kv_bytes_per is None:
+            raise LanderError(f"Transformers' DynamicCache holds the model dtype; KV type {kv_type} is not supported")
+        w = hf_weights(spec, quant)
+        weights = float(w.total_bytes)
+        ctx = np.asarray(ctx, dtype=np.int64)
+        batch = opts.n_parallel or 1
+        k_vals, v_vals = spec.kv_values_per_token(expanded_mla=True)
+        per_tok_layer = (k_vals + v_vals) * kv_bytes_per
+        n_rec = spec.count(RECURRENT) if spec.recurrent else 0
+        n_swa = spec.count(SWA) if spec.sliding_window else 0
+        n_full = spec.n_layers - n_rec - n_swa
+        kv = (per_tok_layer * ctx * n_full).astype(np.float64)
+        if n_swa:
+            kv = kv + n_swa * per_tok_layer * np.minimum(ctx, (spec.sliding_window or 1) - 1)
+        if n_rec and spec.recurrent:
+            kv = kv + n_rec * (spec.recurrent.conv + spec.recurrent.ssm) * kv_bytes_per
+        kv = kv * batch
+        ff = spec.intermediate_size
+        if spec.moe:
+            ff = spec.moe.n_used * spec.moe.expert_ff + spec.moe.shared_ff
+            if spec.moe.dense_layers:
+                ff = max(ff, spec.intermediate_size)
+        act_per_tok = (cal.act_ff_tensors * ff + cal.act_hidden_tensors * spec.hidden_size) * 2 \
+            + cal.act_kv_tensors * per_tok_layer
+        act = act_per_tok * ctx * batch
+        if n_swa:  # during prefill the windowed layers still hold the whole prompt's K/V
+            act = act + n_swa * per_tok_layer * np.maximum(0, ctx - ((spec.sliding_window or 1) - 1)) * batch
+        reserve = cal.allocator_reserve * (kv + act) + cal.weights_reserve * weights
+        ctx_mib = cal.cuda_context_mib * MIB
+        return Breakdown(
+            context=ctx, weights=weights, kv=kv, compute=act.astype(np.float64),
+            overhead=reserve + ctx_mib, host=np.zeros(ctx.shape),
+            parts={"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
+        )

@@ -1,0 +1,96 @@
+"""vLLM GPU memory: a budget of `total x gpu_memory_utilization`, and the KV cache gets the rest.
+
+vLLM sizes itself, not the model: it takes `total_memory x gpu_memory_utilization` (a fraction of
+*total*, default 0.9; newer releases 0.92), subtracts the weights, the activation peak of a dummy
+forward of `max_num_batched_tokens`, non-torch memory and the CUDA-graph estimate, and fills the
+rest with 16-token KV blocks. A context fits when one request of that length fits in those blocks;
+"maximum concurrency" is how many such requests fit at once (vllm/v1/core/kv_cache_utils.py).
+Sources: shared/research/estimator-anchors.md §3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions, pad
+from lander_tui.core.errors import LanderError
+from lander_tui.core.formats import torch_dtype_format
+from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.weights import hf_weights
+
+
+@dataclass(frozen=True)
+class VllmCalibration(Calibration):
+    #: Non-torch memory: CUDA context growth, NCCL/custom all-reduce buffers, cuBLAS (0.2-2 GiB in
+    #: vLLM logs; ~0.5 GiB on one GPU).
+    non_torch_mib: float = 512.0
+    #: CUDA-graph memory, reserved inside the budget since v0.21 ("measured 0.26-0.6 GiB in logs").
+    cuda_graph_mib: float = 512.0
+    #: Activation peak of the profiling forward, per batched token, in hidden-size units (f16/bf16):
+    #: hidden, residual, qkv and attention output.
+    act_hidden_tensors: float = 6.0
+    #: ... and in intermediate-size units (gate/up and the activated product).
+    act_ff_tensors: float = 3.0
+    #: Sampler rows of logits (f32) and probabilities kept during profiling, per sequence.
+    sampler_logit_copies: float = 2.0
+
+
+@dataclass(frozen=True)
+class Vllm:
+    name: str = "vllm"
+    label: str = "vLLM"
+
+    def granularity(self, opts: EngineOptions) -> int:
+        return opts.block_size
+
+    def default_quant(self, model: Any) -> str:
+        return torch_dtype_format(model.spec.torch_dtype)
+
+    def default_kv(self) -> str:
+        return "auto"
+
+    def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
+        spec: ModelSpec = model.spec
+        cal = VllmCalibration().with_overrides(opts.overrides)
+        assert isinstance(cal, VllmCalibration)
+        kvb = {"auto": 2.0, "bf16": 2.0, "f16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0,
+               "fp8_e5m2": 1.0, "f32": 4.0}.get(kv_type.lower())
+        if kvb is None:
+            raise LanderError(f"vLLM KV cache types are auto, bf16, fp16 and fp8, not {kv_type}")
+        w = hf_weights(spec, quant)
+        weights = float(w.total_bytes)
+        ctx = np.asarray(ctx, dtype=np.int64)
+        block = opts.block_size
+        n_req = opts.n_parallel or 1
+        k_vals, v_vals = spec.kv_values_per_token()
+        page = block * (k_vals + v_vals) * kvb  # bytes of one block of one layer
+        T = opts.max_num_batched_tokens
+        n_rec = spec.count(RECURRENT) if spec.recurrent else 0
+        n_swa = spec.count(SWA) if spec.sliding_window else 0
+        n_full = spec.n_layers - n_rec - n_swa
+        kv = ((-(-ctx // block)) * page * n_full).astype(np.float64)
+        if n_swa:
+            blocks = -(-np.minimum((spec.sliding_window or 1) - 1 + T, ctx) // block) + 1
+            kv = kv + n_swa * blocks * page
+        if n_rec and spec.recurrent:
+            kv = kv + n_rec * 2 * (spec.recurrent.conv + spec.recurrent.ssm) * kvb  # 'align' mode: 2 pages
+        kv = kv * n_req
+        ff = spec.intermediate_size
+        if spec.moe:
+            ff = max(spec.moe.n_used * spec.moe.expert_ff + spec.moe.shared_ff,
+                     spec.intermediate_size if spec.moe.dense_layers else 0)
+        act = T * (cal.act_hidden_tensors * spec.hidden_size + cal.act_ff_tensors * ff) * 2 \
+            + opts.max_num_seqs * spec.vocab_size * 4 * cal.sampler_logit_copies
+        graphs = cal.cuda_graph_mib * MIB if opts.cuda_graphs else 0.0
+        overhead = np.full(ctx.shape, cal.non_torch_mib * MIB + graphs)
+        return Breakdown(
+            context=pad(ctx, block), weights=weights, kv=kv, compute=np.full(ctx.shape, float(act)),
+            overhead=overhead, host=np.zeros(ctx.shape),
+            parts={"cuda_graphs": np.full(ctx.shape, graphs), "non_torch": np.full(ctx.shape, cal.non_torch_mib * MIB)},
+        )
+
+    def kv_bytes_per_request(self, bd: Breakdown, n_req: int) -> np.ndarray:
+        return np.asarray(bd.kv) / max(1, n_req)

@@ -1,0 +1,109 @@
+"""Weight bytes per tensor for a model stored in a given format.
+
+GGUF formats use a real file's tensor types when we have the header, else llama.cpp's quantizer
+rules (`ggml_quant.py`). Hugging Face formats (BF16/FP8/GPTQ/AWQ/NF4) store the 2-D matrices in the
+format and keep norms, biases, routers, embeddings and the LM head in the checkpoint dtype, as
+vLLM and Transformers load them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+from lander_tui.core.errors import LanderError
+from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, weight_format
+from lander_tui.core.ggml_quant import predict_tensor_types
+from lander_tui.core.model_spec import ModelSpec
+from lander_tui.core.tensors import Tensor, model_tensors
+
+
+@dataclass(frozen=True)
+class SizedTensor:
+    tensor: Tensor
+    dtype: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """Every tensor with its storage type and exact bytes; `exact` when read from a real file."""
+
+    quant: str
+    tensors: tuple[SizedTensor, ...]
+    exact: bool
+
+    @cached_property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    @cached_property
+    def _by_name(self) -> dict[str, int]:
+        return {t.tensor.name: t.nbytes for t in self.tensors}
+
+    def bytes_of(self, name: str) -> int:
+        return self._by_name.get(name, 0)
+
+    def has(self, name: str) -> bool:
+        return name in self._by_name
+
+    def layer_bytes(self) -> dict[int | None, int]:
+        out: dict[int | None, int] = {}
+        for t in self.tensors:
+            out[t.tensor.layer] = out.get(t.tensor.layer, 0) + t.nbytes
+        return out
+
+    @cached_property
+    def bits_per_weight(self) -> float:
+        n = sum(t.tensor.n_elements for t in self.tensors)
+        return 8.0 * self.total_bytes / max(1, n)
+
+
+def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] | None = None,
+                 file_quant: str | None = None) -> WeightSet:
+    """llama.cpp weights. A real file's tensors are exact when `quant` is that file's type."""
+    fmt = weight_format(quant)
+    if fmt.kind != "gguf":
+        raise LanderError(f"{quant} is not a GGUF type; llama.cpp/Ollama take e.g. Q4_K_M, Q8_0, F16")
+    if file_tensors is not None and (file_quant is None or file_quant.upper() == fmt.name):
+        return WeightSet(fmt.name, tuple(
+            SizedTensor(t, t.ggml_type or "F32", t.nbytes if t.nbytes is not None
+                        else ggml_type(t.ggml_type or "F32").nbytes(t.n_elements))
+            for t in file_tensors), exact=True)
+    return _predicted_gguf(spec, fmt.name)
+
+
+@lru_cache(maxsize=512)
+def _predicted_gguf(spec: ModelSpec, ftype: str) -> WeightSet:
+    tensors = model_tensors(spec)
+    types = predict_tensor_types(spec, tensors, ftype)
+    return WeightSet(ftype, tuple(
+        SizedTensor(t, types[t.name], ggml_type(types[t.name]).nbytes(t.n_elements)) for t in tensors
+    ), exact=False)
+
+
+_KEEP_DTYPE = ("token_embd", "output.weight", "ffn_gate_inp")
+
+
+@lru_cache(maxsize=512)
+def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
+    """Weights as vLLM/Transformers hold them for a Hugging Face checkpoint in format `quant`."""
+    fmt = weight_format(quant)
+    if fmt.kind == "gguf" and fmt.name not in FLOAT_FORMATS:
+        raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ or NF4")
+    base_bytes = 4 if spec.torch_dtype == "float32" else 2
+    sized = []
+    for t in model_tensors(spec):
+        if fmt.kind == "gguf":  # F32/F16/BF16: every tensor in that dtype
+            nbytes = t.n_elements * (4 if fmt.name == "F32" else 2)
+            dtype = fmt.name
+        elif t.is_matrix and not t.name.startswith(_KEEP_DTYPE):
+            nbytes, dtype = round(_matrix_bytes(fmt, t)), fmt.name
+        else:
+            nbytes, dtype = t.n_elements * base_bytes, "BF16" if base_bytes == 2 else "F32"
+        sized.append(SizedTensor(t, dtype, nbytes))
+    return WeightSet(fmt.name, tuple(sized), exact=False)
+
+
+def _matrix_bytes(fmt: WeightFormat, t: Tensor) -> float:
+    return fmt.matrix_bytes(t.n_elements)
