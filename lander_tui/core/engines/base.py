@@ -99,8 +99,11 @@ class Calibration:
 
 
 class Engine(Protocol):
-    name: str
-    label: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
 
     def granularity(self, opts: EngineOptions) -> int: ...
 
