@@ -18,7 +18,7 @@ import numpy as np
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions, pad
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import BlockType, kv_cache_type
-from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.weights import WeightSet, gguf_weights
 
 
@@ -76,64 +76,97 @@ class LlamaCpp:
             gpu += emb
         return gpu, emb
 
-    def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
-        spec: ModelSpec = model.spec
-        cal = self.calibration(opts)
+    def check(self, spec: ModelSpec, kv_type: str, opts: EngineOptions) -> tuple[BlockType, bool]:
+        """The KV type and whether flash attention is on; refuses what llama.cpp refuses."""
         kv = kv_cache_type(kv_type)
         fa = True if opts.flash_attn is None else opts.flash_attn
         if kv.block > 1 and not fa and not spec.mla:
             raise LanderError(f"a quantized V cache ({kv_type}) needs flash attention in llama.cpp")
-        n_par = opts.n_parallel or self.defaults_parallel
-        w = self.weights(model, quant)
-        gpu_w, host_w = self.gpu_weight_bytes(spec, w)
+        return kv, fa
 
-        ctx = np.asarray(ctx, dtype=np.int64)
-        n_ctx = pad(np.maximum(ctx, 1), self.pad_cells)
+    def geometry(self, ctx: np.ndarray, opts: EngineOptions) -> Geometry:
+        """Context cells as llama.cpp rounds them (`n_ctx` padded to 256; per-sequence streams)."""
+        n_par = opts.n_parallel or self.defaults_parallel
+        n_ctx = pad(np.maximum(np.asarray(ctx, dtype=np.int64), 1), self.pad_cells)
         if opts.kv_unified or n_par == 1:
             n_ctx_seq, streams = n_ctx, 1
         else:
             n_ctx_seq = pad(n_ctx // n_par, self.pad_cells)
             n_ctx, streams = n_ctx_seq * n_par, n_par
         n_ub = np.minimum(min(opts.n_ubatch, opts.n_batch), n_ctx)
+        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch))
 
+    def kv_layer_bytes(self, spec: ModelSpec, kv: BlockType, geo: Geometry) -> dict[str, np.ndarray]:
+        """KV (or recurrent state) bytes of ONE layer of each kind: "full", "swa", "recurrent"."""
         k_vals, v_vals = spec.kv_values_per_token()
         per_cell = _kv_row_bytes(kv, k_vals) + _kv_row_bytes(kv, v_vals)
-        swa_seqs = n_par if opts.kv_unified else 1
-        n_rec = spec.count(RECURRENT) if spec.recurrent else 0
-        n_swa = spec.count(SWA) if spec.llamacpp_uses_swa else 0
-        n_full = spec.n_layers - n_rec - n_swa
-        kv_bytes = (per_cell * n_ctx_seq * streams * n_full).astype(np.float64)
-        if n_swa:
-            cells = np.minimum(n_ctx_seq, pad((spec.sliding_window or 0) * swa_seqs + n_ub, self.pad_cells))
-            kv_bytes = kv_bytes + per_cell * cells * streams * n_swa
-        if n_rec and spec.recurrent:
-            kv_bytes = kv_bytes + n_rec * (spec.recurrent.conv + spec.recurrent.ssm) * 4 * n_par
+        out = {FULL: (per_cell * geo.n_ctx_seq * geo.streams).astype(np.float64)}
+        if spec.llamacpp_uses_swa:
+            swa_seqs = geo.n_par if geo.unified else 1
+            cells = np.minimum(geo.n_ctx_seq, pad((spec.sliding_window or 0) * swa_seqs + geo.n_ub, self.pad_cells))
+            out[SWA] = (per_cell * cells * geo.streams).astype(np.float64)
+        else:
+            out[SWA] = out[FULL]
+        rec = (spec.recurrent.conv + spec.recurrent.ssm) * 4 * geo.n_par if spec.recurrent else 0
+        out[RECURRENT] = np.full(geo.n_ctx.shape, float(rec))
+        return out
 
-        # Compute buffer: the worst-case graph at n_ubatch tokens against a full KV (n_kv = n_ctx).
+    def compute_phases(self, spec: ModelSpec, kv: BlockType, fa: bool, geo: Geometry,
+                       cal: LlamaCppCalibration) -> dict[str, np.ndarray]:
+        """Peaks of the worst-case graph at n_ubatch tokens against a full KV (n_kv = n_ctx).
+
+        The compute buffer of a device is the largest phase it runs: the logits phase only on the
+        device that holds the output layer.
+        """
         H, V = spec.hidden_size, spec.vocab_size
-        embd = H * n_ub * 4
-        logits_phase = (V * np.minimum(n_ub, opts.n_batch) * 4) + embd
-        n_kv = n_ctx_seq
+        k_vals, v_vals = spec.kv_values_per_token()
+        embd = H * geo.n_ub * 4
+        logits = V * np.minimum(geo.n_ub, geo.n_batch) * 4 + embd
+        n_kv = geo.n_ctx_seq
         if fa:
-            attn = n_kv * n_ub * 2 + cal.fa_embd_tensors * embd  # f16 mask
-            if kv.block > 1 or kv.name not in ("F16",):  # quantized/non-f16 K,V are cast to f16 per layer
+            attn = n_kv * geo.n_ub * 2 + cal.fa_embd_tensors * embd  # f16 mask
+            if kv.name != "F16":  # quantized (or f32) K and V are cast to f16, one layer at a time
                 attn = attn + n_kv * (k_vals + v_vals) * 2
         else:
-            attn = n_kv * n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
+            attn = n_kv * geo.n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
         ff = max(spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0,
                  spec.moe.n_used * spec.moe.expert_ff if spec.moe else 0)
-        ffn_phase = 3 * ff * n_ub * 4 + 2 * embd
-        compute = np.maximum(np.maximum(logits_phase, attn), ffn_phase).astype(np.float64)
+        ffn = 3 * ff * geo.n_ub * 4 + 2 * embd
+        host = cal.host_embd_tensors * embd + n_kv * geo.n_ub * (2 if fa else 4)
+        return {"logits": logits.astype(np.float64), "attention": np.asarray(attn, dtype=np.float64),
+                "ffn": ffn.astype(np.float64), "host": np.asarray(host, dtype=np.float64)}
 
-        overhead = np.full(n_ctx.shape, (cal.cuda_context_mib + cal.margin_mib) * MIB)
-        host_compute = cal.host_embd_tensors * embd + n_kv * n_ub * (2 if fa else 4)
-        host = host_w + host_compute + V * max(1, n_par) * 4
+    def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
+        """Everything on one GPU (`-ngl 999`)."""
+        spec: ModelSpec = model.spec
+        cal = self.calibration(opts)
+        kv, fa = self.check(spec, kv_type, opts)
+        gpu_w, host_w = self.gpu_weight_bytes(spec, self.weights(model, quant))
+        geo = self.geometry(ctx, opts)
+        per_layer = self.kv_layer_bytes(spec, kv, geo)
+        kinds = spec.kinds()
+        kv_bytes = sum((per_layer[k] * kinds.count(k) for k in (FULL, SWA, RECURRENT)), np.zeros(geo.n_ctx.shape))
+        ph = self.compute_phases(spec, kv, fa, geo, cal)
+        compute = np.maximum(np.maximum(ph["logits"], ph["attention"]), ph["ffn"])
+        overhead = np.full(geo.n_ctx.shape, (cal.cuda_context_mib + cal.margin_mib) * MIB)
+        host = host_w + ph["host"] + spec.vocab_size * max(1, geo.n_par) * 4
         return Breakdown(
-            context=n_ctx, weights=float(gpu_w), kv=kv_bytes, compute=compute, overhead=overhead,
+            context=geo.n_ctx, weights=float(gpu_w), kv=kv_bytes, compute=compute, overhead=overhead,
             host=np.asarray(host, dtype=np.float64),
-            parts={"cuda_context": np.full(n_ctx.shape, cal.cuda_context_mib * MIB),
-                   "logits": logits_phase.astype(np.float64), "token_embd_host": float(host_w)},
+            parts={"cuda_context": np.full(geo.n_ctx.shape, cal.cuda_context_mib * MIB),
+                   "logits": ph["logits"], "token_embd_host": float(host_w)},
         )
+
+
+@dataclass(frozen=True)
+class Geometry:
+    n_ctx: np.ndarray
+    n_ctx_seq: np.ndarray
+    streams: int
+    n_ub: np.ndarray
+    n_par: int
+    unified: bool
+    n_batch: int
 
 
 @dataclass(frozen=True)
