@@ -1,0 +1,133 @@
+"""Immutable GPU snapshots: what every GPU holds at one instant, and why when we cannot tell.
+
+A poll never raises for a hardware or driver problem; it returns a `Snapshot` whose `state`
+names the problem and whose `message` is one actionable line, so the CLI can print it and the
+dashboard can show it in place. Per-GPU trouble (a card lost mid-run, unified memory, fields
+the card does not report) lives on the `GpuInfo` itself, so the other cards stay visible.
+Memory is in MiB (2**20 bytes), as nvidia-smi prints it; `None` always means N/A.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Snapshot.state values. Everything except OK means "no GPU to show" and comes with a message.
+OK = "ok"
+LIBRARY_MISSING = "library_missing"  # no libnvidia-ml.so.1 (no driver installed) or no nvidia-ml-py
+DRIVER_NOT_LOADED = "driver_not_loaded"  # library present, kernel module not loaded
+DRIVER_MISMATCH = "driver_mismatch"  # user-space library and kernel module from different drivers
+NO_PERMISSION = "no_permission"  # /dev/nvidia* not accessible to this user
+NO_GPUS = "no_gpus"  # NVML works but sees no device (or all are hidden)
+NVML_ERROR = "nvml_error"  # any other NVML start-up failure
+STATES = (OK, LIBRARY_MISSING, DRIVER_NOT_LOADED, DRIVER_MISMATCH, NO_PERMISSION, NO_GPUS, NVML_ERROR)
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    """One process holding GPU memory. `resolved` is False when psutil cannot see the PID
+    (typically a host PID seen from inside a container); it is still listed with its memory."""
+
+    pid: int
+    used_mib: float | None  # None: the driver does not report per-process memory (WDDM, MIG)
+    command: str | None = None
+    user: str | None = None
+    kind: str = "C"  # "C" compute, "G" graphics, "C+G" both
+    resolved: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    """One GPU at one instant. `free_mib` is what a new process can allocate (NVML memory v2)."""
+
+    index: int  # NVML index = nvidia-smi index (PCI order)
+    name: str
+    uuid: str = ""
+    cuda_index: int | None = None  # position under CUDA_VISIBLE_DEVICES; None = hidden from CUDA
+    total_mib: float | None = None
+    used_mib: float | None = None
+    free_mib: float | None = None
+    reserved_mib: float | None = None  # driver/firmware reserve; None on drivers without memory v2
+    util_percent: float | None = None
+    mem_bw_percent: float | None = None  # NVML "memory utilisation" is bandwidth, not capacity
+    temp_c: float | None = None
+    power_w: float | None = None
+    power_cap_w: float | None = None
+    processes: tuple[GpuProcess, ...] = ()
+    what_if: bool = False
+    lost: bool = False
+    unified_memory: bool = False  # memory shared with the host: figures come from host RAM
+    note: str = ""  # one line about anything unusual on this GPU
+
+    @property
+    def label(self) -> str:
+        """`0` or `0 (cuda 1)` when CUDA numbers it differently."""
+        if self.cuda_index is not None and self.cuda_index != self.index:
+            return f"{self.index} (cuda {self.cuda_index})"
+        return str(self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """All GPUs at one instant (`taken_at`, seconds since the epoch)."""
+
+    gpus: tuple[GpuInfo, ...]
+    state: str = OK
+    message: str = ""  # one line; for OK snapshots a warning about lost/odd GPUs, else empty
+    taken_at: float = 0.0
+    driver: str | None = None
+    source: str = "nvml"  # "nvml", "fake" or "what-if"
+
+    @property
+    def ok(self) -> bool:
+        return self.state == OK
+
+    def gpu(self, index: int) -> GpuInfo | None:
+        for g in self.gpus:
+            if g.index == index:
+                return g
+        return None
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def gpu_to_dict(g: GpuInfo) -> dict[str, Any]:
+    """The `lander-tui gpus --json` object for one GPU (sizes in MiB, like nvidia-smi)."""
+    return {
+        "gpu_index": g.index,
+        "cuda_index": g.cuda_index,
+        "gpu_name": g.name,
+        "uuid": g.uuid,
+        "total_vram_mb": _r(g.total_mib),
+        "used_vram_mb": _r(g.used_mib),
+        "free_vram_mb": _r(g.free_mib),
+        "reserved_vram_mb": _r(g.reserved_mib),
+        "util_percent": g.util_percent,
+        "mem_bw_percent": g.mem_bw_percent,
+        "temp_c": g.temp_c,
+        "power_w": _r(g.power_w),
+        "power_cap_w": _r(g.power_cap_w),
+        "what_if": g.what_if,
+        "lost": g.lost,
+        "unified_memory": g.unified_memory,
+        "note": g.note,
+        "processes": [
+            {
+                "pid": p.pid,
+                "used_vram_mb": _r(p.used_mib),
+                "command": p.command,
+                "user": p.user,
+                "kind": p.kind,
+                "resolved": p.resolved,
+            }
+            for p in g.processes
+        ],
+    }
+
+
+def snapshot_to_json(s: Snapshot) -> list[dict[str, Any]]:
+    return [gpu_to_dict(g) for g in s.gpus]
