@@ -21,9 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="KV-cache type(s): f16, q8_0, q4_0, fp8 ... (repeat or comma-separate)")
     p.add_argument("--backend", "-b", default="llama.cpp", help="llama.cpp | ollama | vllm | transformers")
     mem = p.add_mutually_exclusive_group()
-    mem.add_argument("--free-vram", type=float, metavar="MIB", help="free GPU memory to plan for, MiB")
-    mem.add_argument("--total-vram", type=float, metavar="MIB", help="a whole, empty GPU of this size, MiB")
-    mem.add_argument("--gpu", type=int, metavar="N", help="take GPU N's free memory now (NVML)")
+    mem.add_argument("--free-vram", metavar="MIB[,MIB...]", help="free GPU memory to plan for, MiB (one per GPU)")
+    mem.add_argument("--total-vram", metavar="MIB[,MIB...]", help="whole, empty GPUs of this size, MiB")
+    mem.add_argument("--gpu", metavar="N[,N...]", help="take GPU N's free memory now (NVML)")
     mem.add_argument("--what-if", metavar="NAME", help='plan for a catalog GPU, e.g. "RTX 4090", "2x A100 80GB"')
     p.add_argument("--context", "-c", type=int, metavar="N", help="report memory at this context (default: at the max)")
     p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp flash attention (default on)")
@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-num-batched-tokens", type=int, default=8192, metavar="N", help="vLLM (default 8192)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
+    p.add_argument("--tensor-split", metavar="A,B,...", help="llama.cpp layer split across GPUs (default: by free memory)")
+    p.add_argument("--launch", metavar="ENGINE", help="print the command that runs the plan: llama.cpp|ollama|vllm|transformers")
+    p.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit")
     p.set_defaults(func=run)
@@ -55,31 +58,47 @@ def _overrides(pairs: list[str]) -> dict[str, float]:
     return out
 
 
-def memory_from_args(args: argparse.Namespace) -> tuple[float, float | None, str]:
-    """(free MiB, total MiB or None, where it came from)."""
+def _numbers(text: str, flag: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LanderError(f"{flag} takes MiB numbers separated by commas, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise LanderError(f"{flag} must be a positive number of MiB")
+    return vals
+
+
+def devices_from_args(args: argparse.Namespace) -> tuple[list[Any], str]:
+    """The GPUs to plan for (Device list) and where their numbers came from."""
+    from lander_tui.core.multi_gpu import Device
+
     if args.free_vram is not None:
-        if args.free_vram <= 0:
-            raise LanderError("--free-vram must be a positive number of MiB")
-        return args.free_vram, None, "given"
+        return [Device(f"GPU{i}", v) for i, v in enumerate(_numbers(str(args.free_vram), "--free-vram"))], "given"
     if args.total_vram is not None:
-        if args.total_vram <= 0:
-            raise LanderError("--total-vram must be a positive number of MiB")
-        return args.total_vram, args.total_vram, "whole GPU"
+        vals = _numbers(str(args.total_vram), "--total-vram")
+        return [Device(f"GPU{i}", v, v) for i, v in enumerate(vals)], "whole GPU"
     if args.gpu is not None:
         from lander_tui.core.gpu import free_mib_of_gpu
 
-        name, free, total = free_mib_of_gpu(args.gpu)
-        return free, total, f"GPU {args.gpu} ({name}) free now"
+        out = []
+        for part in str(args.gpu).split(","):
+            if not part.strip().isdigit():
+                raise LanderError(f"--gpu takes GPU indices like 0 or 0,1, got {args.gpu!r}")
+            name, free, total = free_mib_of_gpu(int(part))
+            out.append(Device(f"{part.strip()}: {name}", free, total))
+        return out, "free now"
     if args.what_if:
         from lander_tui.core.gpu import what_if
 
         w = what_if(args.what_if)
-        if len(w.gpus) > 1:
-            raise LanderError(f"{w.label} has {len(w.gpus)} GPUs; multi-GPU plans are not supported yet, "
-                              "use a single-GPU name")
-        g = w.gpus[0]
-        return g.usable_mib, g.total_mib, f"what-if {w.label}"
-    return DEFAULT_FREE_MIB, None, "default (24 GB card)"
+        return [Device(g.name, g.usable_mib, g.total_mib) for g in w.gpus], f"what-if {w.label}"
+    return [Device("24 GB card", DEFAULT_FREE_MIB)], "default (24 GB card)"
+
+
+def memory_from_args(args: argparse.Namespace) -> tuple[float, float | None, str]:
+    """(free MiB, total MiB or None, where it came from) of the first GPU."""
+    devices, src = devices_from_args(args)
+    return devices[0].free_mib, devices[0].total_mib, src
 
 
 def build_request(args: argparse.Namespace) -> Any:
@@ -98,6 +117,8 @@ def build_request(args: argparse.Namespace) -> Any:
     quants = _split(args.quant)
     model = resolve_model(args.model)
     free, total, _src = memory_from_args(args)
+    if getattr(args, "tensor_split", None):
+        _numbers(args.tensor_split, "--tensor-split")
     return EstimateRequest(model=model, backend=args.backend, quants=quants, kv_types=_split(args.kv_cache),
                            free_mib=free, total_mib=total, context=args.context, options=opts)
 
@@ -114,13 +135,76 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise LanderError("estimate needs a MODEL (try `lander-tui estimate llama-3.1-8b`, or --list-models)")
     req = build_request(args)
+    devices, _src = devices_from_args(args)
     est = run_estimate(req)
-    if args.json:
-        json.dump(est.as_json(), sys.stdout, indent=2)
+    data = est.as_json()
+    plan = None
+    if len(devices) > 1 or args.launch or args.format:
+        plan = plan_for_estimate(req, est, devices, args)
+        if plan is not None:
+            data["plan"] = plan.as_json()
+    if args.launch:
+        from lander_tui.core.launch import launch_command
+
+        if plan is None:
+            raise LanderError("nothing fits, so there is no plan to launch")
+        data["launch"] = launch_command(args.launch, req.model.spec.hf_repo or args.model, plan,
+                                        flash_attn=args.flash_attn != "off", n_parallel=args.parallel or 1,
+                                        gpu_memory_utilization=args.gpu_memory_utilization)
+    if args.format:
+        from lander_tui.core.launch import export
+
+        print(export(data, args.format), end="")
+    elif args.json:
+        json.dump(data, sys.stdout, indent=2)
         print()
     else:
         print(format_plain(est))
+        if plan is not None and (len(devices) > 1 or not plan.fully_offloaded):
+            print(format_plan(plan))
+        if args.launch:
+            print(data["launch"])
     return 0
+
+
+def plan_for_estimate(req: Any, est: Any, devices: list[Any], args: argparse.Namespace) -> Any:
+    """The plan for the recommended row (or the first row) on all the GPUs given."""
+    from lander_tui.core.multi_gpu import DeviceShare, Plan, plan_for
+
+    rec = est.recommendation
+    quant = rec.quant or est.results[0].quant
+    kv = rec.kv_cache or est.results[0].kv_cache
+    split = tuple(_numbers(args.tensor_split, "--tensor-split")) if getattr(args, "tensor_split", None) else None
+    if est.backend == "transformers" or (len(devices) == 1 and est.backend == "vllm"):
+        row = next(r for r in est.results if (r.quant, r.kv_cache) == (quant, kv))
+        if row.max_context <= 0 and not req.context:
+            return None
+        ctx = req.context or min(row.max_context, req.model.spec.max_context)
+        d = devices[0]
+        share = DeviceShare(d.name, d.free_mib, None, True, row.weights_mib, row.kv_cache_mib, row.compute_mib,
+                            row.overhead_mib, est.budget_mib)
+        spec = req.model.spec
+        return Plan(est.backend, quant, kv, ctx, (share,), spec.n_layers, spec.n_layers + 1,
+                    gpu_weights_mib=row.weights_mib)
+    return plan_for(req.model, est.backend, quant, kv, devices, req.options, context=req.context, split=split)
+
+
+def format_plan(plan: Any) -> str:
+    lines = [f"plan: {plan.quant} kv {plan.kv_cache} at {plan.context} tokens, "
+             f"{plan.gpu_layers}/{plan.n_layers + 1} layers on GPU ({plan.cpu_gpu_split()}), fits: {plan.fits}"]
+    for d in plan.devices:
+        layers = f"layers {d.layers[0]}-{d.layers[1]}" if d.layers else "all layers (TP rank)"
+        lines.append(f"  {d.name}: {layers}{' +output' if d.has_output else ''}: weights {d.weights_mib:.0f} "
+                     f"+ kv {d.kv_cache_mib:.0f} + compute {d.compute_mib:.0f} + overhead {d.overhead_mib:.0f} "
+                     f"= {d.total_mib:.0f} of {d.budget_mib:.0f} MiB")
+    if plan.host_mib:
+        import psutil
+
+        avail = psutil.virtual_memory().available / 2**20
+        lines.append(f"  host RAM: {plan.host_mib:.0f} MiB needed, {avail:.0f} MiB available now"
+                     + ("" if plan.host_mib <= avail else " (NOT ENOUGH)"))
+    lines += [f"  note: {n}" for n in plan.notes]
+    return "\n".join(lines)
 
 
 def format_plain(est: Any) -> str:
@@ -159,6 +243,7 @@ def run_default() -> int:
     from lander_tui.core.estimate import run_estimate
 
     args = argparse.Namespace(model=DEFAULT_MODEL, quant=[], kv_cache=[], backend="llama.cpp", free_vram=None,
+                              tensor_split=None, launch=None, format=None,
                               total_vram=None, gpu=None, what_if=None, context=None, flash_attn=None,
                               parallel=None, ubatch=512, gpu_memory_utilization=0.9,
                               max_num_batched_tokens=8192, set=[], json=False)
