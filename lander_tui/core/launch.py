@@ -121,7 +121,8 @@ def export(data: dict[str, Any], fmt: str) -> str:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["model", "backend", "free_vram_mib", *_COLUMNS])
         for r in rows:
-            w.writerow([data.get("model"), data.get("backend"), data.get("free_vram_mib"), *[r.get(c) for c in _COLUMNS]])
+            head = [data.get("model"), data.get("backend"), data.get("free_vram_mib")]
+            w.writerow([*head, *[r.get(c) for c in _COLUMNS]])
         return buf.getvalue()
     if fmt in ("md", "markdown"):
         rec = data.get("recommendation") or {}
