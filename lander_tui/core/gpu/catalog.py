@@ -122,7 +122,7 @@ GPUS: tuple[CatalogGpu, ...] = (
          aliases=("A100-SXM4-80GB", "A100 80GB PCIe")),
     _gpu("H100 80GB", 80, 81559, "datacenter", 81079, "measured",
          aliases=("H100 80GB HBM3", "H100 SXM5 80GB", "H100 PCIe 80GB")),
-    _gpu("H100 NVL 94GB", 94, 95830, "datacenter"),
+    _gpu("H100 NVL 94GB", 94, 95830, "datacenter", aliases=("H100 94GB", "H100 NVL")),
     _gpu("H200 141GB", 141, 143771, "datacenter", aliases=("H200 NVL 141GB",)),
     _gpu("B200 180GB", 180, 183359, "datacenter", aliases=("B200 192GB",)),
     _gpu("MI300X 192GB", 192, 196608, "datacenter", vendor="AMD", aliases=("Instinct MI300X",)),
@@ -211,18 +211,21 @@ def find_instance(name: str) -> CloudInstance | None:
 
 def find_gpu(query: str) -> CatalogGpu:
     """Fuzzy-but-unambiguous: every word of the query must appear in one of the card's names,
-    and the card may add only a memory size or "RTX"; more than one such card is an error."""
+    which may add only "RTX" (and, for the catalog name, the memory size); more than one such
+    card is an error that lists them, and near misses are suggested, never silently taken."""
     q = _tokens(query)
     if not q:
         raise LanderError(f"what-if GPU name {query!r} is empty; see `lander-tui gpus --what-if list`")
     exact: list[CatalogGpu] = []
     partial: list[CatalogGpu] = []
     for g in GPUS:
-        supersets = [t for t in _ALIAS_TOKENS[g.name] if q <= t]
-        if not supersets:
+        forms = _ALIAS_TOKENS[g.name]  # the catalog name first, then the aliases
+        if not any(q <= t for t in forms):
             continue
-        ignorable = _IGNORABLE_EXTRA | {str(g.memory_gb)}
-        if any(not (t - q - ignorable) for t in supersets):
+        # only the catalog name may add the memory size: "H100" is the H100 80GB, but the
+        # H100 NVL's alias "H100 94GB" does not make plain "H100" ambiguous
+        extra_ok = [_IGNORABLE_EXTRA | {str(g.memory_gb)}] + [_IGNORABLE_EXTRA] * (len(forms) - 1)
+        if any(q <= t and not (t - q - ok) for t, ok in zip(forms, extra_ok, strict=True)):
             exact.append(g)
         else:
             partial.append(g)

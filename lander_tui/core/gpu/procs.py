@@ -37,9 +37,7 @@ def _lookup(pid: int) -> ProcInfo:
                 user: str | None = p.username()
             except (psutil.AccessDenied, KeyError):
                 user = None
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, ValueError):
-        return UNRESOLVED
-    except psutil.Error:
+    except (psutil.Error, ProcessLookupError, ValueError):  # gone, hidden, or another PID namespace
         return UNRESOLVED
     if len(cmd) > _MAX_COMMAND:
         cmd = cmd[: _MAX_COMMAND - 1] + "…"
