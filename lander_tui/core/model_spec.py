@@ -105,6 +105,21 @@ class ModelSpec:
     def count(self, kind: str) -> int:
         return sum(1 for k in self.kinds() if k == kind)
 
+    def layer_counts(self, swa_applies: bool = True) -> tuple[int, int, int]:
+        """(full-attention, sliding-window, recurrent) layer counts; SWA layers count as full when the
+        engine does not window them (`swa_applies=False`)."""
+        n_rec = self.count(RECURRENT) if self.recurrent else 0
+        n_swa = self.count(SWA) if swa_applies and self.sliding_window else 0
+        return self.n_layers - n_rec - n_swa, n_swa, n_rec
+
+    @property
+    def active_ff(self) -> int:
+        """MLP width that runs per token: the dense FFN, or the routed experts used plus shared ones."""
+        if not self.moe:
+            return self.intermediate_size
+        routed = self.moe.n_used * self.moe.expert_ff + self.moe.shared_ff
+        return max(routed, self.intermediate_size if self.moe.dense_layers else 0)
+
     @property
     def llamacpp_uses_swa(self) -> bool:
         return self.arch in LLAMACPP_SWA_ARCHS and self.sliding_window is not None

@@ -17,7 +17,7 @@ import numpy as np
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import torch_dtype_format
-from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.weights import hf_weights
 
 
@@ -69,20 +69,14 @@ class Transformers:
         batch = opts.n_parallel or 1
         k_vals, v_vals = spec.kv_values_per_token(expanded_mla=True)
         per_tok_layer = (k_vals + v_vals) * kv_bytes_per
-        n_rec = spec.count(RECURRENT) if spec.recurrent else 0
-        n_swa = spec.count(SWA) if spec.sliding_window else 0
-        n_full = spec.n_layers - n_rec - n_swa
+        n_full, n_swa, n_rec = spec.layer_counts()
         kv = (per_tok_layer * ctx * n_full).astype(np.float64)
         if n_swa:
             kv = kv + n_swa * per_tok_layer * np.minimum(ctx, (spec.sliding_window or 1) - 1)
         if n_rec and spec.recurrent:
             kv = kv + n_rec * (spec.recurrent.conv + spec.recurrent.ssm) * kv_bytes_per
         kv = kv * batch
-        ff = spec.intermediate_size
-        if spec.moe:
-            ff = spec.moe.n_used * spec.moe.expert_ff + spec.moe.shared_ff
-            if spec.moe.dense_layers:
-                ff = max(ff, spec.intermediate_size)
+        ff = spec.active_ff
         act_per_tok = (cal.act_ff_tensors * ff + cal.act_hidden_tensors * spec.hidden_size) * 2 \
             + cal.act_kv_tensors * per_tok_layer
         act = act_per_tok * ctx * batch

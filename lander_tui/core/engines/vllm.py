@@ -18,7 +18,7 @@ import numpy as np
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions, pad
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import torch_dtype_format
-from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.weights import hf_weights
 
 
@@ -68,9 +68,7 @@ class Vllm:
         k_vals, v_vals = spec.kv_values_per_token()
         page = block * (k_vals + v_vals) * kvb  # bytes of one block of one layer
         T = opts.max_num_batched_tokens
-        n_rec = spec.count(RECURRENT) if spec.recurrent else 0
-        n_swa = spec.count(SWA) if spec.sliding_window else 0
-        n_full = spec.n_layers - n_rec - n_swa
+        n_full, n_swa, n_rec = spec.layer_counts()
         kv = ((-(-ctx // block)) * page * n_full).astype(np.float64)
         if n_swa:
             blocks = -(-np.minimum((spec.sliding_window or 1) - 1 + T, ctx) // block) + 1
@@ -78,10 +76,7 @@ class Vllm:
         if n_rec and spec.recurrent:
             kv = kv + n_rec * 2 * (spec.recurrent.conv + spec.recurrent.ssm) * kvb  # 'align' mode: 2 pages
         kv = kv * n_req
-        ff = spec.intermediate_size
-        if spec.moe:
-            ff = max(spec.moe.n_used * spec.moe.expert_ff + spec.moe.shared_ff,
-                     spec.intermediate_size if spec.moe.dense_layers else 0)
+        ff = spec.active_ff
         act = T * (cal.act_hidden_tensors * spec.hidden_size + cal.act_ff_tensors * ff) * 2 \
             + opts.max_num_seqs * spec.vocab_size * 4 * cal.sampler_logit_copies
         graphs = cal.cuda_graph_mib * MIB if opts.cuda_graphs else 0.0
