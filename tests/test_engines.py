@@ -76,6 +76,11 @@ def test_quantized_v_cache_needs_flash_attention():
                                        EngineOptions(flash_attn=False))
 
 
+def test_llamacpp_refuses_fp8_kv():
+    with pytest.raises(LanderError, match="no fp8 KV"):
+        get_engine("llama.cpp").memory(_m("llama-3.1-8b"), "Q4_K_M", "fp8", np.array([4096]), EngineOptions())
+
+
 def test_row_not_divisible_by_block_falls_back():
     spec = get_model("gpt-oss-20b")  # n_embd 2880 is not a multiple of 256
     types = predict_tensor_types(spec, model_tensors(spec), "Q4_K_M")

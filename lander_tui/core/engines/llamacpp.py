@@ -79,6 +79,8 @@ class LlamaCpp:
     def check(self, spec: ModelSpec, kv_type: str, opts: EngineOptions) -> tuple[BlockType, bool]:
         """The KV type and whether flash attention is on; refuses what llama.cpp refuses."""
         kv = kv_cache_type(kv_type)
+        if kv.name == "fp8":
+            raise LanderError("llama.cpp has no fp8 KV cache; use q8_0 (or f16, q5_1, q4_0 ...)")
         fa = True if opts.flash_attn is None else opts.flash_attn
         if kv.block > 1 and not fa and not spec.mla:
             raise LanderError(f"a quantized V cache ({kv_type}) needs flash attention in llama.cpp")
