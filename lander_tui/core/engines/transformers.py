@@ -56,6 +56,25 @@ class Transformers:
     def default_kv(self) -> str:
         return "bf16"
 
+    @staticmethod
+    def _act_per_token(spec: ModelSpec, kv_layer: float, cal: TransformersCalibration) -> float:
+        """Prefill peak above the cache, bytes per prompt token.
+
+        Dense MLPs keep gate/up/product of the whole prompt alive. MoE blocks run the experts one
+        at a time on the tokens routed to them (small), but build an int64 one-hot routing mask
+        [tokens, top_k, experts] and f32 router logits; leading dense layers peak while only their
+        own layers' cache exists, so they count only beyond the cache the later layers add.
+        """
+        common = cal.act_hidden_tensors * spec.hidden_size * 2 + cal.act_kv_tensors * kv_layer
+        if not spec.moe:
+            return cal.act_ff_tensors * spec.intermediate_size * 2 + common
+        m = spec.moe
+        moe = m.n_experts * m.n_used * 8 + m.n_experts * 4 * 2 + cal.act_ff_tensors * m.shared_ff * 2 + common
+        if not m.dense_layers:
+            return moe
+        later_cache = kv_layer * (spec.n_layers - len(m.dense_layers))
+        return max(moe, cal.act_ff_tensors * spec.intermediate_size * 2 + common - later_cache)
+
     def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         spec: ModelSpec = model.spec
         cal = TransformersCalibration().with_overrides(opts.overrides)
@@ -76,16 +95,13 @@ class Transformers:
         if n_rec and spec.recurrent:
             kv = kv + n_rec * (spec.recurrent.conv + spec.recurrent.ssm) * kv_bytes_per
         kv = kv * batch
-        ff = spec.active_ff
-        act_per_tok = (cal.act_ff_tensors * ff + cal.act_hidden_tensors * spec.hidden_size) * 2 \
-            + cal.act_kv_tensors * per_tok_layer
-        act = act_per_tok * ctx * batch
+        act = self._act_per_token(spec, per_tok_layer, cal) * ctx * batch
         if n_swa:  # during prefill the windowed layers still hold the whole prompt's K/V
             act = act + n_swa * per_tok_layer * np.maximum(0, ctx - ((spec.sliding_window or 1) - 1)) * batch
         reserve = cal.allocator_reserve * (kv + act) + cal.weights_reserve * weights
         ctx_mib = cal.cuda_context_mib * MIB
         return Breakdown(
-            context=ctx, weights=weights, kv=kv, compute=act.astype(np.float64),
+            context=ctx, weights=weights, kv=kv, compute=np.asarray(act, dtype=np.float64),
             overhead=reserve + ctx_mib, host=np.zeros(ctx.shape),
             parts={"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
         )
