@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo", action="store_true", help="run with fake GPUs (no NVIDIA GPU needed)")
+    parser.add_argument("--what-if", metavar="NAME", dest="what_if",
+                        help='start planning for a catalog GPU or instance, e.g. "RTX 4090", "2x A100 80GB"')
+    parser.add_argument("--model", metavar="MODEL", dest="model",
+                        help="start with this model (catalog name, config/GGUF path or ORG/NAME)")
+    parser.add_argument("--gpu-scenario", metavar="FILE", dest="gpu_scenario",
+                        help="fake GPUs from a scenario JSON file (demos, tests)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from lander_tui.commands import estimate
+    what_if = getattr(args, "what_if", None)
+    if what_if:
+        from lander_tui.core.gpu import what_if as parse_what_if
 
-    # Until the dashboard lands, show the estimate for the default model.
-    return estimate.run_default()
+        parse_what_if(what_if)  # a bad name is one line on stderr, before the screen opens
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("lander-tui: the dashboard needs a terminal (over SSH: `ssh -t HOST lander-tui`); "
+              "for plain output use `lander-tui estimate MODEL` or `lander-tui gpus`", file=sys.stderr)
+        return 2
+    backend = None
+    scenario = getattr(args, "gpu_scenario", None)
+    if scenario:
+        from lander_tui.core.gpu import FakeBackend
+
+        backend = FakeBackend(scenario)
+    from lander_tui.ui.app import LanderApp
+
+    app = LanderApp(backend, demo=bool(args.demo or scenario), what_if=what_if, model=getattr(args, "model", None))
+    app.run()
+    return int(app.return_code or 0)

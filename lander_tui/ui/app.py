@@ -1,0 +1,444 @@
+"""The dashboard: live GPUs on the left, the model form, results and the VRAM curve on the right.
+
+Data flow, one way: a thread worker polls the GPU backend once a second and posts each immutable
+`Snapshot` (stale ones are dropped); form edits and shortcuts produce a new `FormValues`; both
+go through `ui.state.build_plan`, and the estimate is re-run only when the request changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, OptionList
+from textual.worker import get_current_worker
+
+from lander_tui.core.errors import LanderError
+from lander_tui.ui import state
+from lander_tui.ui.state import FormValues, Plan, PlanMemory
+from lander_tui.ui.widgets.chart import VramChart
+from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
+from lander_tui.ui.widgets.model_form import ModelForm, SearchHit, hub_search
+from lander_tui.ui.widgets.results import Results
+from lander_tui.ui.widgets.what_if import WhatIfPicker, WhatIfScreen
+
+POLL_INTERVAL_S = 1.0
+NO_GPU_WHAT_IF = "RTX 4090"
+
+#: One table for keys, footer, help screen and command palette:
+#: (keys, action, footer label, palette title, help text).
+ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("slash", "focus_search", "search", "Search models", "search the Hub (the catalog when offline) for a model"),
+    ("g", "cycle_gpu", "GPU", "Next GPU choice", "plan on the next GPU, then on all of them together"),
+    ("w", "what_if", "what-if", "What-if GPU…", "plan for a catalog GPU or cloud instance instead"),
+    ("b", "cycle_engine", "engine", "Next engine", "llama.cpp → Ollama → vLLM → Transformers"),
+    ("k", "cycle_kv", "KV", "Next KV-cache type", "cycle the KV-cache type (default pair, f16, q8_0, q4_0 …)"),
+    ("plus,equals_sign", "context_up", "ctx+", "Double the target context", "next power of two up"),
+    ("minus", "context_down", "ctx-", "Halve the target context", "next power of two down"),
+    ("p", "toggle_pause", "pause", "Pause / resume live updates", "freeze the GPU panel and the plan"),
+    ("c", "copy_plan", "copy", "Copy the plan", "copy the plan as text (OSC 52: works over SSH)"),
+    ("question_mark", "help", "help", "Keys and help", "show every key"),
+    ("q", "quit", "quit", "Quit", "leave lander-tui"),
+)
+KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_mark": "?"}
+
+
+def styles_dir() -> Path:
+    """`lander_tui/styles` in an installed wheel, `<repo>/styles` in a checkout."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "styles", package.parent / "styles"):
+        if (candidate / "app.tcss").is_file():
+            return candidate
+    raise LanderError(f"lander-tui's styles are missing (looked in {package / 'styles'}); reinstall lander-tui")
+
+
+def css_paths() -> list[Path]:
+    d = styles_dir()
+    return [d / name for name in ("app.tcss", "gpu.tcss", "form.tcss", "results.tcss", "dialogs.tcss")]
+
+
+class GpuSnapshotReady(Message):
+    """A new GPU reading. Newer readings replace older ones still waiting in the queue."""
+
+    def __init__(self, snapshot: Any) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GpuSnapshotReady)
+
+
+class LanderApp(App[None]):
+    TITLE = "lander-tui"
+    CSS_PATH = css_paths()
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    BINDINGS = [
+        *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action != "context_down")
+          for keys, action, label, _title, _help in ACTIONS],
+        Binding("escape", "leave_field", "leave field", show=False),
+    ]
+
+    def __init__(
+        self,
+        backend: Any = None,
+        *,
+        demo: bool = False,
+        what_if: str | None = None,
+        model: str | None = None,
+        poll_interval: float | None = POLL_INTERVAL_S,
+        search: Callable[[str], tuple[list[SearchHit], str]] = hub_search,
+        resolve: Callable[[str], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        from lander_tui.core.catalog import DEFAULT_MODEL
+
+        self._backend = backend
+        self._demo = demo
+        self._poll_interval = poll_interval
+        self._search_fn = search
+        self._resolve_fn = resolve
+        self._model_text = model or DEFAULT_MODEL
+        self.form = FormValues(memory="what-if" if what_if else "free", what_if=what_if or "")
+        self.model: Any = None
+        self.snapshot: Any = None
+        self.estimate: Any = None
+        self.plan: Plan | None = None
+        self.paused = False
+        self._memory: PlanMemory | None = None
+        self._last_request: Any = None
+        self._saved_engine_fields: dict[str, tuple[str, str]] = {}
+        self._what_if_cache: dict[str, Any] = {}
+        self._auto_what_if = False
+        self._wake = threading.Event()
+        self.estimates_run = 0  # how many times the estimator ran (tests: never without a change)
+
+    # --- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Line("", id="topbar")
+        with Horizontal(id="main"):
+            yield GpuPanel(id="gpus")
+            with Vertical(id="right"):
+                yield ModelForm(self.form, self._model_text, search=self._search_fn, id="form")
+                yield Results(id="results")
+                yield VramChart(id="chart")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._update_topbar()
+        self.query_one("#gpus").border_title = "GPUs"
+        self.query_one("#form").border_title = "Model and knobs"
+        self.query_one("#results").border_title = "Results"
+        self._pick_model(self._model_text)
+        if self._poll_interval:
+            self._poll_loop()
+        self._recompute()
+
+    # --- GPU polling -------------------------------------------------------------------------
+    def _open_backend(self) -> Any:
+        if self._backend is None:
+            from lander_tui.core.gpu import open_backend
+
+            self._backend = open_backend(demo=self._demo)
+        return self._backend
+
+    @work(thread=True, exclusive=True, group="gpu-poll", exit_on_error=False)
+    def _poll_loop(self) -> None:
+        """One thread, one poll at a time, once per interval; nothing polls while paused."""
+        worker = get_current_worker()
+        backend = self._open_backend()
+        interval = self._poll_interval or POLL_INTERVAL_S
+        try:
+            while not worker.is_cancelled:
+                if self.paused:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                started = time.monotonic()
+                snap = backend.poll()
+                if worker.is_cancelled:
+                    break
+                self.post_message(GpuSnapshotReady(snap))
+                self._wake.wait(max(0.05, interval - (time.monotonic() - started)))
+                self._wake.clear()
+        finally:
+            backend.close()
+
+    def poll_now(self) -> None:
+        """Take one reading on the caller's thread (tests and screenshots drive time themselves)."""
+        self.apply_snapshot(self._open_backend().poll())
+
+    def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "gpu-poll")
+        self._wake.set()
+
+    @on(GpuSnapshotReady)
+    def _snapshot_ready(self, message: GpuSnapshotReady) -> None:
+        if not self.paused:
+            self.apply_snapshot(message.snapshot)
+
+    def apply_snapshot(self, snap: Any) -> None:
+        if self.snapshot is not None and snap.taken_at < self.snapshot.taken_at:
+            return  # an older reading arrived late
+        self.snapshot = snap
+        panel = self.query_one(GpuPanel)
+        panel.record(snap)
+        changed = False
+        if snap.ok and not self.form.gpus and state.default_gpus(snap):
+            self.form = replace(self.form, gpus=state.default_gpus(snap))
+            changed = True
+        if not snap.ok and self.form.memory != "what-if" and not self._auto_what_if:
+            self._auto_what_if = True
+            self.form = replace(self.form, memory="what-if", what_if=self.form.what_if or NO_GPU_WHAT_IF)
+            changed = True
+        if changed:
+            self.query_one(ModelForm).load(self.form)
+            self._update_topbar()
+        self._show_gpus()
+        self._recompute()
+
+    def _what_if_snapshot(self) -> Any:
+        if self.form.memory != "what-if" or "what_if" in state.field_errors(self.form):
+            return None
+        name = self.form.what_if.strip()
+        if name not in self._what_if_cache:
+            from lander_tui.core.gpu import what_if, what_if_snapshot
+
+            self._what_if_cache[name] = what_if_snapshot(what_if(name))
+        return self._what_if_cache[name]
+
+    def _show_gpus(self) -> None:
+        self.query_one(GpuPanel).show(self.snapshot, self._what_if_snapshot(), self.form.gpus,
+                                      self.form.memory == "what-if")
+
+    # --- the estimate ------------------------------------------------------------------------
+    def _recompute(self) -> None:
+        plan = state.build_plan(self.form, self.model, self.snapshot, self._memory)
+        self.plan = plan
+        form = self.query_one(ModelForm)
+        form.show_errors(plan.errors)
+        if plan.memory is not None:
+            self._memory = plan.memory
+        results = self.query_one(Results)
+        chart = self.query_one(VramChart)
+        if plan.request is None:
+            self._last_request = None
+            self.estimate = None
+            order = ("model", "memory", *state.FIELDS)
+            key = next(k for k in order if k in plan.errors)
+            message = plan.errors[key]
+            label = "fix the form" if key not in ("model", "memory") else "nothing to plan yet"
+            results.show_error(self._summary(plan, None), message)
+            chart.show(None, label)
+            return
+        if plan.request == self._last_request:
+            return
+        self._last_request = plan.request
+        from lander_tui.core.estimate import run_estimate
+        from lander_tui.ui.chart_data import chart_data
+
+        self.estimates_run += 1
+        try:
+            est = run_estimate(plan.request)
+        except LanderError as err:
+            self.estimate = None
+            results.show_error(self._summary(plan, None), str(err))
+            chart.show(None, "no configuration could be estimated")
+            return
+        self.estimate = est
+        results.show(est, self._summary(plan, est), plan.notes, self._split_line(plan, est))
+        chart.show(chart_data(plan.request, est))
+
+    def _split_line(self, plan: Plan, est: Any) -> str:
+        if plan.memory is None or plan.memory.count < 2 or not est.recommendation.quant:
+            return ""
+        from lander_tui.ui.plan_text import split_text
+
+        return split_text(plan.request, est, plan.memory, est.recommendation.quant, est.recommendation.kv_cache)
+
+    def _summary(self, plan: Plan, est: Any) -> str:
+        mem = plan.memory
+        if mem is None:
+            return "no memory to plan on yet"
+        return f"Planning on {mem.free_mib:,.0f} MiB: {mem.label} ({mem.detail}) · sizes in GiB"
+
+    # --- form events -------------------------------------------------------------------------
+    @on(ModelForm.Changed)
+    def _form_changed(self, event: ModelForm.Changed) -> None:
+        if getattr(self.form, event.field) == event.value:
+            return
+        if event.field == "engine":
+            self.form = state.switch_engine(self.form, event.value, self._saved_engine_fields)
+            self.query_one(ModelForm).load(self.form)
+        else:
+            self.form = replace(self.form, **{event.field: event.value})
+        if event.field in ("memory", "what_if"):
+            self._show_gpus()
+            self._update_topbar()
+        self._recompute()
+
+    def set_form(self, form: FormValues) -> None:
+        """Apply values from a shortcut: controls, GPU panel and results all follow."""
+        if form == self.form:
+            return
+        self.form = form
+        self.query_one(ModelForm).load(form)
+        self._show_gpus()
+        self._update_topbar()
+        self._recompute()
+
+    @on(GpuCard.Toggled)
+    def _gpu_toggled(self, event: GpuCard.Toggled) -> None:
+        self.set_form(state.toggle_gpu(self.form, event.index))
+
+    @on(WhatIfPicker.Picked)
+    def _what_if_picked(self, event: WhatIfPicker.Picked) -> None:
+        self.set_form(replace(self.form, memory="what-if", what_if=event.name))
+
+    # --- the model ---------------------------------------------------------------------------
+    @on(ModelForm.Pick)
+    def _model_picked(self, event: ModelForm.Pick) -> None:
+        self._pick_model(event.text)
+
+    def _pick_model(self, text: str) -> None:
+        from lander_tui.core.catalog import find_model
+
+        if self._resolve_fn is None and find_model(text) is not None:
+            self._resolve_now(text)  # the catalog answers at once, no thread needed
+            return
+        self.query_one(ModelForm).show_model_busy(text)
+        self._resolve_in_thread(text)
+
+    def _resolve(self, text: str) -> Any:
+        if self._resolve_fn is not None:
+            return self._resolve_fn(text)
+        from lander_tui.core.model_source import resolve_model
+
+        return resolve_model(text)
+
+    def _resolve_now(self, text: str) -> None:
+        try:
+            model = self._resolve(text)
+        except LanderError as err:
+            self._model_failed(text, str(err))
+            return
+        self._model_ready(model, text)
+
+    @work(thread=True, exclusive=True, group="resolve", exit_on_error=False)
+    def _resolve_in_thread(self, text: str) -> None:
+        worker = get_current_worker()
+        try:
+            model = self._resolve(text)
+        except LanderError as err:
+            if not worker.is_cancelled:
+                self.call_from_thread(self._model_failed, text, str(err))
+            return
+        except Exception as err:  # a bug or an odd file must not take the dashboard down
+            if not worker.is_cancelled:
+                self.call_from_thread(self._model_failed, text, f"{type(err).__name__}: {err}")
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._model_ready, model, text)
+
+    def _model_ready(self, model: Any, text: str) -> None:
+        self.model = model
+        self.query_one(ModelForm).show_model(model, text)
+        self._recompute()
+
+    def _model_failed(self, text: str, message: str) -> None:
+        current = self.model.spec.name if self.model is not None else None
+        self.query_one(ModelForm).show_model_error(message, current)
+        self._recompute()
+
+    # --- actions -----------------------------------------------------------------------------
+    def action_focus_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_cycle_gpu(self) -> None:
+        if not state.gpu_choices(self.snapshot):
+            self.notify("no GPU to choose: press w to plan for a what-if GPU", severity="warning")
+            return
+        self.set_form(state.next_gpu_choice(self.form, self.snapshot))
+
+    def action_what_if(self) -> None:
+        def picked(name: str | None) -> None:
+            if name:
+                self.set_form(replace(self.form, memory="what-if", what_if=name))
+
+        self.push_screen(WhatIfScreen(self.form.what_if), picked)
+
+    def action_cycle_engine(self) -> None:
+        self.set_form(state.next_engine(self.form, self._saved_engine_fields))
+
+    def action_cycle_kv(self) -> None:
+        self.set_form(state.next_kv(self.form))
+
+    def action_context_up(self) -> None:
+        self._step_context(up=True)
+
+    def action_context_down(self) -> None:
+        self._step_context(up=False)
+
+    def _step_context(self, up: bool) -> None:
+        model_max = self.model.spec.max_context if self.model is not None else 32768
+        self.set_form(state.step_context(self.form, model_max, up))
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._wake.set()
+        self._update_topbar()
+        if not self.paused:
+            self.notify("live updates resumed", timeout=2)
+
+    def action_copy_plan(self) -> None:
+        plan = self.plan
+        if self.estimate is None or plan is None or plan.request is None or plan.memory is None:
+            self.notify("nothing to copy yet: the plan has errors", severity="warning")
+            return
+        from lander_tui.ui.plan_text import plan_text
+
+        text = plan_text(plan.request, self.estimate, plan.memory, self.form)
+        self.copy_to_clipboard(text)
+        self.notify(f"plan copied ({len(text.splitlines())} lines, OSC 52)", timeout=3)
+
+    def action_help(self) -> None:
+        from lander_tui.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(ACTIONS, KEY_DISPLAY))
+
+    def action_leave_field(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input | OptionList):
+            self.query_one(DataTable).focus()
+
+    # --- chrome ------------------------------------------------------------------------------
+    def _update_topbar(self) -> None:
+        if self._demo:
+            source = "demo GPUs (fake)"
+        elif self.snapshot is not None and not self.snapshot.ok:
+            source = "no GPU"
+        else:
+            source = "live GPUs"
+        if self.form.memory == "what-if":
+            source += f" · what-if {self.form.what_if}"
+        paused = "   ⏸ PAUSED: p resumes" if self.paused else ""
+        self.query_one("#topbar", Line).set(
+            f"lander-tui · {source}{paused} · ? help · ctrl+p commands")
+        self.set_class(self.paused, "-paused")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for _keys, action, _label, title, help_text in ACTIONS:
+            if action == "quit":
+                continue
+            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))

@@ -1,0 +1,45 @@
+"""`?`: every key, what the memory modes mean, and how to get out."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+ABOUT = """\
+Memory modes
+  free now    the selected GPU(s)' free memory right now, minus the safety margin
+  whole GPU   the selected GPU(s) as if empty (total minus the driver's reserve)
+  what-if     a catalog GPU or cloud instance (w), its usable memory
+
+Fields
+  Tab / Shift-Tab move between fields; Esc leaves a text field so single keys work.
+  Quants and KV types take comma lists (Q4_K_M,Q8_0 · f16,q8_0); empty = the engine's defaults.
+  Target context takes 32768, 32k or 1M; empty = each row at its own longest context.
+  In the GPU panel, Enter or Space adds a GPU to the plan or removes it.
+  Up/Down in the results table shows that row's memory breakdown.
+
+The plan follows the live GPUs: when a job grows, max context drops. Changes smaller than
+64 MiB are ignored so the screen stays calm; the panel always shows the exact numbers."""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def __init__(self, actions: tuple[tuple[str, str, str, str, str], ...], display: dict[str, str]) -> None:
+        super().__init__()
+        self._actions = actions
+        self._display = display
+
+    def compose(self) -> ComposeResult:
+        rows = ["Keys"]
+        for keys, _action, _label, title, help_text in self._actions:
+            shown = self._display.get(keys, keys)
+            rows.append(f"  {shown:<6} {title:<28} {help_text}")
+        rows.append(f"  {'ctrl+p':<6} {'Command palette':<28} every action above, by name")
+        with VerticalScroll(id="help-dialog"):
+            yield Static("\n".join(rows), id="help-keys")
+            yield Static(ABOUT, id="help-about")
+            yield Static("Esc, q or ? closes", classes="dialog-hint")

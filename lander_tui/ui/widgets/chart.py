@@ -1,0 +1,74 @@
+"""VRAM against context (plotext), redrawn only when its data changes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from textual_plotext import PlotextPlot
+
+from lander_tui.ui.chart_data import ChartData
+from lander_tui.ui.text import short_tokens
+
+COLORS = ("cyan", "orange", "green", "magenta", "blue", "yellow")
+#: Without colour, the lines differ by their marker instead.
+MONO_MARKERS = ("dot", "x", "+", "*", "o", "#")
+
+
+class VramChart(PlotextPlot):
+    """`show(data)` replots when `data` differs from what is drawn; otherwise it does nothing."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._data: ChartData | None = None
+        self._message = ""
+        self.draws = 0  # how many times the plot was rebuilt from data (tests and measurements)
+
+    def show(self, data: ChartData | None, message: str = "") -> None:
+        if data == self._data and message == self._message:
+            return
+        self._data, self._message = data, message
+        self._replot()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.watch(self.app, "theme", lambda: self.call_after_refresh(self._replot), init=False)
+
+    def _replot(self) -> None:
+        self.draws += 1
+        plt = self.plt
+        plt.clear_figure()
+        data = self._data
+        mono = "NO_COLOR" in os.environ
+        if data is None or not data.series:
+            plt.title(self._message or "no curves to draw")
+            self.refresh()
+            return
+        top_y = data.budget_gib
+        for i, s in enumerate(data.series):
+            marker = MONO_MARKERS[i % len(MONO_MARKERS)] if mono else "braille"
+            label = f"{s.label}{' ★' if s.recommended else ''} max {short_tokens(s.max_context)}"
+            plt.plot(list(s.xs), list(s.ys), label=label, marker=marker, color=COLORS[i % len(COLORS)])
+            if s.y_at_max is not None:
+                plt.scatter([s.max_context], [s.y_at_max], marker="●" if not mono else "@",
+                            color=COLORS[i % len(COLORS)])
+            top_y = max(top_y, min(s.ys[-1], data.budget_gib * 2))
+        plt.hline(data.budget_gib, "red")
+        if data.target:
+            plt.vline(data.target, "gray")
+        plt.ylim(0, top_y * 1.12 if top_y > 0 else 1)
+        plt.xlim(0, data.x_top)
+        ticks = _ticks(data.x_top)
+        plt.xticks(ticks, [short_tokens(t) for t in ticks])
+        extra = f" (+{data.hidden} more in the table)" if data.hidden else ""
+        plt.title(f"VRAM (GiB) vs context · ── free {data.budget_gib:.1f} GiB · model max "
+                  f"{short_tokens(data.model_max)}{extra}")
+        self.refresh()
+
+
+def _ticks(top: int) -> list[int]:
+    """About five round context ticks: multiples of a power of two times 1k."""
+    step = 1024
+    while top / step > 6:
+        step *= 2
+    return list(range(0, top + 1, step))

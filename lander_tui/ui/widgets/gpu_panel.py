@@ -1,0 +1,267 @@
+"""The live GPU panel: one card per GPU (real or what-if), or one line saying why there is none.
+
+Cards are built once per GPU and then only the pieces whose text changed are touched, so a
+1-second tick repaints a few short lines, never the whole panel.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Digits, Static
+
+from lander_tui.ui.text import load_level, mib, na, sparkline, truncate
+from lander_tui.ui.widgets.what_if import WhatIfPicker
+
+HISTORY_SECONDS = 60
+MAX_PROCESSES = 3
+
+
+class Line(Static):
+    """A Static that repaints only when its text changes, and lays out again only when its size
+    may have changed. With the `-autohide` class it disappears while empty."""
+
+    _last: str | None = None
+
+    def set(self, text: str) -> None:
+        old = self._last
+        if old == text:
+            return
+        self._last = text
+        same_shape = old is not None and len(old) == len(text) and old.count("\n") == text.count("\n")
+        self.update(text, layout=not same_shape)
+        if self.has_class("-autohide"):
+            self.display = bool(text)
+
+
+class UsageBar(Widget):
+    """used | reserved | free, as wide as the card. Colours come from the component classes."""
+
+    COMPONENT_CLASSES = {"usage-bar--used", "usage-bar--reserved", "usage-bar--free", "usage-bar--high"}
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._data: tuple[float, float, float, bool] = (0.0, 0.0, 0.0, False)
+
+    def set(self, used: float | None, reserved: float | None, total: float | None, high: bool) -> None:
+        data = (used or 0.0, reserved or 0.0, total or 0.0, high)
+        if data != self._data:
+            self._data = data
+            self.refresh()
+
+    def render(self) -> Text:
+        used, reserved, total, high = self._data
+        width = max(1, self.size.width)
+        if total <= 0:
+            return Text("·" * width, style=self.get_component_rich_style("usage-bar--free"))
+        n_used = round(width * used / total)
+        n_res = min(width - n_used, round(width * reserved / total))
+        if reserved > 0 and n_res == 0 and n_used < width:
+            n_res = 1
+        n_free = max(0, width - n_used - n_res)
+        text = Text()
+        used_style = "usage-bar--high" if high else "usage-bar--used"
+        text.append("█" * n_used, style=self.get_component_rich_style(used_style))
+        text.append("▒" * n_res, style=self.get_component_rich_style("usage-bar--reserved"))
+        text.append("░" * n_free, style=self.get_component_rich_style("usage-bar--free"))
+        return text
+
+
+class History(Widget):
+    """A 60-second sparkline of used VRAM, scaled to the card's total (so full means full)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._values: tuple[float, ...] = ()
+        self._top = 0.0
+
+    def set(self, values: Sequence[float], top: float) -> None:
+        values = tuple(values)
+        if (values, top) != (self._values, self._top):
+            old = self._render_key()
+            self._values, self._top = values, top
+            if self._render_key() != old:
+                self.refresh()
+
+    def _render_key(self) -> str:
+        return sparkline(self._values, self._top, max(1, self.size.width - 4))
+
+    def render(self) -> Text:
+        return Text(self._render_key() + " 60s")
+
+
+class GpuCard(Widget, can_focus=True):
+    """One GPU. Enter/space adds it to or removes it from the plan."""
+
+    BINDINGS = [Binding("enter,space", "toggle", "use GPU", show=False)]
+
+    class Toggled(Message):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+    def __init__(self, index: int, what_if: bool, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.index = index
+        self.is_what_if = what_if
+        self._pending: tuple[Any, Sequence[float], bool] | None = None
+        if what_if:
+            self.add_class("-what-if")
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="gpu-head"):
+            yield Line(classes="gpu-title")
+            yield Line(classes="gpu-mark")
+        yield UsageBar(classes="gpu-bar")
+        with Horizontal(classes="gpu-big"):
+            yield Digits("", classes="gpu-free")
+            yield Line(classes="gpu-side")
+        yield Line(classes="gpu-stats")
+        yield History(classes="gpu-spark")
+        yield Line(classes="gpu-procs -autohide")
+
+    def on_mount(self) -> None:
+        if self._pending is not None:
+            self.show(*self._pending)
+
+    def show(self, gpu: Any, history: Sequence[float], selected: bool) -> None:
+        if not self.is_mounted or not self.children:
+            self._pending = (gpu, history, selected)
+            return
+        self._pending = None
+        self.set_class(selected, "-selected")
+        self.set_class(gpu.lost, "-lost")
+        kind = "WHAT-IF " if gpu.what_if else ""
+        name = gpu.name.removeprefix("NVIDIA ")
+        self.query_one(".gpu-title", Line).set(f"{kind}GPU {gpu.label}  {name}")
+        self.query_one(".gpu-mark", Line).set(" ▶ plan" if selected else "")
+        total = gpu.total_mib
+        frac = (gpu.used_mib / total) if (total and gpu.used_mib is not None) else None
+        level = load_level(frac)
+        for lv in ("low", "mid", "high", "na"):
+            self.set_class(lv == level, f"-mem-{lv}")
+        self.query_one(UsageBar).set(gpu.used_mib, gpu.reserved_mib, total, level == "high")
+        digits = self.query_one(Digits)
+        free_text = "LOST" if gpu.lost else mib(gpu.free_mib) if gpu.free_mib is not None else "N/A"
+        if digits.value != free_text:
+            digits.update(free_text)
+        side = f"MiB free\nof {mib(total)} MiB\n"
+        if gpu.what_if:
+            side += "usable (catalog)"
+        elif gpu.lost:
+            side += truncate(gpu.note or "GPU is lost", 40)
+        else:
+            side += "N/A used" if frac is None else f"{frac:.0%} used"
+        self.query_one(".gpu-side", Line).set(side)
+        if gpu.what_if:
+            stats = gpu.note or "what-if"
+        else:
+            power = na(gpu.power_w, unit="") + ("/" + na(gpu.power_cap_w) if gpu.power_cap_w else "") + " W"
+            stats = f"util {na(gpu.util_percent, unit='%')}  {na(gpu.temp_c, unit='°C')}  {power}"
+            if gpu.unified_memory:
+                stats += "  unified mem"
+        self.query_one(".gpu-stats", Line).set(stats)
+        spark = self.query_one(History)
+        spark.display = not gpu.what_if
+        spark.set(history, total or 0.0)
+        self.query_one(".gpu-procs", Line).set(_procs_text(gpu))
+
+    def action_toggle(self) -> None:
+        if not self.is_what_if:
+            self.post_message(self.Toggled(self.index))
+
+
+def _procs_text(gpu: Any) -> str:
+    if gpu.what_if:
+        return ""
+    procs = sorted(gpu.processes, key=lambda p: -(p.used_mib or 0))
+    if not procs:
+        return "no processes hold memory"
+    lines = []
+    for p in procs[:MAX_PROCESSES]:
+        who = p.user or "?"
+        cmd = p.command or ("host PID (container?)" if not p.resolved else "?")
+        lines.append(f"{p.pid:>7} {truncate(who, 8):<8} {mib(p.used_mib):>7} {cmd}")
+    if len(procs) > MAX_PROCESSES:
+        rest = sum(p.used_mib or 0 for p in procs[MAX_PROCESSES:])
+        lines.append(f"  +{len(procs) - MAX_PROCESSES} more ({mib(rest)} MiB)")
+    return "\n".join(lines)
+
+
+class GpuPanel(VerticalScroll):
+    """All GPUs. `show()` takes an immutable snapshot; history is kept here, per GPU uuid."""
+
+    class NoGpus(Message):
+        """The panel has nothing real to show (posted once per change)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._history: dict[str, deque[float]] = {}
+        self._cards: dict[str, GpuCard] = {}
+        self._message = ""
+
+    def compose(self) -> ComposeResult:
+        yield Line("waiting for the first GPU reading…", id="gpu-message")
+        picker = WhatIfPicker(id="gpu-picker", compact=True)
+        picker.display = False
+        yield picker
+
+    def record(self, snapshot: Any) -> None:
+        """Add one reading to each GPU's 60-second history (done even when nothing is drawn)."""
+        if snapshot is None:
+            return
+        for g in snapshot.gpus:
+            if g.what_if:
+                continue
+            hist = self._history.setdefault(g.uuid or str(g.index), deque(maxlen=HISTORY_SECONDS))
+            if g.used_mib is not None:
+                hist.append(g.used_mib)
+
+    def show(self, snapshot: Any, what_if: Any, selected: Sequence[int], planning_what_if: bool) -> None:
+        real = tuple(snapshot.gpus) if snapshot is not None and snapshot.ok else ()
+        extra = tuple(what_if.gpus) if what_if is not None else ()
+        if snapshot is None:
+            message = "waiting for the first GPU reading…"
+        elif not snapshot.ok:
+            message = f"No GPU: {snapshot.message.split(';')[0]}"
+        else:
+            message = snapshot.message
+        if planning_what_if and extra:
+            label = what_if.message.removeprefix("what-if: ").split(";")[0]
+            message = (message + "\n" if message else "") + f"planning for what-if {label} (w: another)"
+        line = self.query_one("#gpu-message", Line)
+        line.set(message)
+        line.display = bool(message)
+        no_gpu = snapshot is not None and not snapshot.ok
+        picker = self.query_one(WhatIfPicker)
+        if picker.display != no_gpu:
+            picker.display = no_gpu
+        wanted = [(f"real:{g.uuid or g.index}", g, False) for g in real]
+        wanted += [(f"whatif:{i}:{g.name}", g, True) for i, g in enumerate(extra)]
+        keys = [k for k, _, _ in wanted]
+        if keys != list(self._cards):
+            for card in self._cards.values():
+                card.remove()
+            self._cards = {}
+            new_cards = []
+            for key, g, is_wi in wanted:
+                card = GpuCard(g.index, is_wi, classes="gpu-card")
+                self._cards[key] = card
+                new_cards.append(card)
+            if new_cards:
+                self.mount_all(new_cards, before=self.query_one(WhatIfPicker))
+        for key, g, is_wi in wanted:
+            hist = () if is_wi else self._history.get(g.uuid or str(g.index), ())
+            sel = planning_what_if if is_wi else (not planning_what_if and g.index in selected)
+            self._cards[key].show(g, tuple(hist), sel)
+
+    def first_card(self) -> GpuCard | None:
+        return next(iter(self._cards.values()), None)

@@ -1,0 +1,179 @@
+"""Results: one row per quant x KV type, the recommended row marked, and where the memory goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from lander_tui.ui.text import gib, short_tokens
+from lander_tui.ui.widgets.gpu_panel import Line
+
+COLUMNS = (("quant", "quant"), ("KV", "kv"), ("max ctx", "max"), ("weights", "weights"),
+           ("KV mem", "kvmem"), ("compute", "compute"), ("overhead", "overhead"), ("total", "total"),
+           ("fits", "fits"))
+#: Breakdown segments: (name, glyph, component class). Glyphs differ so it reads without colour.
+SEGMENTS = (("weights", "█", "breakdown--weights"), ("KV", "▓", "breakdown--kv"),
+            ("compute", "▒", "breakdown--compute"), ("overhead", "░", "breakdown--overhead"))
+
+
+def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
+    if r.error:
+        return (f"! {r.quant}", r.kv_cache, "error", "", "", "", "", "", "no")
+    mark = "★ " if recommended else "  "
+    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", gib(r.weights_mib, 2), gib(r.kv_cache_mib, 2),
+            gib(r.compute_mib, 2), gib(r.overhead_mib, 2), gib(r.total_mib, 2), "yes" if r.fits else "NO")
+
+
+class BreakdownBar(Widget):
+    """weights | KV | compute | overhead | free, scaled to the budget (or to the total when over)."""
+
+    COMPONENT_CLASSES = {"breakdown--weights", "breakdown--kv", "breakdown--compute", "breakdown--overhead",
+                         "breakdown--free", "breakdown--over"}
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._parts: tuple[float, ...] = ()
+        self._budget = 0.0
+
+    def set(self, parts: tuple[float, ...], budget: float) -> None:
+        if (parts, budget) != (self._parts, self._budget):
+            self._parts, self._budget = parts, budget
+            self.refresh()
+
+    def render(self) -> Text:
+        width = max(1, self.size.width)
+        total = sum(self._parts)
+        scale = max(total, self._budget)
+        text = Text()
+        if scale <= 0:
+            return text
+        used = 0
+        for (_, glyph, cls), v in zip(SEGMENTS, self._parts, strict=False):
+            n = round(width * v / scale)
+            n = min(n, width - used)
+            text.append(glyph * n, style=self.get_component_rich_style(cls))
+            used += n
+        rest = width - used
+        if total > self._budget:
+            # the budget ends inside the bar: mark it
+            cut = round(width * self._budget / scale)
+            if 0 <= cut < width:
+                text = text[:cut] + Text("|", style=self.get_component_rich_style("breakdown--over")) + text[cut + 1:]
+        elif rest > 0:
+            text.append("·" * rest, style=self.get_component_rich_style("breakdown--free"))
+        return text
+
+
+class Results(Vertical):
+    """`show(estimate, plan)`; the row under the cursor drives the breakdown bar."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._est: Any = None
+        self._keys: list[tuple[str, str]] = []
+        self._cells: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._extra: str = ""
+
+    def compose(self) -> ComposeResult:
+        yield Line("", id="summary")
+        table: DataTable[str] = DataTable(id="table", cursor_type="row", zebra_stripes=False)
+        yield table
+        yield Line("", id="reason")
+        yield Line("", id="breakdown-label")
+        yield BreakdownBar(id="breakdown")
+        yield Line("", id="notes", classes="-autohide")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in COLUMNS:
+            table.add_column(label, key=key)
+
+    def show_error(self, summary: str, message: str) -> None:
+        self._est = None
+        self.query_one("#summary", Line).set(summary)
+        self.query_one("#reason", Line).set(f"✗ {message}")
+        self.query_one("#reason", Line).add_class("-error")
+        self.query_one("#breakdown-label", Line).set("")
+        self.query_one(BreakdownBar).set((), 0.0)
+        self.query_one("#notes", Line).set("")
+        table = self.query_one(DataTable)
+        if table.row_count:
+            table.clear()
+            self._keys, self._cells = [], {}
+
+    def show(self, est: Any, summary: str, notes: tuple[str, ...] = (), extra: str = "") -> None:
+        self._est = est
+        self._extra = extra
+        rec = est.recommendation
+        self.query_one("#summary", Line).set(summary)
+        table = self.query_one(DataTable)
+        keys = [(r.quant, r.kv_cache) for r in est.results]
+        rec_key = (rec.quant, rec.kv_cache)
+        cells = {(r.quant, r.kv_cache): row_cells(r, (r.quant, r.kv_cache) == rec_key) for r in est.results}
+        if keys != self._keys:
+            cursor_key = self._cursor_key()
+            table.clear()
+            for k in keys:
+                table.add_row(*cells[k], key=f"{k[0]}|{k[1]}")
+            self._keys = keys
+            target = rec_key if rec_key in keys else (keys[0] if keys else None)
+            if table.has_focus and cursor_key in keys and cursor_key is not None:
+                target = cursor_key  # the user is browsing the table: stay on their row
+            if target is not None:
+                table.move_cursor(row=keys.index(target), animate=False)
+        else:
+            if not table.has_focus and rec_key in keys and self._cursor_key() != rec_key:
+                table.move_cursor(row=keys.index(rec_key), animate=False)
+            for k in keys:
+                if cells[k] != self._cells.get(k):
+                    for (_, col), old, new in zip(COLUMNS, self._cells.get(k, ()), cells[k], strict=False):
+                        if old != new:
+                            table.update_cell(f"{k[0]}|{k[1]}", col, new)
+        self._cells = cells
+        reason = self.query_one("#reason", Line)
+        reason.remove_class("-error")
+        if rec.quant:
+            reason.set(f"★ {rec.quant} + KV {rec.kv_cache}: {rec.reason}")
+        else:
+            reason.set(f"✗ {rec.reason}")
+            reason.add_class("-error")
+        self.query_one("#notes", Line).set("\n".join(f"note: {n}" for n in (*notes, *est.notes)))
+        self._show_breakdown()
+
+    def _cursor_key(self) -> tuple[str, str] | None:
+        table = self.query_one(DataTable)
+        if not self._keys or table.cursor_row is None or not 0 <= table.cursor_row < len(self._keys):
+            return None
+        return self._keys[table.cursor_row]
+
+    def cursor_row(self) -> Any:
+        key = self._cursor_key()
+        if self._est is None or key is None:
+            return None
+        return next((r for r in self._est.results if (r.quant, r.kv_cache) == key), None)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_breakdown()
+
+    def _show_breakdown(self) -> None:
+        r = self.cursor_row()
+        label = self.query_one("#breakdown-label", Line)
+        bar = self.query_one(BreakdownBar)
+        if r is None or r.error:
+            label.set(f"✗ {r.error}" if r is not None else "")
+            bar.set((), 0.0)
+            return
+        budget = self._est.budget_mib
+        parts = (r.weights_mib, r.kv_cache_mib, r.compute_mib, r.overhead_mib)
+        legend = " ".join(f"{glyph} {name} {gib(v)}" for (name, glyph, _), v in zip(SEGMENTS, parts, strict=True))
+        room = budget - r.total_mib
+        tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
+        label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB" + (f"\n{self._extra}" if self._extra else ""))
+        bar.set(tuple(round(p, 1) for p in parts), round(budget, 1))
