@@ -121,6 +121,7 @@ class LanderApp(App[None]):
         self._auto_what_if = False
         self._wake = threading.Event()
         self.estimates_run = 0  # how many times the estimator ran (tests: never without a change)
+        self._shown = False  # results on screen are from a valid estimate
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -231,14 +232,17 @@ class LanderApp(App[None]):
         results = self.query_one(Results)
         chart = self.query_one(VramChart)
         if plan.request is None:
-            self._last_request = None
-            self.estimate = None
             order = ("model", "memory", *state.FIELDS)
             key = next(k for k in order if k in plan.errors)
-            message = plan.errors[key]
-            label = "fix the form" if key not in ("model", "memory") else "nothing to plan yet"
-            results.show_error(self._summary(plan, None), message)
-            chart.show(None, label)
+            self._last_request = None
+            self.estimate = None
+            if key not in ("model", "memory") and self._shown:
+                # a half-typed field: keep the last good results on screen and say why they stay
+                results.mark_stale(f"{state.FIELD_LABELS.get(key, key)}: {plan.errors[key]}")
+                return
+            self._shown = False
+            results.show_error(self._summary(plan, None), plan.errors[key])
+            chart.show(None, "nothing to plan yet")
             return
         if plan.request == self._last_request:
             return
@@ -251,10 +255,14 @@ class LanderApp(App[None]):
             est = run_estimate(plan.request)
         except LanderError as err:
             self.estimate = None
-            results.show_error(self._summary(plan, None), str(err))
-            chart.show(None, "no configuration could be estimated")
+            if self._shown:
+                results.mark_stale(str(err))
+            else:
+                results.show_error(self._summary(plan, None), str(err))
+                chart.show(None, "no configuration could be estimated")
             return
         self.estimate = est
+        self._shown = True
         results.show(est, self._summary(plan, est), plan.notes, self._split_line(plan, est))
         chart.show(chart_data(plan.request, est))
 

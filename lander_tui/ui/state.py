@@ -38,6 +38,9 @@ KV_CYCLE: dict[str, tuple[str, ...]] = {
 #: The field names errors are keyed by (one per form control).
 FIELDS = ("model", "engine", "quants", "kv_types", "context", "parallel", "flash_attn", "margin", "memory",
           "what_if")
+FIELD_LABELS = {"model": "Model", "engine": "Engine", "quants": "Quants", "kv_types": "KV cache",
+                "context": "Target context", "parallel": "Parallel seqs", "flash_attn": "Flash attn",
+                "margin": "Safety margin", "memory": "Memory", "what_if": "What-if GPU"}
 
 
 @dataclass(frozen=True)

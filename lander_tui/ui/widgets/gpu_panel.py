@@ -88,7 +88,7 @@ class History(Widget):
         if (values, top) != (self._values, self._top):
             old = self._render_key()
             self._values, self._top = values, top
-            if self._render_key() != old:
+            if not self.size.width or self._render_key() != old:
                 self.refresh()
 
     def _render_key(self) -> str:
@@ -113,6 +113,7 @@ class GpuCard(Widget, can_focus=True):
         self.index = index
         self.is_what_if = what_if
         self._pending: tuple[Any, Sequence[float], bool] | None = None
+        self._ready = False
         if what_if:
             self.add_class("-what-if")
 
@@ -129,12 +130,13 @@ class GpuCard(Widget, can_focus=True):
         yield Line(classes="gpu-procs -autohide")
 
     def on_mount(self) -> None:
+        self._ready = True
         if self._pending is not None:
             self.show(*self._pending)
 
     def show(self, gpu: Any, history: Sequence[float], selected: bool) -> None:
-        if not self.is_mounted or not self.children:
-            self._pending = (gpu, history, selected)
+        if not self._ready:
+            self._pending = (gpu, history, selected)  # drawn as soon as the card is mounted
             return
         self._pending = None
         self.set_class(selected, "-selected")

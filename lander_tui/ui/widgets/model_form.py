@@ -60,13 +60,13 @@ class SearchHit:
         self.label = label
 
 
-def hub_search(text: str) -> tuple[list[SearchHit], str]:
+def hub_search(text: str, search_models: Callable[..., list[Any]] | None = None) -> tuple[list[SearchHit], str]:
     """Search the Hub; when it cannot answer, the built-in catalog. Returns (hits, status line)."""
     from lander_tui.core.catalog import search_catalog
 
     try:
-        from lander_tui.core.hub import search_models
-
+        if search_models is None:
+            from lander_tui.core.hub import search_models
         hits = search_models(text, limit=SEARCH_LIMIT)
     except (LanderError, ImportError) as err:
         specs = search_catalog(text, limit=SEARCH_LIMIT)
@@ -250,9 +250,16 @@ class ModelForm(Vertical):
             event.stop()
             self.post_message(self.Changed(name, event.value))
 
+    def _cancel_search(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.workers.cancel_group(self, "search")
+
     @on(Input.Submitted, "#search")
     def _search_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self._cancel_search()
         text = event.value.strip()
         hits = self.query_one("#hits", OptionList)
         if not text:
@@ -267,6 +274,7 @@ class ModelForm(Vertical):
     @on(OptionList.OptionSelected, "#hits")
     def _hit_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
+        self._cancel_search()
         self.post_message(self.Pick(str(event.option.id)))
 
     def action_to_hits(self) -> None:
@@ -278,12 +286,9 @@ class ModelForm(Vertical):
 
     # --- search ------------------------------------------------------------------------------
     def _search_typed(self, text: str) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
+        self._cancel_search()
         self.query_one("#search").remove_class("-invalid")
         if not text.strip() or text == self._picked_text:
-            self.workers.cancel_group(self, "search")
             self._hide_hits()
             self.query_one("#search-status", Line).set("")
             return

@@ -107,6 +107,12 @@ class Results(Vertical):
             table.clear()
             self._keys, self._cells = [], {}
 
+    def mark_stale(self, message: str) -> None:
+        """A field is wrong: keep the last valid table on screen and say why it is not updating."""
+        reason = self.query_one("#reason", Line)
+        reason.set(f"✗ {message} (showing the last valid plan)")
+        reason.add_class("-error")
+
     def show(self, est: Any, summary: str, notes: tuple[str, ...] = (), extra: str = "") -> None:
         self._est = est
         self._extra = extra
