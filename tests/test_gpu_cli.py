@@ -223,3 +223,25 @@ def test_table_is_cut_to_the_terminal_width():
     assert any(line.endswith("…") for line in table)
     wide = gpus_cmd.render_table(reference(5), width=None)
     assert "cy:train.py/103" in wide
+
+
+def test_top_level_demo_flag_reaches_the_gpus_command(capsys):
+    assert cli.main(["--demo", "gpus", "--json"]) == 0  # the dashboard's --demo, given first
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_kill_ends_watch_like_ctrl_c():
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "lander_tui", "gpus", "--demo", "--watch", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        assert len(json.loads(first)) == 2
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == ""

@@ -350,7 +350,7 @@ def test_snapshot_carries_cuda_index_from_the_scenario_env():
     b, _ = backend({"cuda_visible_devices": "1", "gpus": [gpu(), gpu()]})
     g0, g1 = b.poll().gpus
     assert (g0.cuda_index, g1.cuda_index) == (None, 0)
-    assert g1.label == "1 (cuda 0)" and g0.label == "0"
+    assert g1.label == "1 (cuda 0)" and g0.label == "0 (hidden)"
 
 
 # -- scenarios ---------------------------------------------------------------------------------

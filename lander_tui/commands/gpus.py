@@ -8,11 +8,15 @@ NVIDIA GPU it exits 1 with one line saying why and how to plan anyway.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -36,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--what-if", metavar="NAME",
                    help='show catalog GPUs as if present: "2x RTX 4090", "A100 80GB", g5.12xlarge; '
                    "`--what-if list` prints the catalog")
-    p.add_argument("--demo", action="store_true", help="show the built-in fake GPUs (no NVIDIA GPU needed)")
+    # SUPPRESS: `lander-tui --demo gpus` (the dashboard's flag, given first) must not be reset to False
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="show the built-in fake GPUs (no NVIDIA GPU needed)")
     p.set_defaults(func=run)
 
 
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _watch(out: TextIO, backend: GpuBackend, snap: Snapshot, interval: float, as_json: bool) -> int:
     """Redraw every `interval` seconds on a fixed schedule; Ctrl-C is the normal way out (0)."""
     tty = out.isatty() and not as_json
+    restore_term = _sigterm_as_interrupt()
     try:
         if tty:
             out.write("\x1b[?25l")  # hide the cursor while redrawing
@@ -95,9 +102,26 @@ def _watch(out: TextIO, backend: GpuBackend, snap: Snapshot, interval: float, as
     except KeyboardInterrupt:
         return 0
     finally:
+        restore_term()
         if tty:
             out.write("\x1b[?25h")
             out.flush()
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Let `kill` end --watch like Ctrl-C does (cursor restored, exit 0); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def undo() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return undo
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -188,14 +212,20 @@ def render_table(snap: Snapshot, width: int | None = None) -> str:
         notes.append(f"usable = total - driver reserve ({', '.join(sources)} numbers; "
                      "see lander_tui/core/gpu/catalog.py); the CUDA context is not subtracted")
     elif snap.source == "nvml":
-        from lander_tui.core.gpu import detect_cloud_instance
-
-        instance = detect_cloud_instance()
+        instance = _cloud_instance()
         if instance:
             notes.append(f"AWS instance {instance} (read from local DMI data)")
     if snap.driver and snap.source == "nvml":
         notes.append(f"NVIDIA driver {snap.driver}")
     return "\n".join(lines + notes) + "\n"
+
+
+@functools.cache
+def _cloud_instance() -> str | None:
+    """Read DMI once per run, not on every --watch frame."""
+    from lander_tui.core.gpu import detect_cloud_instance
+
+    return detect_cloud_instance()
 
 
 def _print_catalog(out: TextIO, as_json: bool) -> None:

@@ -63,8 +63,11 @@ class GpuInfo:
 
     @property
     def label(self) -> str:
-        """`0` or `0 (cuda 1)` when CUDA numbers it differently."""
-        if self.cuda_index is not None and self.cuda_index != self.index:
+        """`0`, `0 (cuda 1)` when CUDA numbers it differently, `0 (hidden)` when
+        CUDA_VISIBLE_DEVICES leaves it out (so a job started here would not see it)."""
+        if self.cuda_index is None:
+            return f"{self.index} (hidden)"
+        if self.cuda_index != self.index:
             return f"{self.index} (cuda {self.cuda_index})"
         return str(self.index)
 
