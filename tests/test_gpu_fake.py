@@ -268,6 +268,16 @@ def test_a_gpu_lost_mid_run_is_flagged_and_not_asked_again():
     assert free_mib_of_gpu(0, b)[0] == "NVIDIA A10G"
 
 
+def test_every_gpu_lost_says_none_is_usable():
+    b, clock = backend({"gpus": [gpu(lost_at=1), gpu(lost_at=2)]})
+    clock.t = 1
+    assert "other GPUs are still shown" in b.poll().message
+    clock.t = 2
+    snap = b.poll()
+    assert snap.ok and all(g.lost for g in snap.gpus)
+    assert snap.message.startswith("GPU 0, GPU 1 lost") and "no GPU is usable" in snap.message
+
+
 def test_unknown_error_three_polls_running_means_lost():
     b, _ = backend({"gpus": [gpu(fail={"memory": "unknown"}), gpu()]})
     states = [b.poll().gpus[0].lost for _ in range(4)]

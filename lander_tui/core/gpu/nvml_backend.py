@@ -159,7 +159,8 @@ class NvmlBackend:
             message = ""
             if lost:
                 which = ", ".join(f"GPU {g.index}" for g in lost)
-                message = f"{which} lost ({lost[0].note}); the other GPUs are still shown"
+                rest = "the other GPUs are still shown" if len(lost) < len(gpus) else "no GPU is usable"
+                message = f"{which} lost ({lost[0].note}); {rest}"
             return Snapshot(gpus, S.OK, message, self._wall(), self._driver, self._source)
 
     def close(self) -> None:
