@@ -140,6 +140,7 @@ class LanderApp(App[None]):
         self.query_one("#form").border_title = "Model and knobs"
         self.query_one("#results").border_title = "Results"
         self._pick_model(self._model_text)
+        self.query_one(DataTable).focus()  # single-letter keys work at once; / or Tab reach the fields
         if self._poll_interval:
             self._poll_loop()
         self._recompute()
@@ -262,6 +263,9 @@ class LanderApp(App[None]):
                 chart.show(None, "no configuration could be estimated")
             return
         self.estimate = est
+        if not self._shown and self.screen.has_class("-narrow"):
+            # one column: bring the results into view (the GPU panel is one scroll up)
+            self.call_after_refresh(self.query_one("#main").scroll_to_widget, results, top=True, animate=False)
         self._shown = True
         results.show(est, self._summary(plan, est), plan.notes, self._split_line(plan, est))
         chart.show(chart_data(plan.request, est))

@@ -125,6 +125,7 @@ class GpuCard(Widget, can_focus=True):
         with Horizontal(classes="gpu-big"):
             yield Digits("", classes="gpu-free")
             yield Line(classes="gpu-side")
+        yield Line(classes="gpu-compact")
         yield Line(classes="gpu-stats")
         yield History(classes="gpu-spark")
         yield Line(classes="gpu-procs -autohide")
@@ -171,6 +172,9 @@ class GpuCard(Widget, can_focus=True):
             if gpu.unified_memory:
                 stats += "  unified mem"
         self.query_one(".gpu-stats", Line).set(stats)
+        used = "" if frac is None else f" · {frac:.0%} used"
+        compact = f"{free_text} MiB free of {mib(total)}{used}"
+        self.query_one(".gpu-compact", Line).set(compact if gpu.what_if else f"{compact} · {stats}")
         spark = self.query_one(History)
         spark.display = not gpu.what_if
         spark.set(history, total or 0.0)

@@ -1,0 +1,43 @@
+"""Screenshots of the dashboard compared with the SVGs in tests/__snapshots__ (pytest-textual-snapshot).
+
+Fixed sizes, fake GPUs on a frozen clock (60 readings for the sparklines), the Hub offline and no
+cursor blink, under the exact Textual version pinned in pyproject.toml. After a deliberate change:
+`uv run pytest tests/test_ui_snapshots.py --snapshot-update`, then review the SVGs before committing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, warm_up
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+def _shot(snap_compare, scenario=None, size=(120, 40), demo=True, press=()):
+    app, clock = frozen_app(scenario, demo=demo)
+
+    async def run_before(pilot) -> None:
+        warm_up(app, clock, 60)
+        await pilot.pause()
+
+    return snap_compare(app, terminal_size=size, run_before=run_before, press=press)
+
+
+def test_main_screen_two_gpus_with_jobs(snap_compare):
+    assert _shot(snap_compare)
+
+
+def test_no_gpu_screen_offers_what_if(snap_compare):
+    assert _shot(snap_compare, NO_GPU_SCENARIO, demo=False)
+
+
+def test_small_terminal_80x24(snap_compare):
+    assert _shot(snap_compare, size=(80, 24))
