@@ -144,3 +144,21 @@ def test_exports_round_trip(capsys):
     md = export(data, "md")
     assert md.count("\n| Q") == 2 and "Recommended" in md
     assert json.loads(export(data, "json")) == data
+
+
+def test_estimate_rows_cover_all_gpus(capsys):
+    main(["estimate", "llama-3.1-8b", "-q", "Q8_0", "-k", "f16", "--free-vram", "20000", "--json"])
+    one = json.loads(capsys.readouterr().out)["results"][0]
+    main(["estimate", "llama-3.1-8b", "-q", "Q8_0", "-k", "f16", "--free-vram", "20000,20000", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    two = data["results"][0]
+    assert data["free_vram_mib"] == 40000
+    assert two["max_context"] > 2 * one["max_context"]  # the weights are paid once
+    main(["estimate", "llama-3.1-8b", "-q", "Q8_0", "-k", "f16", "--free-vram", "20000,20000", "--json",
+          "--context", "65536"])
+    data = json.loads(capsys.readouterr().out)
+    two = data["results"][0]
+    devs = data["plan"]["devices"]
+    assert sum(d["total_mib"] for d in devs) == pytest.approx(
+        sum(two[k] for k in ("weights_mib", "kv_cache_mib", "compute_mib", "overhead_mib")), abs=0.1)
+    assert all(d["total_mib"] <= 20000 for d in devs)

@@ -33,8 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-num-batched-tokens", type=int, default=8192, metavar="N", help="vLLM (default 8192)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
-    p.add_argument("--tensor-split", metavar="A,B,...", help="llama.cpp layer split across GPUs (default: by free memory)")
-    p.add_argument("--launch", metavar="ENGINE", help="print the command that runs the plan: llama.cpp|ollama|vllm|transformers")
+    p.add_argument("--tensor-split", metavar="A,B,...",
+                   help="llama.cpp layer split across GPUs (default: by free memory)")
+    p.add_argument("--launch", metavar="ENGINE",
+                   help="print the command that runs the plan: llama.cpp|ollama|vllm|transformers")
     p.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit")
@@ -95,17 +97,15 @@ def devices_from_args(args: argparse.Namespace) -> tuple[list[Any], str]:
     return [Device("24 GB card", DEFAULT_FREE_MIB)], "default (24 GB card)"
 
 
-def memory_from_args(args: argparse.Namespace) -> tuple[float, float | None, str]:
-    """(free MiB, total MiB or None, where it came from) of the first GPU."""
-    devices, src = devices_from_args(args)
-    return devices[0].free_mib, devices[0].total_mib, src
-
-
 def build_request(args: argparse.Namespace) -> Any:
     from lander_tui.core.engines import EngineOptions
     from lander_tui.core.estimate import EstimateRequest
     from lander_tui.core.model_source import resolve_model
 
+    devices, _src = devices_from_args(args)
+    split = tuple(_numbers(args.tensor_split, "--tensor-split")) if getattr(args, "tensor_split", None) else None
+    if split and len(split) != len(devices):
+        raise LanderError(f"--tensor-split has {len(split)} shares for {len(devices)} GPUs")
     opts = EngineOptions(
         flash_attn=None if args.flash_attn is None else args.flash_attn == "on",
         n_parallel=args.parallel,
@@ -113,14 +113,14 @@ def build_request(args: argparse.Namespace) -> Any:
         gpu_memory_utilization=args.gpu_memory_utilization,
         max_num_batched_tokens=args.max_num_batched_tokens,
         overrides=_overrides(args.set),
+        tensor_split=split,
     )
-    quants = _split(args.quant)
     model = resolve_model(args.model)
-    free, total, _src = memory_from_args(args)
-    if getattr(args, "tensor_split", None):
-        _numbers(args.tensor_split, "--tensor-split")
-    return EstimateRequest(model=model, backend=args.backend, quants=quants, kv_types=_split(args.kv_cache),
-                           free_mib=free, total_mib=total, context=args.context, options=opts)
+    free = sum(d.free_mib for d in devices)
+    total = sum(d.total_mib for d in devices) if all(d.total_mib for d in devices) else None
+    return EstimateRequest(model=model, backend=args.backend, quants=_split(args.quant),
+                           kv_types=_split(args.kv_cache), free_mib=free, total_mib=total, context=args.context,
+                           options=opts, devices=tuple(devices) if len(devices) > 1 else ())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,7 +174,7 @@ def plan_for_estimate(req: Any, est: Any, devices: list[Any], args: argparse.Nam
     rec = est.recommendation
     quant = rec.quant or est.results[0].quant
     kv = rec.kv_cache or est.results[0].kv_cache
-    split = tuple(_numbers(args.tensor_split, "--tensor-split")) if getattr(args, "tensor_split", None) else None
+    split = req.options.tensor_split
     if est.backend == "transformers" or (len(devices) == 1 and est.backend == "vllm"):
         row = next(r for r in est.results if (r.quant, r.kv_cache) == (quant, kv))
         if row.max_context <= 0 and not req.context:

@@ -42,6 +42,9 @@ class EstimateRequest:
     total_mib: float | None = None
     context: int | None = None
     options: EngineOptions = field(default_factory=EngineOptions)
+    #: Several GPUs (multi_gpu.Device): rows then hold the whole plan (llama.cpp layer split by free
+    #: memory, vLLM tensor parallel) and free_mib/total_mib are their sums.
+    devices: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if self.free_mib < 0 or (self.total_mib is not None and self.total_mib <= 0):
@@ -162,6 +165,8 @@ def run_estimate(req: EstimateRequest) -> Estimate:
 
 
 def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) -> ConfigResult:
+    if len(req.devices) > 1:
+        return _one_multi(req, engine, quant, kv)
     spec, opts, g = req.model.spec, req.options, engine.granularity(req.options)
 
     def total_of(ctx: np.ndarray) -> np.ndarray:
@@ -193,6 +198,41 @@ def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) 
         compute_mib=nums["compute_mib"], overhead_mib=nums["overhead_mib"], total_mib=nums["total_mib"],
         host_mib=nums["host_mib"], fits=nums["total_mib"] * MIB <= budget, exact_weights=w.exact,
         bits_per_weight=w.bits_per_weight, max_concurrency=concurrency, parts=parts,
+    )
+
+
+def _one_multi(req: EstimateRequest, engine: Any, quant: str, kv: str) -> ConfigResult:
+    """A row for several GPUs: the longest context with everything on them, and the plan's sums."""
+    from lander_tui.core import multi_gpu as mg
+
+    spec, opts, devs = req.model.spec, req.options, list(req.devices)
+    try:
+        if engine.name in ("llama.cpp", "ollama"):
+            max_ctx = mg.llamacpp_max_context(req.model, quant, kv, devs, opts, backend=engine.name)
+            plan = mg.llamacpp_plan(req.model, quant, kv, req.context or max(max_ctx, 256), devs, opts,
+                                    backend=engine.name)
+            w = engine.weights(req.model, quant)
+        elif engine.name == "vllm":
+            max_ctx = mg.vllm_tp_max_context(req.model, quant, kv, devs, opts)
+            plan = mg.vllm_tp_plan(req.model, quant, kv, req.context or max(max_ctx, opts.block_size), devs, opts)
+            from lander_tui.core.weights import hf_weights
+
+            w = hf_weights(spec, quant)
+        else:
+            raise LanderError(f"{engine.label} across several GPUs is not modelled; plan one GPU at a time")
+    except LanderError as err:
+        return ConfigResult(quant, kv, 0, spec.max_context, 0, 0, 0, 0, 0, 0, 0, False, False, 0.0, error=str(err))
+    d = plan.devices
+
+    def tot(attr: str) -> float:
+        return sum(getattr(x, attr) for x in d)
+
+    return ConfigResult(
+        quant=w.quant, kv_cache=kv, max_context=max_ctx, model_max_context=spec.max_context, context=plan.context,
+        weights_mib=tot("weights_mib"), kv_cache_mib=tot("kv_cache_mib"), compute_mib=tot("compute_mib"),
+        overhead_mib=tot("overhead_mib"), total_mib=tot("total_mib"), host_mib=plan.host_mib, fits=plan.fits,
+        exact_weights=w.exact, bits_per_weight=w.bits_per_weight,
+        parts={f"gpu{i}_total": x.total_mib for i, x in enumerate(d)},
     )
 
 

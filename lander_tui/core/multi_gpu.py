@@ -23,7 +23,6 @@ from lander_tui.core.engines.llamacpp import LlamaCpp
 from lander_tui.core.engines.vllm import Vllm
 from lander_tui.core.errors import LanderError
 from lander_tui.core.model_source import ResolvedModel
-from lander_tui.core.model_spec import FULL, ModelSpec
 from lander_tui.core.solver import max_fitting
 
 #: Extra per-rank memory of NCCL and custom all-reduce buffers under tensor parallelism
@@ -140,90 +139,127 @@ def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int
     return out
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where every weight and layer of a llama.cpp model goes; independent of the context length."""
+
+    units: list[int | None]
+    weights: list[float]  # bytes per device
+    kinds: list[dict[str, int]]  # per device: layer kind -> count (for the KV)
+    cpu_kinds: dict[str, int]
+    cpu_weights: float  # bytes of layers/experts on the CPU (token_embd excluded)
+    embd: float
+    out_dev: int | None
+    used: list[int]
+
+
+def _layout(eng: LlamaCpp, model: ResolvedModel, quant: str, n_dev: int, ngl: int,
+            split: tuple[float, ...], cpu_moe: int) -> _Layout:
+    spec, w, L = model.spec, eng.weights(model, quant), model.spec.n_layers
+    units = layer_devices(L, ngl, split)
+    wts = [0.0] * n_dev
+    cpu_w = 0.0
+    for st in w.tensors:
+        t = st.tensor
+        if t.name == "token_embd.weight":
+            continue
+        dev = units[t.layer if t.layer is not None else L]  # output and output_norm ride with the output unit
+        if dev is None or (t.layer is not None and t.layer < cpu_moe and "_exps" in t.name):
+            cpu_w += st.nbytes
+        else:
+            wts[dev] += st.nbytes
+    out_dev = units[L]
+    if not w.has("output.weight") and out_dev is not None:
+        wts[out_dev] += w.bytes_of("token_embd.weight")  # a tied output is duplicated on the GPU
+    kinds: list[dict[str, int]] = [{} for _ in range(n_dev)]
+    cpu_kinds: dict[str, int] = {}
+    for il, kind in enumerate(spec.kinds()):
+        dev = units[il]
+        target = cpu_kinds if dev is None else kinds[dev]
+        target[kind] = target.get(kind, 0) + 1
+    used = sorted({u for u in units if u is not None})
+    return _Layout(units, wts, kinds, cpu_kinds, cpu_w, float(w.bytes_of("token_embd.weight")), out_dev, used)
+
+
+def _device_totals(eng: LlamaCpp, model: ResolvedModel, kv_type: str, lay: _Layout, ctx: np.ndarray,
+                   opts: EngineOptions) -> dict[str, np.ndarray]:
+    """Per-device weights/kv/compute/overhead in bytes, shape (devices, contexts): one vectorised pass."""
+    spec = model.spec
+    cal = eng.calibration(opts)
+    kv, fa = eng.check(spec, kv_type, opts)
+    geo = eng.geometry(ctx, opts)
+    per_kind = eng.kv_layer_bytes(spec, kv, geo)
+    ph = eng.compute_phases(spec, kv, fa, geo, cal)
+    n, m = len(lay.weights), geo.n_ctx.shape[0]
+    kvs = np.zeros((n, m))
+    compute = np.zeros((n, m))
+    overhead = np.zeros((n, m))
+    layer_phase = np.maximum(ph["attention"], ph["ffn"])
+    pipelined = len(lay.used) > 1 and all(u is not None for u in lay.units)
+    for i in range(n):
+        for kind, count in lay.kinds[i].items():
+            kvs[i] += per_kind[kind] * count
+        if lay.out_dev == i:
+            compute[i] = np.maximum(ph["logits"], layer_phase)
+        elif lay.kinds[i]:
+            compute[i] = layer_phase
+        if pipelined and i in lay.used:
+            compute[i] += (LLAMACPP_PIPELINE_COPIES - 1) * spec.hidden_size * geo.n_ub * 4
+        if i in lay.used:
+            overhead[i] = (cal.cuda_context_mib + cal.margin_mib) * MIB
+    cpu_kv = sum((per_kind[k] * c for k, c in lay.cpu_kinds.items()), np.zeros(m))
+    host = lay.embd + lay.cpu_weights + cpu_kv + ph["host"] + spec.vocab_size * 4
+    weights = np.repeat(np.asarray(lay.weights)[:, None], m, axis=1)
+    return {"weights": weights, "kv": kvs, "compute": compute, "overhead": overhead, "host": host,
+            "n_ctx": geo.n_ctx}
+
+
 def llamacpp_plan(model: ResolvedModel, quant: str, kv_type: str, ctx: int, devices: list[Device],
                   opts: EngineOptions, ngl: int | None = None, split: tuple[float, ...] | None = None,
                   cpu_moe: int = 0, backend: str = "llama.cpp") -> Plan:
     eng = get_engine(backend)
     assert isinstance(eng, LlamaCpp)
-    spec: ModelSpec = model.spec
     if not devices:
         raise LanderError("a plan needs at least one GPU")
-    cal = eng.calibration(opts)
-    kv, fa = eng.check(spec, kv_type, opts)
-    w = eng.weights(model, quant)
-    L = spec.n_layers
+    L = model.spec.n_layers
     ngl = L + 1 if ngl is None else max(0, min(ngl, L + 1))
-    split = split or tuple(max(0.0, d.free_mib) for d in devices)
-    units = layer_devices(L, ngl, split)
-    geo = eng.geometry(np.array([ctx]), opts)
-    per_kind = eng.kv_layer_bytes(spec, kv, geo)
-    ph = eng.compute_phases(spec, kv, fa, geo, cal)
-    kinds = spec.kinds()
-
-    n = len(devices)
-    wts, kvs = [0.0] * n, [0.0] * n
-    embd_w = float(w.bytes_of("token_embd.weight"))  # always on the CPU; not counted in the CPU/GPU split
-    cpu_w, cpu_kv = 0.0, 0.0
-    tied = not w.has("output.weight")
-    for st in w.tensors:
-        t = st.tensor
-        if t.name == "token_embd.weight":
-            continue
-        unit = t.layer if t.layer is not None else L  # output and output_norm ride with the output unit
-        dev = units[unit]
-        if dev is None or (t.layer is not None and t.layer < cpu_moe and "_exps" in t.name):
-            cpu_w += st.nbytes
-        else:
-            wts[dev] += st.nbytes
-    out_unit = units[L]
-    if tied and out_unit is not None:
-        wts[out_unit] += w.bytes_of("token_embd.weight")  # the duplicated output
-    for il, kind in enumerate(kinds):
-        b = float(per_kind[kind][0])
-        dev = units[il]
-        if dev is None:
-            cpu_kv += b
-        else:
-            kvs[dev] += b
-    out_dev = units[L]
+    split = split or opts.tensor_split or tuple(max(0.0, d.free_mib) for d in devices)
+    lay = _layout(eng, model, quant, len(devices), ngl, split, cpu_moe)
+    tot = _device_totals(eng, model, kv_type, lay, np.array([ctx]), opts)
     shares = []
-    used = [i for i in range(n) if any(u == i for u in units)]
     for i, d in enumerate(devices):
-        holds = [il for il in range(L) if units[il] == i]
-        if out_dev == i:
-            compute = max(float(ph["logits"][0]), float(ph["attention"][0]), float(ph["ffn"][0]))
-        elif holds:
-            compute = max(float(ph["attention"][0]), float(ph["ffn"][0]))
-        else:
-            compute = 0.0
-        if len(used) > 1 and i in used and ngl >= L + 1:
-            embd_in = spec.hidden_size * float(geo.n_ub[0]) * 4
-            compute += (LLAMACPP_PIPELINE_COPIES - 1) * embd_in
-        overhead = (cal.cuda_context_mib + cal.margin_mib) * MIB if i in used else 0.0
+        holds = [il for il in range(L) if lay.units[il] == i]
         shares.append(DeviceShare(
             name=d.name, free_mib=d.free_mib, layers=(holds[0], holds[-1]) if holds else None,
-            has_output=out_dev == i, weights_mib=wts[i] / MIB, kv_cache_mib=kvs[i] / MIB,
-            compute_mib=compute / MIB, overhead_mib=overhead / MIB, budget_mib=d.free_mib,
+            has_output=lay.out_dev == i, weights_mib=float(tot["weights"][i, 0]) / MIB,
+            kv_cache_mib=float(tot["kv"][i, 0]) / MIB, compute_mib=float(tot["compute"][i, 0]) / MIB,
+            overhead_mib=float(tot["overhead"][i, 0]) / MIB, budget_mib=d.free_mib,
         ))
-    host = embd_w + cpu_w + cpu_kv + float(ph["host"][0]) + spec.vocab_size * 4
     notes = []
     if ngl < L + 1 or cpu_moe:
         notes.append("layers and experts on the CPU run several times slower than on the GPU "
                      "(each token streams their weights from system RAM)")
-    return Plan(backend=eng.name, quant=w.quant, kv_cache=kv_type, context=int(geo.n_ctx[0]), devices=tuple(shares),
-                n_layers=L, gpu_layers=ngl, cpu_moe=cpu_moe, tensor_split=tuple(split), host_mib=host / MIB,
-                cpu_weights_mib=cpu_w / MIB, gpu_weights_mib=sum(wts) / MIB, notes=tuple(notes))
+    return Plan(backend=eng.name, quant=eng.weights(model, quant).quant, kv_cache=kv_type,
+                context=int(tot["n_ctx"][0]), devices=tuple(shares), n_layers=L, gpu_layers=ngl, cpu_moe=cpu_moe,
+                tensor_split=tuple(split), host_mib=float(tot["host"][0]) / MIB,
+                cpu_weights_mib=lay.cpu_weights / MIB, gpu_weights_mib=sum(lay.weights) / MIB, notes=tuple(notes))
 
 
 def llamacpp_max_context(model: ResolvedModel, quant: str, kv_type: str, devices: list[Device],
                          opts: EngineOptions, split: tuple[float, ...] | None = None,
                          backend: str = "llama.cpp") -> int:
-    """Longest context with every layer on the GPUs."""
+    """Longest context with every layer on the GPUs (0 if the weights alone do not fit)."""
+    eng = get_engine(backend)
+    assert isinstance(eng, LlamaCpp)
+    split = split or opts.tensor_split or tuple(max(0.0, d.free_mib) for d in devices)
+    lay = _layout(eng, model, quant, len(devices), model.spec.n_layers + 1, split, 0)
+    budgets = np.array([d.free_mib * MIB for d in devices])[:, None]
+
     def over(ctx: np.ndarray) -> np.ndarray:
-        return np.array([max(d.total_mib - d.budget_mib for d in
-                             llamacpp_plan(model, quant, kv_type, int(c), devices, opts, split=split,
-                                           backend=backend).devices) for c in ctx])
-    return max_fitting(over, 0.0, get_engine(backend).granularity(opts), hi_tokens=1 << 22)
+        t = _device_totals(eng, model, kv_type, lay, np.asarray(ctx), opts)
+        return np.max(t["weights"] + t["kv"] + t["compute"] + t["overhead"] - budgets, axis=0)
+
+    return max_fitting(over, 0.0, eng.granularity(opts))
 
 
 def llamacpp_best_offload(model: ResolvedModel, quant: str, kv_type: str, ctx: int, devices: list[Device],
@@ -259,45 +295,54 @@ def llamacpp_best_offload(model: ResolvedModel, quant: str, kv_type: str, ctx: i
 # --- vLLM tensor parallel -------------------------------------------------------------------------
 
 
-def vllm_tp_plan(model: ResolvedModel, quant: str, kv_type: str, ctx: int, devices: list[Device],
-                 opts: EngineOptions) -> Plan:
-    tp = len(devices)
+def _tp_rank(model: ResolvedModel, quant: str, kv_type: str, ctx: np.ndarray, tp: int,
+             opts: EngineOptions) -> dict[str, np.ndarray]:
+    """One rank's weights/kv/compute/overhead in bytes at each context (all ranks are alike)."""
     spec = model.spec
     if spec.n_heads % tp:
         raise LanderError(f"--tensor-parallel-size {tp} must divide the {spec.n_heads} attention heads")
     eng = get_engine("vllm")
     assert isinstance(eng, Vllm)
-    one = eng.memory(model, quant, kv_type, np.array([ctx]), opts)
-    kv_heads_rank = max(1, spec.n_kv_heads // tp)
-    kv_scale = 1.0 if spec.mla else kv_heads_rank / max(1, spec.n_kv_heads)
-    kv_rank = float(one.kv[0]) * kv_scale
-    act = float(one.compute[0])
-    # hidden-size activations are replicated, intermediate ones split; the sampler stays whole
+    one = eng.memory(model, quant, kv_type, ctx, opts)
+    kv_scale = 1.0 if spec.mla else max(1, spec.n_kv_heads // tp) / max(1, spec.n_kv_heads)
+    act = np.asarray(one.compute)
+    # intermediate-size activations split across ranks; hidden-size ones and the sampler do not
     act_rank = act / tp + act * (1 - 1 / tp) * 0.25
-    overhead = float(one.overhead[0]) + (VLLM_TP_COMM_MIB * MIB if tp > 1 else 0.0)
-    util = opts.gpu_memory_utilization
-    shares = []
-    for d in devices:
-        budget = min(d.free_mib, d.total_mib * util) if d.total_mib else d.free_mib
-        shares.append(DeviceShare(name=d.name, free_mib=d.free_mib, layers=None, has_output=True,
-                                  weights_mib=one.weights / tp / MIB, kv_cache_mib=kv_rank / MIB,
-                                  compute_mib=act_rank / MIB, overhead_mib=overhead / MIB, budget_mib=budget))
+    return {"weights": np.full(act.shape, one.weights / tp), "kv": np.asarray(one.kv) * kv_scale,
+            "compute": act_rank,
+            "overhead": np.asarray(one.overhead) + (VLLM_TP_COMM_MIB * MIB if tp > 1 else 0.0)}
+
+
+def _tp_budget(d: Device, opts: EngineOptions) -> float:
+    return min(d.free_mib, d.total_mib * opts.gpu_memory_utilization) if d.total_mib else d.free_mib
+
+
+def vllm_tp_plan(model: ResolvedModel, quant: str, kv_type: str, ctx: int, devices: list[Device],
+                 opts: EngineOptions) -> Plan:
+    tp, spec = len(devices), model.spec
+    r = {k: float(v[0]) / MIB for k, v in _tp_rank(model, quant, kv_type, np.array([ctx]), tp, opts).items()}
+    shares = tuple(DeviceShare(name=d.name, free_mib=d.free_mib, layers=None, has_output=True,
+                               weights_mib=r["weights"], kv_cache_mib=r["kv"], compute_mib=r["compute"],
+                               overhead_mib=r["overhead"], budget_mib=_tp_budget(d, opts)) for d in devices)
     notes = []
     if spec.n_kv_heads < tp and not spec.mla:
         notes.append(f"{spec.n_kv_heads} KV heads < TP {tp}: each rank keeps a replicated KV head")
     if spec.mla and tp > 1:
         notes.append("MLA: the latent KV cache is replicated on every rank")
-    return Plan(backend="vllm", quant=quant, kv_cache=kv_type, context=int(ctx), devices=tuple(shares),
+    return Plan(backend="vllm", quant=quant, kv_cache=kv_type, context=int(ctx), devices=shares,
                 n_layers=spec.n_layers, gpu_layers=spec.n_layers + 1, tensor_parallel=tp, notes=tuple(notes),
-                gpu_weights_mib=one.weights / MIB)
+                gpu_weights_mib=r["weights"] * tp)
 
 
 def vllm_tp_max_context(model: ResolvedModel, quant: str, kv_type: str, devices: list[Device],
                         opts: EngineOptions) -> int:
-    def over(ctx: np.ndarray) -> np.ndarray:
-        return np.array([max(d.total_mib - d.budget_mib for d in
-                             vllm_tp_plan(model, quant, kv_type, int(c), devices, opts).devices) for c in ctx])
-    return max_fitting(over, 0.0, opts.block_size, hi_tokens=1 << 22)
+    budget = min(_tp_budget(d, opts) for d in devices) * MIB
+
+    def total(ctx: np.ndarray) -> np.ndarray:
+        t = _tp_rank(model, quant, kv_type, np.asarray(ctx), len(devices), opts)
+        return t["weights"] + t["kv"] + t["compute"] + t["overhead"]
+
+    return max_fitting(total, budget, opts.block_size)
 
 
 def plan_for(model: ResolvedModel, backend: str, quant: str, kv_type: str, devices: list[Device],
@@ -318,5 +363,5 @@ def plan_for(model: ResolvedModel, backend: str, quant: str, kv_type: str, devic
                       "device_map='auto' (plan it per GPU)")
 
 
-__all__ = ["FULL", "Device", "DeviceShare", "Plan", "layer_devices", "llamacpp_best_offload",
+__all__ = ["Device", "DeviceShare", "Plan", "layer_devices", "llamacpp_best_offload",
            "llamacpp_max_context", "llamacpp_plan", "plan_for", "vllm_tp_max_context", "vllm_tp_plan"]

@@ -35,6 +35,7 @@ class EngineOptions:
     max_num_seqs: int = 256
     block_size: int = 16
     cuda_graphs: bool = True
+    tensor_split: tuple[float, ...] | None = None  # llama.cpp --tensor-split; None = by free memory
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
