@@ -113,3 +113,11 @@ def test_grouped_quant_sizes():
     assert awq.matrix_bytes(128 * 1000) * 8 / (128 * 1000) == pytest.approx(4.15625)
     with pytest.raises(LanderError):
         weight_format("GPTQ-5bit")
+
+
+def test_ollama_default_context_tiers():
+    from lander_tui.core.estimate import ollama_default_context
+
+    assert ollama_default_context(8 * 1024) == 4096
+    assert ollama_default_context(24 * 1024) == 32768
+    assert ollama_default_context(80 * 1024) == 262144

@@ -149,6 +149,8 @@ def run_estimate(req: EstimateRequest) -> Estimate:
     engine = get_engine(req.backend)
     quants, kvs = _choices(req, engine.name)
     budget, notes = budget_bytes(req)
+    if engine.name == "ollama":
+        notes.append(ollama_default_context_note(req.total_mib or req.free_mib))
     spec = req.model.spec
     target = req.context or spec.max_context
     results = []
@@ -234,6 +236,17 @@ def _one_multi(req: EstimateRequest, engine: Any, quant: str, kv: str) -> Config
         exact_weights=w.exact, bits_per_weight=w.bits_per_weight,
         parts={f"gpu{i}_total": x.total_mib for i, x in enumerate(d)},
     )
+
+
+def ollama_default_context(total_mib: float) -> int:
+    """Ollama's automatic num_ctx by GPU memory (server/routes.go, 2026): >= 47 GiB 262144, >= 23 GiB 32768."""
+    gib = total_mib / 1024
+    return 262144 if gib >= 47 else 32768 if gib >= 23 else 4096
+
+
+def ollama_default_context_note(total_mib: float) -> str:
+    return (f"Ollama picks num_ctx {ollama_default_context(total_mib):,} by itself on {total_mib / 1024:.0f} GiB; "
+            "set OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx) to the context you plan for")
 
 
 def recommend(results: list[ConfigResult], target: int) -> Recommendation:
