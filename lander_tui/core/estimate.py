@@ -178,7 +178,7 @@ def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) 
         max_ctx = max_fitting(total_of, budget, g)
         at = req.context or max(max_ctx, g)
         bd = engine.memory(req.model, quant, kv, np.array([at]), opts)
-        w = engine.weights(req.model, quant) if hasattr(engine, "weights") else None
+        w = engine.weights(req.model, quant)
     except LanderError as err:
         return ConfigResult(quant, kv, 0, spec.max_context, 0, 0, 0, 0, 0, 0, 0, False, False, 0.0, error=str(err))
     nums = bd.at(0)
@@ -187,11 +187,6 @@ def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) 
         fixed = bd.weights + float(bd.compute[0]) + float(bd.overhead[0])
         per_req = float(bd.kv[0]) / max(1, opts.n_parallel or 1)
         concurrency = max(0.0, (budget - fixed) / per_req) if per_req else None
-    from lander_tui.core.weights import gguf_weights, hf_weights
-
-    if w is None:
-        w = hf_weights(spec, quant)
-    _ = gguf_weights  # the weight set used is the engine's own
     parts = {k[:-4]: v for k, v in nums.items() if k.endswith("_mib") and k[:-4] not in
              ("weights", "kv_cache", "compute", "overhead", "total", "host")}
     return ConfigResult(
@@ -217,9 +212,7 @@ def _one_multi(req: EstimateRequest, engine: Any, quant: str, kv: str) -> Config
         elif engine.name == "vllm":
             max_ctx = mg.vllm_tp_max_context(req.model, quant, kv, devs, opts)
             plan = mg.vllm_tp_plan(req.model, quant, kv, req.context or max(max_ctx, opts.block_size), devs, opts)
-            from lander_tui.core.weights import hf_weights
-
-            w = hf_weights(spec, quant)
+            w = engine.weights(req.model, quant)
         else:
             raise LanderError(f"{engine.label} across several GPUs is not modelled; plan one GPU at a time")
     except LanderError as err:

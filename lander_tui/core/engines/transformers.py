@@ -18,7 +18,7 @@ from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOpti
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import torch_dtype_format
 from lander_tui.core.model_spec import ModelSpec
-from lander_tui.core.weights import hf_weights
+from lander_tui.core.weights import WeightSet, hf_weights
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class Transformers:
 
     def granularity(self, opts: EngineOptions) -> int:
         return 256
+
+    def weights(self, model: Any, quant: str) -> WeightSet:
+        return hf_weights(model.spec, quant)
 
     def default_quant(self, model: Any) -> str:
         return torch_dtype_format(model.spec.torch_dtype)
@@ -82,7 +85,7 @@ class Transformers:
         kv_bytes_per = {"bf16": 2, "f16": 2, "fp16": 2, "auto": 2, "f32": 4}.get(kv_type.lower())
         if kv_bytes_per is None:
             raise LanderError(f"Transformers' DynamicCache holds the model dtype; KV type {kv_type} is not supported")
-        w = hf_weights(spec, quant)
+        w = self.weights(model, quant)
         weights = float(w.total_bytes)
         ctx = np.asarray(ctx, dtype=np.int64)
         batch = opts.n_parallel or 1

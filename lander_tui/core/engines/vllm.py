@@ -19,7 +19,7 @@ from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOpti
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import torch_dtype_format
 from lander_tui.core.model_spec import ModelSpec
-from lander_tui.core.weights import hf_weights
+from lander_tui.core.weights import WeightSet, hf_weights
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ class Vllm:
     def granularity(self, opts: EngineOptions) -> int:
         return opts.block_size
 
+    def weights(self, model: Any, quant: str) -> WeightSet:
+        return hf_weights(model.spec, quant)
+
     def default_quant(self, model: Any) -> str:
         return torch_dtype_format(model.spec.torch_dtype)
 
@@ -60,7 +63,7 @@ class Vllm:
                "fp8_e5m2": 1.0, "f32": 4.0}.get(kv_type.lower())
         if kvb is None:
             raise LanderError(f"vLLM KV cache types are auto, bf16, fp16 and fp8, not {kv_type}")
-        w = hf_weights(spec, quant)
+        w = self.weights(model, quant)
         weights = float(w.total_bytes)
         ctx = np.asarray(ctx, dtype=np.int64)
         block = opts.block_size
