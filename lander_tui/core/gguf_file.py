@@ -635,19 +635,30 @@ def _read_one(p: Path, *, spec_needed: bool = True) -> GgufModel:
         raise LanderError(f"cannot read {p}: {err.strerror or err}") from None
 
 
-def _tensors_only(data: Any, size: int, name: str) -> GgufModel:
-    """A later part of a split file: its tensors (its metadata has no model keys)."""
+def read_gguf_part_header(buf: bytes | bytearray | memoryview, total_size: int | None = None,
+                          name: str = "model") -> GgufModel:
+    """The header of a later part of a split GGUF: its tensors only (its metadata has no model keys).
+
+    Like `read_gguf_header`, raises `GgufNeedMoreBytes` when `buf` ends inside the header.
+    """
+    return _tensors_only(buf, total_size, name)
+
+
+def _tensors_only(data: Any, size: int | None, name: str) -> GgufModel:
     try:
-        meta, _lens, raw, data_offset = _parse(data)
+        meta, array_lens, raw, data_offset = _parse(data)
         tensors = tuple(_tensor(rt) for rt in raw)
     except _Short as short:
-        raise LanderError(f"{name} is truncated: its header needs at least {short.needed:,} bytes, "
-                          f"the file has {size:,}") from None
+        if size is not None and len(data) >= size:
+            raise LanderError(f"{name} is truncated: its header needs at least {short.needed:,} bytes, "
+                              f"the file has {size:,}") from None
+        raise GgufNeedMoreBytes(name, short.needed, len(data)) from None
     except (ValueError, UnicodeDecodeError, struct.error, OverflowError) as err:
         raise LanderError(f"{name} is not a readable GGUF file: {err}") from None
-    if tensors:
+    if tensors and size is not None:
         end = max(data_offset + rt.offset + (t.nbytes or 0) for rt, t in zip(raw, tensors, strict=True))
         if end > size:
             raise LanderError(f"{name} is truncated: its tensors need {end:,} bytes, the file has {size:,}")
-    dummy = ModelSpec(name, "split-part", 0, 1, 1, 1, 1, 1, 1, 1, 1)
-    return GgufModel(dummy, tensors, None, size, data_offset, metadata={}, split_count=1)
+    placeholder = ModelSpec(name, "split-part", 0, 1, 1, 1, 1, 1, 1, 1, 1)
+    return GgufModel(placeholder, tensors, None, size if size is not None else len(data), data_offset,
+                     metadata={k: v for k, v in meta.items() if v is not None}, array_lengths=array_lens)
