@@ -92,7 +92,10 @@ def _gguf_summary(files: dict[str, bytes]) -> dict[str, Any] | None:
     with tempfile.NamedTemporaryFile(suffix=".gguf") as fh:
         fh.write(files[names[0]])
         fh.flush()
-        r = GGUFReader(fh.name)
+        try:
+            r = GGUFReader(fh.name)
+        except Exception:  # a broken file: the Hub shows no gguf summary for it
+            return {}
         arch_field = r.get_field("general.architecture")
         arch = arch_field.contents() if arch_field else None
         ctx = r.get_field(f"{arch}.context_length")
@@ -225,7 +228,7 @@ class FakeHub:
         class Handler(_Handler):
             fake = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -246,6 +249,17 @@ class FakeHub:
                 conn.close()
             except OSError:
                 pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up (or `stop()` cutting them off) is normal here; anything else is printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -462,10 +462,11 @@ def fetch_profile(repo: str, *, quant: str | None = None,
     header = None
     if chosen is not None:
         g = read_hub_gguf(repo, groups[chosen], first_bytes=first_bytes, api=api)
+        file_spec = replace(g.spec, name=name, hf_repo=repo)
         header = GgufHeader(repo=repo, quant=chosen, file_type=g.file_type, file_size=g.file_size,
-                            tensors=g.tensors, fetched_at=time.time())
+                            tensors=g.tensors, fetched_at=time.time(), spec=file_spec)
         if spec is None:
-            spec = replace(g.spec, name=name, hf_repo=repo)
+            spec = file_spec
             spec_source = f"gguf:{chosen}"
     if spec is None:
         raise LanderError(f"{repo} has no config.json and no .gguf file, so its shape is unknown")
@@ -492,8 +493,11 @@ def fetch_profile(repo: str, *, quant: str | None = None,
 def _resolved(profile: HubProfile, header: GgufHeader | None, origin: str, detail: str) -> ResolvedModel:
     from lander_tui.core.model_source import ResolvedModel
 
+    spec = profile.spec
+    if header is not None and header.spec is not None and profile.spec_source.startswith("gguf:"):
+        spec = header.spec  # no config.json: the file read is the only description, keep them together
     return ResolvedModel(
-        spec=profile.spec,
+        spec=spec,
         origin=origin,
         tensors=header.tensors if header else None,
         file_quant=header.file_type if header else None,

@@ -111,12 +111,14 @@ class GgufHeader:
     file_size: int
     tensors: tuple[Tensor, ...]
     fetched_at: float = 0.0
+    spec: ModelSpec | None = None  # the shape this file's own metadata describes
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION,
             "repo": self.repo,
             "quant": self.quant,
+            "spec": self.spec.to_dict() if self.spec else None,
             "file_type": self.file_type,
             "file_size": self.file_size,
             "fetched_at": self.fetched_at,
@@ -135,6 +137,7 @@ class GgufHeader:
             tensors=tuple(Tensor(str(n), int(r), int(rs), ly, int(e), ty, nb) for n, r, rs, ly, e, ty, nb
                           in d["tensors"]),
             fetched_at=float(d.get("fetched_at") or 0.0),
+            spec=ModelSpec.from_dict(d["spec"]) if d.get("spec") else None,
         )
 
 
