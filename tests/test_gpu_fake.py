@@ -400,6 +400,8 @@ def test_uniform_scenario_builds_n_gpus():
         ({"gpus": [{"name": "x", "total_mib": 10, "processes": [{"pid": "7"}]}]}, "pid"),
         ({"init_error": "meltdown", "gpus": []}, "init_error"),
         ({"gpus": {}}, "list"),
+        ({"host": {"free": 1}, "gpus": []}, "host"),
+        ({"host": {"total_mib": "lots"}, "gpus": []}, "host.total_mib"),
         ("{not json", "invalid JSON"),
         ("/nonexistent/scenario.json", "cannot read"),
     ],

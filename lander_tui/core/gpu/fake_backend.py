@@ -142,6 +142,12 @@ def load_scenario(scenario: dict[str, Any] | str | Path) -> dict[str, Any]:
     start = scenario.get("start_s")
     if start is not None and not (isinstance(start, int | float) and start >= 0):
         raise LanderError("GPU scenario: start_s must be a number of seconds >= 0")
+    host = scenario.get("host")
+    if host is not None:
+        if not isinstance(host, dict) or set(host) - {"total_mib", "available_mib"}:
+            raise LanderError('GPU scenario: "host" is {"total_mib": ..., "available_mib": ...}')
+        for key in ("total_mib", "available_mib"):
+            _check_series(host.get(key), f"host.{key}")
     for i, g in enumerate(gpus):
         where = f"gpus[{i}]"
         if not isinstance(g, dict):
