@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mem = p.add_mutually_exclusive_group()
     mem.add_argument("--free-vram", metavar="MIB[,MIB...]", help="free GPU memory to plan for, MiB (one per GPU)")
     mem.add_argument("--total-vram", metavar="MIB[,MIB...]", help="whole, empty GPUs of this size, MiB")
-    mem.add_argument("--gpu", metavar="N[,N...]", help="take GPU N's free memory now (NVML)")
+    mem.add_argument("--gpu", metavar="N[,N...]", help="take GPU N's free memory now (nvidia-smi index; 0,1 for two)")
     mem.add_argument("--what-if", metavar="NAME", help='plan for a catalog GPU, e.g. "RTX 4090", "2x A100 80GB"')
     p.add_argument("--context", "-c", type=int, metavar="N", help="report memory at this context (default: at the max)")
     p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp flash attention (default on)")
