@@ -210,3 +210,28 @@ def test_cli_estimate_with_a_gguf_quant(fake: FakeHub, gguf_repo: dict, capsys: 
     data = json.loads(capsys.readouterr().out)
     assert data["params"] == read_gguf(gguf_repo["q4"]).spec.exact_params
     assert any(row["quant"] == "Q4_K_M" and row["exact_weights"] for row in data["results"])
+
+
+def test_a_quant_added_after_caching_is_fetched(fake: FakeHub, tmp_path: Path) -> None:
+    q4 = write_llama_gguf(tmp_path / "a.gguf").read_bytes()
+    fake.add_repo("org/Grow-GGUF", {"m-Q4_K_M.gguf": q4})
+    assert hub.resolve_hub_model("org/Grow-GGUF").gguf_files == {"Q4_K_M": len(q4)}
+    q8 = write_llama_gguf(tmp_path / "b.gguf", file_type="Q8_0").read_bytes()
+    fake.add_repo("org/Grow-GGUF", {"m-Q4_K_M.gguf": q4, "m-Q8_0.gguf": q8})
+    r = hub.resolve_hub_model("org/Grow-GGUF:Q8_0")
+    assert r.origin == "hub" and r.file_quant == "Q8_0" and set(r.gguf_files) == {"Q4_K_M", "Q8_0"}
+
+
+def test_offline_quant_errors_come_from_the_cached_file_list(fake: FakeHub, gguf_repo: dict,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from fakehub import safetensors_repo_files
+    from test_hub import CFG
+
+    fake.add_repo("org/plain", safetensors_repo_files(CFG))
+    hub.resolve_hub_model("org/plain")
+    hub.resolve_hub_model("someone/Tiny-Model-GGUF")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LanderError, match="has no .gguf files"):
+        hub.resolve_hub_model("org/plain:Q4_K_M")
+    with pytest.raises(LanderError, match=r"no IQ2_XS GGUF file; it has: .*Q4_K_M"):
+        hub.resolve_hub_model("someone/Tiny-Model-GGUF:IQ2_XS")

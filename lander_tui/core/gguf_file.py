@@ -183,13 +183,20 @@ class _Buf:
         self.pos += n
         return s
 
-    def skip_string(self) -> None:
-        n = self.u64()
-        if n > 1 << 30:
-            raise ValueError(f"a {n:,}-byte string in the header")
-        self.pos += n
-        if self.pos > self.n:
-            raise _Short(self.pos)
+
+_U64 = struct.Struct("<Q").unpack_from
+
+
+def _skip_strings(b: _Buf, count: int) -> None:
+    """Step over `count` length-prefixed strings (a tokenizer's vocabulary): the hot loop of a header."""
+    data, pos, n, unpack = b.data, b.pos, b.n, _U64
+    for _ in range(count):
+        if pos + 8 > n:
+            raise _Short(pos + 8)
+        pos += 8 + unpack(data, pos)[0]
+    if pos > n:
+        raise _Short(pos)
+    b.pos = pos
 
 
 def _scalar_size(vtype: int) -> int:
@@ -220,8 +227,7 @@ def _value(b: _Buf, vtype: int, key: str, array_lens: dict[str, int]) -> Any:
             return vals
         if itype == _STRING:
             if count > _KEEP_ARRAY:
-                for _ in range(count):
-                    b.skip_string()
+                _skip_strings(b, count)
                 return None
             return [b.string() for _ in range(count)]
         if itype == _ARRAY:  # nested arrays: walk them, keep nothing

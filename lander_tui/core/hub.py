@@ -510,8 +510,10 @@ def _resolved(profile: HubProfile, header: GgufHeader | None, origin: str, detai
 def _header_quant(profile: HubProfile, quant: str | None) -> str | None:
     """Which quant's header goes with this look-up: the one asked for, or the one the spec came from."""
     if quant:
-        return _pick_quant({k: [] for k in profile.gguf_files}, quant, profile.repo) if profile.gguf_files \
-            else quant
+        if not profile.gguf_files:
+            raise LanderError(f"{profile.repo} has no .gguf files, so `:{quant}` cannot pick one "
+                              "(for other formats use --quant)")
+        return _pick_quant({k: [] for k in profile.gguf_files}, quant, profile.repo)
     if profile.spec_source.startswith("gguf:"):
         return profile.spec_source[5:]
     return None
@@ -522,9 +524,10 @@ def _from_cache(repo: str, quant: str | None) -> tuple[HubProfile, GgufHeader | 
     profile = profile_cache.load_profile(repo)
     if profile is None:
         return None
-    if quant and not profile.gguf_files:
-        raise LanderError(f"{repo} has no .gguf files, so `:{quant}` cannot pick one (for other formats use --quant)")
-    hq = _header_quant(profile, quant)
+    try:
+        hq = _header_quant(profile, quant)
+    except LanderError:  # a quant the cached file list lacks: ask the Hub, it may be new
+        return None
     header = profile_cache.load_gguf_header(repo, hq) if hq else None
     return profile, header, (hq is None or header is not None)
 
@@ -564,7 +567,7 @@ def _fallback(repo: str, quant: str | None, reason: str) -> ResolvedModel:
     """The Hub could not answer: a cached profile (maybe without the quant's header), then the catalog."""
     profile = profile_cache.load_profile(repo)
     if profile is not None:
-        hq = _header_quant(profile, quant) if profile.gguf_files or not quant else None
+        hq = _header_quant(profile, quant)
         header = profile_cache.load_gguf_header(repo, hq) if hq else None
         note = "" if (hq is None or header) else f"; the {hq} header is not cached, so tensor types are predicted"
         return _resolved(profile, header, "cache", f"{reason}; using the profile cached "
