@@ -276,3 +276,53 @@ def test_resolve_model_reads_a_gguf_path(tmp_path: Path) -> None:
     r = resolve_model(str(path))
     assert r.origin == "gguf" and r.file_quant == "Q4_K_M"
     assert r.tensors is not None and len(r.tensors) == len(read_gguf(path).tensors)
+
+
+def test_gpt_oss_like_file(tmp_path: Path) -> None:
+    """MXFP4 experts with per-expert biases, router bias, attention sinks, alternating sliding window."""
+    H, E, F, L = 256, 4, 256, 2
+    t = [("token_embd.weight", (H, 512), "Q8_0")]
+    for i in range(L):
+        p = f"blk.{i}."
+        t += [(p + "attn_norm.weight", (H,), "F32"), (p + "post_attention_norm.weight", (H,), "F32"),
+              (p + "attn_q.weight", (H, H), "Q8_0"), (p + "attn_k.weight", (H, 128), "Q8_0"),
+              (p + "attn_v.weight", (H, 128), "Q8_0"), (p + "attn_output.weight", (H, H), "Q8_0"),
+              (p + "attn_q.bias", (H,), "F32"), (p + "attn_k.bias", (128,), "F32"),
+              (p + "attn_v.bias", (128,), "F32"), (p + "attn_output.bias", (H,), "F32"),
+              (p + "attn_sinks.weight", (4,), "F32"),
+              (p + "ffn_gate_inp.weight", (H, E), "F32"), (p + "ffn_gate_inp.bias", (E,), "F32"),
+              (p + "ffn_gate_exps.weight", (H, F, E), "MXFP4"), (p + "ffn_up_exps.weight", (H, F, E), "MXFP4"),
+              (p + "ffn_down_exps.weight", (F, H, E), "MXFP4"),
+              (p + "ffn_gate_exps.bias", (F, E), "F32"), (p + "ffn_up_exps.bias", (F, E), "F32"),
+              (p + "ffn_down_exps.bias", (H, E), "F32")]
+    t += [("output_norm.weight", (H,), "F32"), ("output.weight", (H, 512), "Q8_0")]
+    meta = {"block_count": L, "embedding_length": H, "feed_forward_length": F, "attention.head_count": 4,
+            "attention.head_count_kv": 2, "attention.key_length": 64, "attention.value_length": 64,
+            "context_length": 131072, "expert_count": E, "expert_used_count": 2,
+            "expert_feed_forward_length": F, "attention.sliding_window": 128}
+    g = read_gguf(write_gguf(tmp_path / "oss.gguf", "gpt-oss", meta, t))
+    s = g.spec
+    assert s.arch == "gpt_oss" and s.attn_sinks and s.qkv_bias and s.o_bias
+    assert s.moe is not None and s.moe.router_bias and s.moe.expert_bias
+    assert s.kinds() == (SWA, FULL) and s.sliding_window == 128
+    assert g.file_type == "MXFP4_MOE"  # no general.file_type: inferred from the expert weights
+    down = next(x for x in g.tensors if x.name == "blk.0.ffn_down_exps.weight")
+    assert down.ggml_type == "MXFP4" and down.nbytes == tensor_nbytes((F, H, E), "MXFP4") == F // 32 * 17 * H * E
+    bias = next(x for x in g.tensors if x.name == "blk.0.ffn_up_exps.bias")
+    assert (bias.row, bias.rows, bias.n_experts) == (F, 1, E)
+    assert s.exact_params == sum(x.n_elements for x in g.tensors)
+
+
+def test_absorbed_mla_keys(tmp_path: Path) -> None:
+    """Newer DeepSeek conversions store key_length = kv_lora_rank + rope and the per-head sizes in *_mla keys."""
+    path = write_mla_gguf(tmp_path / "ds.gguf", kv_lora_rank=128, rope_dim=32, nope_dim=64, v_dim=64)
+    base = read_gguf(path).spec
+    meta = {"block_count": 3, "embedding_length": 256, "feed_forward_length": 512, "attention.head_count": 4,
+            "attention.head_count_kv": 1, "attention.key_length": 128 + 32, "attention.value_length": 128,
+            "attention.key_length_mla": 96, "attention.value_length_mla": 64, "attention.kv_lora_rank": 128,
+            "rope.dimension_count": 32, "context_length": 163840}
+    tensors = [(t.name, (t.row, t.rows) if not t.n_experts else (t.row, t.rows, t.n_experts), t.ggml_type)
+               for t in read_gguf(path).tensors]
+    s = read_gguf(write_gguf(tmp_path / "ds2.gguf", "deepseek2", meta, tensors)).spec
+    assert s.mla == base.mla
+    assert (s.head_dim, s.head_dim_v) == (96, 64) and s.kv_values_per_token() == (160, 0)
