@@ -25,9 +25,10 @@ from lander_tui.core.errors import LanderError
 from lander_tui.core.model_source import ResolvedModel
 from lander_tui.core.solver import max_fitting
 
-#: Extra per-rank memory of NCCL and custom all-reduce buffers under tensor parallelism
-#: (vLLM logs show non-torch memory growing to 1-2 GiB with TP; estimator-anchors §3.1).
-VLLM_TP_COMM_MIB = 512.0
+#: Extra per-rank memory of NCCL and custom all-reduce buffers under tensor parallelism. vLLM PR #10511's
+#: profiling sample (Meta-Llama-3-8B, H100) shows non-torch memory going from 1.79 GiB at TP 1 to 3.58 GiB
+#: at TP 2; newer releases use less, so we take about half of that step.
+VLLM_TP_COMM_MIB = 1024.0
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
 LLAMACPP_PIPELINE_COPIES = 4
 

@@ -24,13 +24,14 @@ from lander_tui.core.weights import WeightSet, hf_weights
 
 @dataclass(frozen=True)
 class VllmCalibration(Calibration):
-    #: Non-torch memory: CUDA context growth, NCCL/custom all-reduce buffers, cuBLAS (0.2-2 GiB in
-    #: vLLM logs; ~0.5 GiB on one GPU).
+    #: Non-torch memory: CUDA context growth, cuBLAS workspace (vLLM logs on one GPU: 0.09-0.2 GiB in
+    #: V1 releases, 1.79 GiB in the PR #10511 sample for Llama-3-8B on an H100).
     non_torch_mib: float = 512.0
     #: CUDA-graph memory, reserved inside the budget since v0.21 ("measured 0.26-0.6 GiB in logs").
     cuda_graph_mib: float = 512.0
     #: Activation peak of the profiling forward, per batched token, in hidden-size units (f16/bf16):
-    #: hidden, residual, qkv and attention output.
+    #: hidden, residual, qkv and attention output. With the two below this gives 1.28 GiB for
+    #: Llama-3-8B at 8192 tokens; vLLM PR #10511 logged "PyTorch activation peak memory 1.26GiB".
     act_hidden_tensors: float = 6.0
     #: ... and in intermediate-size units (gate/up and the activated product).
     act_ff_tensors: float = 3.0
