@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from textual.widgets import DataTable, Input, OptionList
+from textual.widgets import Input, OptionList
 
 from lander_tui.core.gpu import DEMO_SCENARIO
 from lander_tui.ui.app import GpuSnapshotReady, LanderApp
@@ -11,6 +11,7 @@ from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, warm_up
 from lander_tui.ui.screens.help import HelpScreen
 from lander_tui.ui.widgets.chart import VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel
+from lander_tui.ui.widgets.table import RowTable
 from lander_tui.ui.widgets.what_if import WhatIfScreen
 
 SIZE = (120, 40)
@@ -43,10 +44,10 @@ async def test_first_screen_plans_on_the_gpu_with_most_free_memory():
         assert app.form.gpus == (1,)  # GPU 1 has 26,821 MiB free at the demo's start, GPU 0 10,395
         assert app.plan.memory.free_mib == 26821 - 512
         assert app.estimate is not None and app.estimate.results
-        table = app.query_one(DataTable)
+        table = app.query_one(RowTable)
         assert table.row_count == len(app.estimate.results) == 6
         rec = app.estimate.recommendation
-        first_cell = str(table.get_row_at(table.cursor_row)[0])
+        first_cell = table.rows[table.cursor][0]
         assert "★" in first_cell and rec.quant in first_cell
         chart = app.query_one(VramChart)
         assert chart._data is not None and len(chart._data.series) == 6 and chart._data.series[0].recommended
@@ -105,7 +106,7 @@ async def test_changing_quant_changes_table_and_chart():
         await pilot.press(*"Q5_K_M")
         await pilot.pause()
         assert {r[0] for r in rows(app)} == {"Q5_K_M"}
-        assert app.query_one(DataTable).row_count == 2
+        assert app.query_one(RowTable).row_count == 2
         assert chart.draws > draws
         assert all(s.label.startswith("Q5_K_M/") for s in chart._data.series)
 
@@ -122,7 +123,7 @@ async def test_a_half_typed_field_says_why_and_keeps_the_last_results():
         assert "Quants ✗" in text_of(app, "#label-quants")
         assert app.query_one("#knob-quants").has_class("-invalid")
         assert "last valid plan" in text_of(app, "#reason")
-        assert app.estimate is None and app.query_one(DataTable).row_count == 6
+        assert app.estimate is None and app.query_one(RowTable).row_count == 6
         await pilot.press(*"K_M")
         assert app.estimate is not None and {r[0] for r in rows(app)} == {"Q4_K_M"}
         assert "last valid plan" not in text_of(app, "#reason") and est is not app.estimate
@@ -191,7 +192,7 @@ async def test_keys_cycle_engine_kv_gpu_and_context():
     app, _clock = frozen_app()
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        app.query_one(DataTable).focus()
+        app.query_one(RowTable).focus()
         await pilot.press("b")
         assert app.form.engine == "ollama"
         await pilot.press("b")
@@ -209,7 +210,7 @@ async def test_keys_cycle_engine_kv_gpu_and_context():
         assert app.query_one("#context", Input).value == "256k"
         await pilot.press("g")
         assert app.form.gpus == (0, 1) and app.plan.memory.count == 2
-        assert "split at" in text_of(app, "#breakdown-label")
+        assert "split at" in text_of(app, "#split")
         await pilot.press("g")
         assert app.form.gpus == (0,)
 
@@ -218,7 +219,7 @@ async def test_pause_freezes_the_live_plan():
     app, clock = frozen_app()
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        app.query_one(DataTable).focus()
+        app.query_one(RowTable).focus()
         await pilot.press("p")
         assert app.paused and "PAUSED" in text_of(app, "#topbar")
         before = rows(app)
@@ -234,7 +235,7 @@ async def test_copy_plan_and_help_and_quit():
     app, _clock = frozen_app()
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        app.query_one(DataTable).focus()
+        app.query_one(RowTable).focus()
         await pilot.press("c")
         copied = app.clipboard
         assert "recommendation: Q8_0 kv f16" in copied and "GPU 1 free now" in copied
@@ -256,7 +257,7 @@ async def test_escape_leaves_a_text_field_so_keys_work():
         await pilot.press("b")  # typed into the search box, not a shortcut
         assert app.form.engine == "llama.cpp"
         await pilot.press("escape", "b")
-        assert app.focused is app.query_one(DataTable) and app.form.engine == "ollama"
+        assert app.focused is app.query_one(RowTable) and app.form.engine == "ollama"
 
 
 async def test_gpu_card_enter_adds_it_to_the_plan():

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, OptionList
+from textual.widgets import Footer, Input, OptionList
 from textual.worker import get_current_worker
 
 from lander_tui.core.errors import LanderError
@@ -30,9 +30,11 @@ from lander_tui.ui.widgets.chart import VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
 from lander_tui.ui.widgets.model_form import ModelForm, SearchHit, hub_search
 from lander_tui.ui.widgets.results import Results
+from lander_tui.ui.widgets.table import RowTable
 from lander_tui.ui.widgets.what_if import WhatIfPicker, WhatIfScreen
 
 POLL_INTERVAL_S = 1.0
+CHART_DELAY_S = 0.03
 NO_GPU_WHAT_IF = "RTX 4090"
 
 #: One table for keys, footer, help screen and command palette:
@@ -140,7 +142,7 @@ class LanderApp(App[None]):
         self.query_one("#form").border_title = "Model and knobs"
         self.query_one("#results").border_title = "Results"
         self._pick_model(self._model_text)
-        self.query_one(DataTable).focus()  # single-letter keys work at once; / or Tab reach the fields
+        self.query_one(RowTable).focus()  # single-letter keys work at once; / or Tab reach the fields
         if self._poll_interval:
             self._poll_loop()
         self._recompute()
@@ -249,7 +251,6 @@ class LanderApp(App[None]):
             return
         self._last_request = plan.request
         from lander_tui.core.estimate import run_estimate
-        from lander_tui.ui.chart_data import chart_data
 
         self.estimates_run += 1
         try:
@@ -268,7 +269,18 @@ class LanderApp(App[None]):
             self.call_after_refresh(self.query_one("#main").scroll_to_widget, results, top=True, animate=False)
         self._shown = True
         results.show(est, self._summary(plan, est), plan.notes, self._split_line(plan, est))
-        chart.show(chart_data(plan.request, est))
+        # the table goes out in the next frame (~1/60 s); the curves, the slow part to draw,
+        # a frame or two later, so a keystroke's answer is never held up by the plot
+        request = plan.request
+        chart.hold()
+        self.set_timer(CHART_DELAY_S, lambda: self._update_chart(request, est))
+
+    def _update_chart(self, request: Any, est: Any) -> None:
+        if est is not self.estimate:
+            return  # a newer estimate is on its way
+        from lander_tui.ui.chart_data import chart_data
+
+        self.query_one(VramChart).show(chart_data(request, est))
 
     def _split_line(self, plan: Plan, est: Any) -> str:
         if plan.memory is None or plan.memory.count < 2 or not est.recommendation.quant:
@@ -302,10 +314,11 @@ class LanderApp(App[None]):
         """Apply values from a shortcut: controls, GPU panel and results all follow."""
         if form == self.form:
             return
-        self.form = form
+        old, self.form = self.form, form
         self.query_one(ModelForm).load(form)
-        self._show_gpus()
-        self._update_topbar()
+        if (old.gpus, old.memory, old.what_if) != (form.gpus, form.memory, form.what_if):
+            self._show_gpus()
+            self._update_topbar()
         self._recompute()
 
     @on(GpuCard.Toggled)
@@ -431,7 +444,7 @@ class LanderApp(App[None]):
     def action_leave_field(self) -> None:
         focused = self.focused
         if isinstance(focused, Input | OptionList):
-            self.query_one(DataTable).focus()
+            self.query_one(RowTable).focus()
 
     # --- chrome ------------------------------------------------------------------------------
     def _update_topbar(self) -> None:

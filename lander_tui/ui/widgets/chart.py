@@ -22,13 +22,30 @@ class VramChart(PlotextPlot):
         super().__init__(**kw)
         self._data: ChartData | None = None
         self._message = ""
+        self._held = False
+        self._cached: tuple[Any, Any] | None = None  # (size, rendered plot)
         self.draws = 0  # how many times the plot was rebuilt from data (tests and measurements)
 
+    def hold(self) -> None:
+        """New data is on its way: until `show()`, repaints reuse the last picture instead of
+        rebuilding the old plot (a resize in the meantime would otherwise cost a full build)."""
+        self._held = True
+
     def show(self, data: ChartData | None, message: str = "") -> None:
+        held, self._held = self._held, False
         if data == self._data and message == self._message:
+            if held and (self._cached is None or self._cached[0] != self.size):
+                self.refresh()
             return
         self._data, self._message = data, message
         self._replot()
+
+    def render(self) -> Any:
+        if self._held and self._cached is not None:
+            return self._cached[1]
+        picture = super().render()
+        self._cached = (self.size, picture)
+        return picture
 
     def on_mount(self) -> None:
         super().on_mount()

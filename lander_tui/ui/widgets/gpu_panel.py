@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,8 +27,9 @@ MAX_PROCESSES = 3
 
 
 class Line(Static):
-    """A Static that repaints only when its text changes, and lays out again only when its size
-    may have changed. With the `-autohide` class it disappears while empty."""
+    """A Static that repaints only when its text changes and asks for a new layout only when its
+    size must change (so a ticking number never re-lays out the screen). With the `-autohide`
+    class it disappears while empty."""
 
     _last: str | None = None
 
@@ -36,10 +38,24 @@ class Line(Static):
         if old == text:
             return
         self._last = text
-        same_shape = old is not None and len(old) == len(text) and old.count("\n") == text.count("\n")
-        self.update(text, layout=not same_shape)
+        self.update(text, layout=old is None or self._needs_layout(old, text))
         if self.has_class("-autohide"):
             self.display = bool(text)
+
+    def _needs_layout(self, old: str, new: str) -> bool:
+        styles = self.styles
+        if styles.width is None or styles.width.is_auto:
+            return len(old) != len(new) or old.count("\n") != new.count("\n")
+        if not (styles.height is None or styles.height.is_auto):
+            return False  # a fixed height never changes
+        return self._rows(old) != self._rows(new)
+
+    def _rows(self, text: str) -> int:
+        width = self.content_size.width
+        lines = text.split("\n")
+        if self.styles.text_wrap == "nowrap" or width <= 0:
+            return len(lines) if width > 0 else -1 - len(text)
+        return sum(max(1, -(-cell_len(line) // width)) for line in lines)
 
 
 class UsageBar(Widget):
@@ -114,6 +130,7 @@ class GpuCard(Widget, can_focus=True):
         self.is_what_if = what_if
         self._pending: tuple[Any, Sequence[float], bool] | None = None
         self._ready = False
+        self._w: dict[str, Any] = {}
         if what_if:
             self.add_class("-what-if")
 
@@ -132,6 +149,10 @@ class GpuCard(Widget, can_focus=True):
 
     def on_mount(self) -> None:
         self._ready = True
+        q = self.query_one
+        self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),
+                   "digits": q(Digits), "side": q(".gpu-side", Line), "compact": q(".gpu-compact", Line),
+                   "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line)}
         if self._pending is not None:
             self.show(*self._pending)
 
@@ -144,15 +165,15 @@ class GpuCard(Widget, can_focus=True):
         self.set_class(gpu.lost, "-lost")
         kind = "WHAT-IF " if gpu.what_if else ""
         name = gpu.name.removeprefix("NVIDIA ")
-        self.query_one(".gpu-title", Line).set(f"{kind}GPU {gpu.label}  {name}")
-        self.query_one(".gpu-mark", Line).set(" ▶ plan" if selected else "")
+        self._w["title"].set(f"{kind}GPU {gpu.label}  {name}")
+        self._w["mark"].set(" ▶ plan" if selected else "")
         total = gpu.total_mib
         frac = (gpu.used_mib / total) if (total and gpu.used_mib is not None) else None
         level = load_level(frac)
         for lv in ("low", "mid", "high", "na"):
             self.set_class(lv == level, f"-mem-{lv}")
-        self.query_one(UsageBar).set(gpu.used_mib, gpu.reserved_mib, total, level == "high")
-        digits = self.query_one(Digits)
+        self._w["bar"].set(gpu.used_mib, gpu.reserved_mib, total, level == "high")
+        digits = self._w["digits"]
         free_text = "LOST" if gpu.lost else mib(gpu.free_mib) if gpu.free_mib is not None else "N/A"
         if digits.value != free_text:
             digits.update(free_text)
@@ -163,7 +184,7 @@ class GpuCard(Widget, can_focus=True):
             side += truncate(gpu.note or "GPU is lost", 40)
         else:
             side += "N/A used" if frac is None else f"{frac:.0%} used"
-        self.query_one(".gpu-side", Line).set(side)
+        self._w["side"].set(side)
         if gpu.what_if:
             stats = gpu.note or "what-if"
         else:
@@ -171,14 +192,14 @@ class GpuCard(Widget, can_focus=True):
             stats = f"util {na(gpu.util_percent, unit='%')}  {na(gpu.temp_c, unit='°C')}  {power}"
             if gpu.unified_memory:
                 stats += "  unified mem"
-        self.query_one(".gpu-stats", Line).set(stats)
+        self._w["stats"].set(stats)
         used = "" if frac is None else f" · {frac:.0%} used"
         compact = f"{free_text} MiB free of {mib(total)}{used}"
-        self.query_one(".gpu-compact", Line).set(compact if gpu.what_if else f"{compact} · {stats}")
-        spark = self.query_one(History)
+        self._w["compact"].set(compact if gpu.what_if else f"{compact} · {stats}")
+        spark = self._w["spark"]
         spark.display = not gpu.what_if
         spark.set(history, total or 0.0)
-        self.query_one(".gpu-procs", Line).set(_procs_text(gpu))
+        self._w["procs"].set(_procs_text(gpu))
 
     def action_toggle(self) -> None:
         if not self.is_what_if:
@@ -212,7 +233,8 @@ class GpuPanel(VerticalScroll):
         super().__init__(**kw)
         self._history: dict[str, deque[float]] = {}
         self._cards: dict[str, GpuCard] = {}
-        self._message = ""
+        self._message_line: Line | None = None
+        self._picker: WhatIfPicker | None = None
 
     def compose(self) -> ComposeResult:
         yield Line("waiting for the first GPU reading…", id="gpu-message")
@@ -243,11 +265,13 @@ class GpuPanel(VerticalScroll):
         if planning_what_if and extra:
             label = what_if.message.removeprefix("what-if: ").split(";")[0]
             message = (message + "\n" if message else "") + f"planning for what-if {label} (w: another)"
-        line = self.query_one("#gpu-message", Line)
+        line = self._message_line or self.query_one("#gpu-message", Line)
+        self._message_line = line
         line.set(message)
         line.display = bool(message)
         no_gpu = snapshot is not None and not snapshot.ok
-        picker = self.query_one(WhatIfPicker)
+        picker = self._picker or self.query_one(WhatIfPicker)
+        self._picker = picker
         if picker.display != no_gpu:
             picker.display = no_gpu
         wanted = [(f"real:{g.uuid or g.index}", g, False) for g in real]
@@ -263,7 +287,7 @@ class GpuPanel(VerticalScroll):
                 self._cards[key] = card
                 new_cards.append(card)
             if new_cards:
-                self.mount_all(new_cards, before=self.query_one(WhatIfPicker))
+                self.mount_all(new_cards, before=picker)
         for key, g, is_wi in wanted:
             hist = () if is_wi else self._history.get(g.uuid or str(g.index), ())
             sel = planning_what_if if is_wi else (not planning_what_if and g.index in selected)

@@ -181,6 +181,8 @@ class ModelForm(Vertical):
         old, self._values = self._values, values
         for name, _label, kind in KNOBS:
             new = getattr(values, name)
+            if getattr(old, name) == new and kind == "input":
+                continue
             widget = self.query_one(f"#{name}")
             if kind == "select":
                 if widget.value != new:  # type: ignore[attr-defined]

@@ -9,14 +9,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
-from textual.widgets import DataTable
 
 from lander_tui.ui.text import gib, short_tokens
 from lander_tui.ui.widgets.gpu_panel import Line
+from lander_tui.ui.widgets.table import RowTable
 
-COLUMNS = (("quant", "quant"), ("KV", "kv"), ("max ctx", "max"), ("weights", "weights"),
-           ("KV mem", "kvmem"), ("compute", "compute"), ("overhead", "overhead"), ("total", "total"),
-           ("fits", "fits"))
+HEADERS = ("  quant", "KV", "max ctx", "weights", "KV mem", "compute", "overhead", "total", "fits")
+RIGHT = (False, False, True, True, True, True, True, True, False)
 #: Breakdown segments: (name, glyph, component class). Glyphs differ so it reads without colour.
 SEGMENTS = (("weights", "█", "breakdown--weights"), ("KV", "▓", "breakdown--kv"),
             ("compute", "▒", "breakdown--compute"), ("overhead", "░", "breakdown--overhead"))
@@ -77,22 +76,16 @@ class Results(Vertical):
         super().__init__(**kw)
         self._est: Any = None
         self._keys: list[tuple[str, str]] = []
-        self._cells: dict[tuple[str, str], tuple[str, ...]] = {}
         self._extra: str = ""
 
     def compose(self) -> ComposeResult:
         yield Line("", id="summary")
-        table: DataTable[str] = DataTable(id="table", cursor_type="row", zebra_stripes=False)
-        yield table
+        yield RowTable(HEADERS, RIGHT, id="table")
         yield Line("", id="reason")
         yield Line("", id="breakdown-label")
         yield BreakdownBar(id="breakdown")
+        yield Line("", id="split", classes="-autohide")
         yield Line("", id="notes", classes="-autohide")
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
 
     def show_error(self, summary: str, message: str) -> None:
         self._est = None
@@ -100,12 +93,11 @@ class Results(Vertical):
         self.query_one("#reason", Line).set(f"✗ {message}")
         self.query_one("#reason", Line).add_class("-error")
         self.query_one("#breakdown-label", Line).set("")
+        self.query_one("#split", Line).set("")
         self.query_one(BreakdownBar).set((), 0.0)
         self.query_one("#notes", Line).set("")
-        table = self.query_one(DataTable)
-        if table.row_count:
-            table.clear()
-            self._keys, self._cells = [], {}
+        self.query_one(RowTable).set_rows([], [])
+        self._keys = []
 
     def mark_stale(self, message: str) -> None:
         """A field is wrong: keep the last valid table on screen and say why it is not updating."""
@@ -118,30 +110,18 @@ class Results(Vertical):
         self._extra = extra
         rec = est.recommendation
         self.query_one("#summary", Line).set(summary)
-        table = self.query_one(DataTable)
+        table = self.query_one(RowTable)
         keys = [(r.quant, r.kv_cache) for r in est.results]
         rec_key = (rec.quant, rec.kv_cache)
-        cells = {(r.quant, r.kv_cache): row_cells(r, (r.quant, r.kv_cache) == rec_key) for r in est.results}
-        if keys != self._keys:
-            cursor_key = self._cursor_key()
-            table.clear()
-            for k in keys:
-                table.add_row(*cells[k], key=f"{k[0]}|{k[1]}")
-            self._keys = keys
-            target = rec_key if rec_key in keys else (keys[0] if keys else None)
-            if table.has_focus and cursor_key in keys and cursor_key is not None:
-                target = cursor_key  # the user is browsing the table: stay on their row
-            if target is not None:
-                table.move_cursor(row=keys.index(target), animate=False)
-        else:
-            if not table.has_focus and rec_key in keys and self._cursor_key() != rec_key:
-                table.move_cursor(row=keys.index(rec_key), animate=False)
-            for k in keys:
-                if cells[k] != self._cells.get(k):
-                    for (_, col), old, new in zip(COLUMNS, self._cells.get(k, ()), cells[k], strict=False):
-                        if old != new:
-                            table.update_cell(f"{k[0]}|{k[1]}", col, new)
-        self._cells = cells
+        cells = [row_cells(r, (r.quant, r.kv_cache) == rec_key) for r in est.results]
+        flags = ["bad" if (r.error or not r.fits) else "recommended" if (r.quant, r.kv_cache) == rec_key else ""
+                 for r in est.results]
+        cursor_key = self._cursor_key()
+        target = rec_key if rec_key in keys else (keys[0] if keys else None)
+        if table.has_focus and cursor_key in keys and cursor_key is not None:
+            target = cursor_key  # the user is browsing the table: stay on their row
+        self._keys = keys
+        table.set_rows(cells, flags, keys.index(target) if target is not None else 0)
         reason = self.query_one("#reason", Line)
         reason.remove_class("-error")
         if rec.quant:
@@ -153,10 +133,10 @@ class Results(Vertical):
         self._show_breakdown()
 
     def _cursor_key(self) -> tuple[str, str] | None:
-        table = self.query_one(DataTable)
-        if not self._keys or table.cursor_row is None or not 0 <= table.cursor_row < len(self._keys):
+        table = self.query_one(RowTable)
+        if not self._keys or not 0 <= table.cursor < len(self._keys):
             return None
-        return self._keys[table.cursor_row]
+        return self._keys[table.cursor]
 
     def cursor_row(self) -> Any:
         key = self._cursor_key()
@@ -164,8 +144,8 @@ class Results(Vertical):
             return None
         return next((r for r in self._est.results if (r.quant, r.kv_cache) == key), None)
 
-    @on(DataTable.RowHighlighted)
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(RowTable.Highlighted)
+    def _highlighted(self, event: RowTable.Highlighted) -> None:
         self._show_breakdown()
 
     def _show_breakdown(self) -> None:
@@ -181,5 +161,6 @@ class Results(Vertical):
         legend = " ".join(f"{glyph} {name} {gib(v)}" for (name, glyph, _), v in zip(SEGMENTS, parts, strict=True))
         room = budget - r.total_mib
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
-        label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB" + (f"\n{self._extra}" if self._extra else ""))
+        label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB")
+        self.query_one("#split", Line).set(self._extra)
         bar.set(tuple(round(p, 1) for p in parts), round(budget, 1))
