@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 GGUF_FIRST_BYTES = 4 << 20  # first range read of a GGUF header; big vocabularies need a few MiB
+GGUF_PART_FIRST_BYTES = 256 << 10  # first range read of split parts 2..N (tensor tables only)
 REQUEST_TIMEOUT = 15.0
 _HUB_ID = re.compile(r"^([\w.\-]+/[\w.\-]+)(?::([\w.\-]+))?$")
 _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
@@ -388,7 +389,9 @@ def read_hub_gguf(repo: str, files: list[tuple[str, int]], *, first_bytes: int |
         label = name.rsplit("/", 1)[-1]
         data = b""
         total: int | None = size or None
-        want = step if total is None else min(step, total)
+        # later split parts hold only their tensor table: a few hundred KiB at most
+        want = step if i == 0 else min(step, GGUF_PART_FIRST_BYTES)
+        want = want if total is None else min(want, total)
         while True:
             start = len(data)
             chunk, seen_total = _call(f"{repo}/{name}", partial(_range_get, api, repo, name, start, want - 1))
