@@ -103,7 +103,8 @@ def test_llama_server_command_parses_back(capsys):
                  "--context", "65536", "--launch", "llama.cpp", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     ns = _parse(data["launch"], {"-m": str, "-c": int, "-ngl": int, "-ctk": str, "-ctv": str, "-fa": str,
-                                 "--tensor-split": str})
+                                 "-np": int, "--tensor-split": str})
+    assert ns.np == 1
     assert ns.c == data["plan"]["context"] == 65536
     assert ns.ctk == ns.ctv == "q8_0" and ns.fa == "on" and ns.ngl == 999
     ratios = [float(x) for x in ns.tensor_split.split(",")]

@@ -29,8 +29,8 @@ def llama_server_cmd(model: str, plan: Plan, flash_attn: bool = True, n_parallel
     args = ["llama-server", "-m", _gguf_name(model, plan.quant), "-c", str(plan.context),
             "-ngl", str(plan.gpu_layers if plan.gpu_layers <= plan.n_layers else 999),
             "-ctk", plan.kv_cache, "-ctv", plan.kv_cache, "-fa", "on" if flash_attn else "off"]
-    if n_parallel > 1:
-        args += ["-np", str(n_parallel)]
+    # always explicit: llama-server's automatic -np is 4, which grows sliding-window and recurrent caches
+    args += ["-np", str(max(1, n_parallel))]
     if len(plan.devices) > 1:
         args += ["--tensor-split", ",".join(f"{x:g}" for x in _ratios(plan.tensor_split))]
     if plan.cpu_moe:
