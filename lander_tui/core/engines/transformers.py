@@ -16,7 +16,7 @@ import numpy as np
 
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions
 from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import torch_dtype_format
+from lander_tui.core.formats import torch_dtype_format, weight_format
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.weights import WeightSet, hf_weights
 
@@ -101,6 +101,9 @@ class Transformers:
         act = self._act_per_token(spec, per_tok_layer, cal) * ctx * batch
         if n_swa:  # during prefill the windowed layers still hold the whole prompt's K/V
             act = act + n_swa * per_tok_layer * np.maximum(0, ctx - ((spec.sliding_window or 1) - 1)) * batch
+        if weight_format(quant).kind == "nf4":
+            # bitsandbytes dequantizes a whole 4-bit matrix to 16 bits for every prefill matmul
+            act = act + 2.0 * max(t.tensor.n_elements for t in w.tensors if t.tensor.is_matrix)
         reserve = cal.allocator_reserve * (kv + act) + cal.weights_reserve * weights
         ctx_mib = cal.cuda_context_mib * MIB
         return Breakdown(
