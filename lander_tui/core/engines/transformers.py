@@ -103,7 +103,7 @@ class Transformers:
             act = act + n_swa * per_tok_layer * np.maximum(0, ctx - ((spec.sliding_window or 1) - 1)) * batch
         if weight_format(quant).kind == "nf4":
             # bitsandbytes dequantizes a whole 4-bit matrix to 16 bits for every prefill matmul
-            act = act + 2.0 * max(t.tensor.n_elements for t in w.tensors if t.tensor.is_matrix)
+            act = act + 2.0 * max((t.tensor.n_elements for t in w.tensors if t.dtype == "NF4"), default=0)
         reserve = cal.allocator_reserve * (kv + act) + cal.weights_reserve * weights
         ctx_mib = cal.cuda_context_mib * MIB
         return Breakdown(
