@@ -44,7 +44,7 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("g", "cycle_gpu", "GPU", "Next GPU choice", "plan on the next GPU, then on all of them together"),
     ("w", "what_if", "what-if", "What-if GPU…", "plan for a catalog GPU or cloud instance instead"),
     ("b", "cycle_engine", "engine", "Next engine", "llama.cpp → Ollama → vLLM → Transformers"),
-    ("k", "cycle_kv", "KV", "Next KV-cache type", "cycle the KV-cache type (default pair, f16, q8_0, q4_0 …)"),
+    ("k", "cycle_kv", "KV", "Next KV-cache type", "default pair → f16 → q8_0 → q4_0 (engine's own types)"),
     ("plus,equals_sign", "context_up", "ctx+", "Double the target context", "next power of two up"),
     ("minus", "context_down", "ctx-", "Halve the target context", "next power of two down"),
     ("p", "toggle_pause", "pause", "Pause / resume live updates", "freeze the GPU panel and the plan"),

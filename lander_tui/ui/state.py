@@ -247,8 +247,9 @@ def planning_memory(form: FormValues, snapshot: Any) -> PlanMemory:
         w = _what_if(form.what_if)
         total = float(sum(g.total_mib for g in w.gpus))
         devices = tuple((g.name, float(g.usable_mib), float(g.total_mib)) for g in w.gpus)
-        detail = f"{w.usable_mib:,} MiB usable" + (f" on {len(w.gpus)} GPUs" if len(w.gpus) > 1 else "")
-        return PlanMemory(float(w.usable_mib), total, f"what-if {w.label}", detail, ("what-if", w.label), devices)
+        detail = "catalog, usable" + (f", {len(w.gpus)} GPUs" if len(w.gpus) > 1 else "")
+        label = w.label.removeprefix("1x ")
+        return PlanMemory(float(w.usable_mib), total, f"what-if {label}", detail, ("what-if", w.label), devices)
     if snapshot is None:
         raise LanderError("waiting for the first GPU reading")
     if not snapshot.ok:

@@ -21,7 +21,7 @@ def na(v: float | None, fmt: str = "{:.0f}", unit: str = "") -> str:
 
 def short_tokens(n: int) -> str:
     """Compact context for tables and ticks: 131072 -> "128k", 1536 -> "1.5k", 900 -> "900"."""
-    if n >= 1 << 20:
+    if n >= 1000 * 1024:
         v = n / (1 << 20)
         return f"{v:.0f}M" if v >= 10 or v == int(v) else f"{v:.1f}M"
     if n >= 1024:

@@ -16,7 +16,7 @@ Memory modes
 
 Fields
   Tab / Shift-Tab move between fields; Esc leaves a text field so single keys work.
-  Quants and KV types take comma lists (Q4_K_M,Q8_0 · f16,q8_0); empty = the engine's defaults.
+  Quants and KV types take lists (Q4_K_M,Q8_0 · f16,q8_0); empty = the engine's defaults.
   Target context takes 32768, 32k or 1M; empty = each row at its own longest context.
   In the GPU panel, Enter or Space adds a GPU to the plan or removes it.
   Up/Down in the results table shows that row's memory breakdown.

@@ -263,7 +263,7 @@ class GpuPanel(VerticalScroll):
         else:
             message = snapshot.message
         if planning_what_if and extra:
-            label = what_if.message.removeprefix("what-if: ").split(";")[0]
+            label = what_if.message.removeprefix("what-if: ").split(";")[0].removeprefix("1x ")
             message = (message + "\n" if message else "") + f"planning for what-if {label} (w: another)"
         line = self._message_line or self.query_one("#gpu-message", Line)
         self._message_line = line
