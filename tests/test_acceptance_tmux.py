@@ -1,0 +1,223 @@
+"""Acceptance: the real installed `lander-tui --demo`, driven through a tmux pane the way a user
+drives it over SSH (keys in, screen text out), at 120x40 and at 80x24.
+
+Nothing here imports the dashboard: the app runs as its own process from the installed console
+script, and every check reads the screen tmux holds. Each wait polls the pane until its condition
+holds or a deadline passes, so the tests are quick on a fast machine and patient on a busy one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lander_tui.core.gpu import DEMO_SCENARIO
+
+TMUX = shutil.which("tmux")
+pytestmark = pytest.mark.skipif(
+    TMUX is None, reason="tmux is not on PATH: these tests drive the real app inside a tmux pane")
+
+#: The console script installed next to the interpreter running the tests (`uv run pytest`
+#: runs `<repo>/.venv/bin/python`, so this is `<repo>/.venv/bin/lander-tui`).
+LANDER = Path(sys.executable).parent / "lander-tui"
+
+FIRST_FRAME_S = 20.0  # start-up on a busy 2-core machine: imports, first GPU poll, first estimate
+REACT_S = 10.0  # a keystroke's answer
+EXIT_S = 10.0
+
+#: A results-table row: optional ★, quant, KV type, max context (1,234), then the GiB columns.
+ROW = re.compile(r"[★ ] (?P<quant>[A-Za-z0-9][\w.+-]*) +(?P<kv>[a-z0-9][\w.]*) +"
+                 r"(?P<ctx>\d{1,3}(?:,\d{3})*) +\d+\.\d+ ")
+#: The demo GPUs as the panel names them (the vendor prefix may be dropped).
+DEMO_NAMES = [g["name"].removeprefix("NVIDIA ") for g in DEMO_SCENARIO["gpus"]]
+
+
+class Pane:
+    """One app in one tmux pane on a private server (its own socket, no user config)."""
+
+    def __init__(self, socket: str, conf: Path) -> None:
+        assert TMUX is not None
+        self._base = [TMUX, "-u", "-L", socket, "-f", str(conf)]
+        env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        env.setdefault("LANG", "C.UTF-8")
+        self._env = env
+        self.target = "acc"
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run([*self._base, *args], env=self._env, capture_output=True, text=True,
+                              encoding="utf-8", errors="replace", timeout=15)
+        if done.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, command: str, width: int, height: int) -> None:
+        self.tmux("new-session", "-d", "-s", self.target, "-x", str(width), "-y", str(height), command)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.target)
+
+    def send(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.target, *keys)
+
+    def fmt(self, spec: str) -> str:
+        return self.tmux("display-message", "-p", "-t", self.target, spec).strip()
+
+    def dead(self) -> bool:
+        return self.fmt("#{pane_dead}") == "1"
+
+    def wait_for(self, what: str, check: Callable[[str], bool], timeout: float = REACT_S) -> str:
+        """Poll the screen until `check(screen)` holds; fail with the last screen if it never does."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while True:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            if self.dead():
+                pytest.fail(f"lander-tui exited while waiting for {what}; last screen:\n{screen}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within {timeout:.0f} s; last screen:\n{screen}")
+            time.sleep(0.1)
+
+    def wait_dead(self, timeout: float = EXIT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.dead():
+            if time.monotonic() > deadline:
+                pytest.fail(f"lander-tui still running {timeout:.0f} s after q; screen:\n{self.screen()}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[[int, int], Pane]]:
+    """`launch(width, height)`: `lander-tui --demo` in a detached tmux session of that size."""
+    if not LANDER.is_file():
+        pytest.fail(f"the lander-tui console script is not installed next to {sys.executable} "
+                    f"(looked for {LANDER}); run `uv sync`")
+    conf = tmp_path / "tmux.conf"
+    # keep the pane (and its exit status) after the app quits; no status line: the app gets every row
+    conf.write_text("set -g remain-on-exit on\nset -g status off\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    socket = f"lander-acc-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    pane = Pane(socket, conf)
+    started = False
+
+    def start(width: int, height: int) -> Pane:
+        nonlocal started
+        assert not started, "one app per test"
+        env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "HF_HUB_OFFLINE": "1",
+               "LANDER_TUI_CACHE_DIR": str(cache), "HOME": str(tmp_path)}
+        command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        command += f" {shlex.quote(str(LANDER))} --demo"
+        pane.start(command, width, height)
+        started = True
+        return pane
+
+    try:
+        yield start
+    finally:
+        try:
+            socket_path = pane.fmt("#{socket_path}") if started else ""
+        except (AssertionError, subprocess.TimeoutExpired):
+            socket_path = ""
+        subprocess.run([TMUX or "tmux", "-L", socket, "kill-server"], capture_output=True, timeout=15)
+        if socket_path.endswith(socket):
+            Path(socket_path).unlink(missing_ok=True)
+
+
+def rows(screen: str) -> list[re.Match[str]]:
+    return [m for line in screen.splitlines() for m in [ROW.search(line)] if m]
+
+
+def kv_types(screen: str) -> set[str]:
+    return {m["kv"] for m in rows(screen)}
+
+
+def quants(screen: str) -> set[str]:
+    return {m["quant"] for m in rows(screen)}
+
+
+def results_shown(screen: str) -> bool:
+    return "max ctx" in screen and any(int(m["ctx"].replace(",", "")) > 0 for m in rows(screen))
+
+
+def full_dashboard(screen: str) -> bool:
+    """Both demo GPUs by name, and the results table with exactly one recommended (★) row."""
+    return (all(screen.count(name) >= DEMO_NAMES.count(name) for name in DEMO_NAMES)
+            and "GPU 0" in screen and "GPU 1" in screen and results_shown(screen)
+            and sum(m.group(0).startswith("★") for m in rows(screen)) == 1)
+
+
+def test_demo_dashboard_by_keys(launch: Callable[[int, int], Pane]) -> None:
+    pane = launch(120, 40)
+    first = pane.wait_for("first full screen (GPU panel and results table)", full_dashboard, FIRST_FRAME_S)
+
+    # what a user sees first (the wait checked both demo GPUs by name and one ★ row): the demo
+    # GPUs, side by side with a table of max contexts
+    assert "lander-tui" in first.splitlines()[0], first
+    assert "demo" in first.splitlines()[0], "the top bar should say these GPUs are the demo's fakes"
+    gpu_line = next(line for line in first.splitlines() if "GPU 0" in line)
+    assert re.search(r"GPU 0 .*│.*│", gpu_line), f"at 120 columns the panels stand side by side:\n{first}"
+    assert max(int(m["ctx"].replace(",", "")) for m in rows(first)) >= 1024, f"a real max context:\n{first}"
+    start_kv, start_quants = kv_types(first), quants(first)
+    assert "ollama" not in first.lower(), first  # so seeing it later means `b` did it
+
+    # k: the next KV-cache type; every row is now planned with that one type
+    pane.send("k")
+    after_k = pane.wait_for("one KV type after k",
+                            lambda s: len(kv_types(s)) == 1 and kv_types(s) != start_kv and results_shown(s))
+    (kv1,) = kv_types(after_k)
+    assert quants(after_k) == start_quants, after_k
+    pane.send("k")
+    after_kk = pane.wait_for("the next KV type after k k",
+                             lambda s: len(kv_types(s)) == 1 and kv_types(s) != {kv1} and results_shown(s))
+    assert quants(after_kk) == start_quants, after_kk
+
+    # b: llama.cpp -> Ollama -> vLLM; vLLM loads other weight formats, so every quant row changes
+    pane.send("b")
+    pane.wait_for("Ollama after b", lambda s: "ollama" in s.lower() and results_shown(s))
+    pane.send("b")
+    after_bb = pane.wait_for("vLLM's quants after b b",
+                             lambda s: bool(quants(s)) and not quants(s) & start_quants)
+    assert "max ctx" in after_bb
+
+    # ?: the help screen lists the keys; Esc closes it and the dashboard is back
+    pane.send("?")
+    help_screen = pane.wait_for("help screen after ?", lambda s: "Next KV-cache type" in s)
+    assert "Next engine" in help_screen and "Quit" in help_screen, help_screen
+    pane.send("Escape")
+    back = pane.wait_for("dashboard after Esc",
+                         lambda s: "Next KV-cache type" not in s and results_shown(s))
+    assert quants(back) and not quants(back) & start_quants, f"closing help should not change the plan:\n{back}"
+
+    # q: the app exits, cleanly
+    pane.send("q")
+    pane.wait_dead()
+    assert pane.fmt("#{pane_dead_status}") in ("0", ""), pane.screen()  # empty: tmux too old to say
+
+
+def test_narrow_terminal_still_shows_results(launch: Callable[[int, int], Pane]) -> None:
+    pane = launch(80, 24)
+    screen = pane.wait_for("results table at 80x24", results_shown, FIRST_FRAME_S)
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), screen
+    # one column: the results box spans the width instead of standing beside the GPU panel
+    title = next((line for line in lines if "Results" in line), None)
+    assert title is not None, f"the Results panel should be in view:\n{screen}"
+    assert title.startswith("╭"), f"Results should start at the left edge when panels stack:\n{screen}"
+    assert not any("││" in line for line in lines if ROW.search(line)), \
+        f"no panel should stand beside the results at 80 columns:\n{screen}"
+    assert sum(1 for line in lines if ROW.search(line)) >= 2, screen
+
+    pane.send("q")
+    pane.wait_dead()
