@@ -125,8 +125,8 @@ def budget_bytes(req: EstimateRequest) -> tuple[float, list[str]]:
         if want <= free:
             return want, notes
         notes.append(
-            f"vLLM needs {req.total_mib * util:.0f} MiB free at --gpu-memory-utilization {util}; only "
-            f"{req.free_mib:.0f} MiB is: use --gpu-memory-utilization "
+            f"vLLM needs {req.total_mib * util:,.0f} MiB free at --gpu-memory-utilization {util}; only "
+            f"{req.free_mib:,.0f} MiB is: use --gpu-memory-utilization "
             f"{max(0.05, req.free_mib / req.total_mib - 0.005):.3f}"
         )
     return free, notes
