@@ -34,7 +34,7 @@ async def shoot(name: str, scenario: str, size: tuple[int, int], keys: tuple[str
     app, clock = frozen_app(NO_GPU_SCENARIO if scenario == "no-gpu" else None, demo=scenario != "no-gpu")
     async with app.run_test(size=size) as pilot:
         warm_up(app, clock, 60)
-        await pilot.pause()
+        await pilot.pause(0.3)
         if keys:
             await pilot.press(*keys)
             await pilot.pause(0.2)

@@ -26,7 +26,7 @@ def _shot(snap_compare, scenario=None, size=(120, 40), demo=True, press=()):
 
     async def run_before(pilot) -> None:
         warm_up(app, clock, 60)
-        await pilot.pause()
+        await pilot.pause(0.3)  # narrow screens scroll the results into view after 0.2 s
 
     return snap_compare(app, terminal_size=size, run_before=run_before, press=press)
 

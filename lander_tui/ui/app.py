@@ -124,6 +124,7 @@ class LanderApp(App[None]):
         self._wake = threading.Event()
         self.estimates_run = 0  # how many times the estimator ran (tests: never without a change)
         self._shown = False  # results on screen are from a valid estimate
+        self._scrolled_once = False
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -264,9 +265,11 @@ class LanderApp(App[None]):
                 chart.show(None, "no configuration could be estimated")
             return
         self.estimate = est
-        if not self._shown and self.screen.has_class("-narrow"):
-            # one column: bring the results into view (the GPU panel is one scroll up)
-            self.call_after_refresh(self.query_one("#main").scroll_to_widget, results, top=True, animate=False)
+        if not self._shown and not self._scrolled_once:
+            # one column (narrow terminal): bring the results into view once the GPU cards have
+            # taken their place; the GPU panel is one scroll (or Shift-Tab) up
+            self._scrolled_once = True
+            self.set_timer(0.2, self._results_into_view)
         self._shown = True
         results.show(est, self._summary(plan, est), plan.notes, self._split_line(plan, est))
         # the table goes out in the next frame (~1/60 s); the curves, the slow part to draw,
@@ -274,6 +277,10 @@ class LanderApp(App[None]):
         request = plan.request
         chart.hold()
         self.set_timer(CHART_DELAY_S, lambda: self._update_chart(request, est))
+
+    def _results_into_view(self) -> None:
+        if self.screen.has_class("-narrow"):
+            self.query_one("#main").scroll_to_widget(self.query_one(Results), top=True, animate=False)
 
     def _update_chart(self, request: Any, est: Any) -> None:
         if est is not self.estimate:
