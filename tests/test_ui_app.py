@@ -327,3 +327,40 @@ async def test_history_fills_the_sparkline():
 
 def test_demo_scenario_is_the_one_the_screenshots_use():
     assert len(DEMO_SCENARIO["gpus"]) == 2
+
+
+def test_hub_search_lines_and_offline_fallback():
+    from lander_tui.core.errors import LanderError
+    from lander_tui.core.hub import HubHit
+    from lander_tui.ui.widgets.model_form import hub_search
+
+    online = [HubHit("org/Big-70B-GGUF", downloads=1_234_567, params=70_600_000_000, gguf=True),
+              HubHit("org/Small-1B", downloads=900, params=1_100_000_000, gated=True)]
+    hits, status = hub_search("big", search_models=lambda text, limit: online)
+    assert status == "Hub: 2 results"
+    assert [h.id for h in hits] == ["org/Big-70B-GGUF", "org/Small-1B"]
+    assert "70.6B" in hits[0].label and "↓1.2M" in hits[0].label and "GGUF" in hits[0].label
+    assert "gated" in hits[1].label
+    local = [HubHit("meta-llama/Llama-3.1-8B", params=8_030_261_248, source="catalog", note="offline")]
+    assert hub_search("llama", search_models=lambda text, limit: local)[1] == "offline: catalog results"
+
+    def down(text, limit):
+        raise LanderError("cannot reach the Hub")
+
+    hits, status = hub_search("llama 3.1 8b", search_models=down)
+    assert status.startswith("offline: catalog results") and "cannot reach the Hub" in status
+    assert any("llama-3.1-8b" in h.label for h in hits)
+
+
+async def test_a_late_older_reading_is_dropped():
+    app, clock = frozen_app()
+    async with app.run_test(size=SIZE) as pilot:
+        clock.t = 10
+        newer = app._backend.poll()
+        clock.t = 0
+        older = app._backend.poll()
+        app.apply_snapshot(newer)
+        await pilot.pause()
+        app.apply_snapshot(older)
+        await pilot.pause()
+        assert app.snapshot is newer

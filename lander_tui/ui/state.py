@@ -274,7 +274,7 @@ def planning_memory(form: FormValues, snapshot: Any) -> PlanMemory:
         usable = [g.total_mib - (g.reserved_mib or 0.0) for g in gpus]
         free = sum(usable)
         devices = tuple((f"{g.index}: {g.name}", u, g.total_mib) for g, u in zip(gpus, usable, strict=True))
-        detail = f"{free:,.0f} MiB (total - driver reserve)"
+        detail = "total - driver reserve"
         return PlanMemory(free, total, f"{names} whole", detail, ("whole", tuple(chosen)), devices)
     margin = parse_mib(form.margin)
     raw = sum(g.free_mib for g in gpus)
