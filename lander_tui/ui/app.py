@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from textual import on, work
@@ -64,7 +64,7 @@ def styles_dir() -> Path:
     raise LanderError(f"lander-tui's styles are missing (looked in {package / 'styles'}); reinstall lander-tui")
 
 
-def css_paths() -> list[Path]:
+def css_paths() -> list[str | PurePath]:
     d = styles_dir()
     return [d / name for name in ("app.tcss", "gpu.tcss", "form.tcss", "results.tcss", "dialogs.tcss")]
 
@@ -311,7 +311,8 @@ class LanderApp(App[None]):
             self.form = state.switch_engine(self.form, event.value, self._saved_engine_fields)
             self.query_one(ModelForm).load(self.form)
         else:
-            self.form = replace(self.form, **{event.field: event.value})
+            changes: dict[str, Any] = {event.field: event.value}
+            self.form = replace(self.form, **changes)
         if event.field in ("memory", "what_if"):
             self._show_gpus()
             self._update_topbar()

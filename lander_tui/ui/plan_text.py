@@ -45,7 +45,8 @@ def launch_line(req: Any, est: Any, memory: Any, form: Any) -> str:
         from lander_tui.commands.estimate import plan_for_estimate
         from lander_tui.core.launch import launch_command
 
-        plan = plan_for_estimate(req, est, devices_of(memory), SimpleNamespace(tensor_split=None))
+        args: Any = SimpleNamespace(tensor_split=None)
+        plan = plan_for_estimate(req, est, devices_of(memory), args)
         if plan is None:
             return ""
         name = req.model.spec.hf_repo or req.model.detail or req.model.spec.name

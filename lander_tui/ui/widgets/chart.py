@@ -49,7 +49,10 @@ class VramChart(PlotextPlot):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.watch(self.app, "theme", lambda: self.call_after_refresh(self._replot), init=False)
+        def theme_changed() -> None:
+            self.call_after_refresh(self._replot)
+
+        self.watch(self.app, "theme", theme_changed, init=False)
 
     def _replot(self) -> None:
         self.draws += 1
@@ -76,7 +79,7 @@ class VramChart(PlotextPlot):
         plt.ylim(0, top_y * 1.12 if top_y > 0 else 1)
         plt.xlim(0, data.x_top)
         ticks = _ticks(data.x_top)
-        plt.xticks(ticks, [short_tokens(t) for t in ticks])
+        plt.xticks([float(t) for t in ticks], [short_tokens(t) for t in ticks])
         extra = f" (+{data.hidden} more in the table)" if data.hidden else ""
         plt.title(f"VRAM (GiB) vs context · ── free {data.budget_gib:.1f} GiB · model max "
                   f"{short_tokens(data.model_max)}{extra}")

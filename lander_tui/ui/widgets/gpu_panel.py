@@ -117,7 +117,7 @@ class History(Widget):
 class GpuCard(Widget, can_focus=True):
     """One GPU. Enter/space adds it to or removes it from the plan."""
 
-    BINDINGS = [Binding("enter,space", "toggle", "use GPU", show=False)]
+    BINDINGS = [Binding("enter,space", "use_gpu", "use GPU", show=False)]
 
     class Toggled(Message):
         def __init__(self, index: int) -> None:
@@ -201,7 +201,7 @@ class GpuCard(Widget, can_focus=True):
         spark.set(history, total or 0.0)
         self._w["procs"].set(_procs_text(gpu))
 
-    def action_toggle(self) -> None:
+    def action_use_gpu(self) -> None:
         if not self.is_what_if:
             self.post_message(self.Toggled(self.index))
 

@@ -66,7 +66,9 @@ def hub_search(text: str, search_models: Callable[..., list[Any]] | None = None)
 
     try:
         if search_models is None:
-            from lander_tui.core.hub import search_models
+            from lander_tui.core import hub
+
+            search_models = hub.search_models
         hits = search_models(text, limit=SEARCH_LIMIT)
     except (LanderError, ImportError) as err:
         specs = search_catalog(text, limit=SEARCH_LIMIT)
