@@ -77,6 +77,22 @@ async def test_search_pick_results():
         assert app.estimate is not before and app.estimate.model == app.model.spec.name
         assert not hits.display
         assert "36 layers" in text_of(app, "#facts")
+        assert isinstance(app.focused, RowTable)  # the answer has focus; single keys work again
+
+
+async def test_escape_closes_the_search_list_and_keeps_the_text():
+    app, _clock = frozen_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("slash", *"gemma")
+        await pilot.pause(0.4)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one("#hits", OptionList).display
+        await pilot.press("escape")
+        assert not app.query_one("#hits", OptionList).display
+        assert app.query_one("#search", Input).value == "gemma" and app.model.spec.name == "llama-3.1-8b"
+        assert isinstance(app.focused, RowTable)
 
 
 async def test_unknown_model_keeps_the_typed_text_and_the_previous_plan():

@@ -386,6 +386,8 @@ class LanderApp(App[None]):
         self.model = model
         self.query_one(ModelForm).show_model(model, text)
         self._recompute()
+        if self.focused is not None and self.focused.id in ("search", "hits"):
+            self.query_one(RowTable).focus()  # picked: the answer is in the table, and keys work again
 
     def _model_failed(self, text: str, message: str) -> None:
         current = self.model.spec.name if self.model is not None else None
@@ -452,6 +454,8 @@ class LanderApp(App[None]):
     def action_leave_field(self) -> None:
         focused = self.focused
         if isinstance(focused, Input | OptionList):
+            if focused.id in ("search", "hits"):
+                self.query_one(ModelForm).close_hits()  # the typed text stays in the box
             self.query_one(RowTable).focus()
 
     # --- chrome ------------------------------------------------------------------------------

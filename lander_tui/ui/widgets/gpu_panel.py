@@ -33,6 +33,11 @@ class Line(Static):
 
     _last: str | None = None
 
+    @property
+    def text(self) -> str | None:
+        """What was last `set()`."""
+        return self._last
+
     def set(self, text: str) -> None:
         old = self._last
         if old == text:

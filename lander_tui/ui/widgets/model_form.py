@@ -324,6 +324,13 @@ class ModelForm(Vertical):
             options.highlighted = 0
         self.query_one("#search-status", Line).set(status if hits else f"no model matches {text!r} ({status})")
 
+    def close_hits(self) -> None:
+        self._cancel_search()
+        self._hide_hits()
+        status = self.query_one("#search-status", Line)
+        if (status.text or "").startswith(("searching", "offline", "Hub", "no model")):
+            status.set("")
+
     def _hide_hits(self) -> None:
         hits = self.query_one("#hits", OptionList)
         if hits.display:
