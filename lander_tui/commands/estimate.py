@@ -125,6 +125,7 @@ def build_request(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from lander_tui.core.estimate import run_estimate
+    from lander_tui.core.plan_view import format_plan, plan_for_estimate
 
     if args.list_models:
         from lander_tui.core.catalog import catalog_models
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     data = est.as_json()
     plan = None
     if len(devices) > 1 or args.launch or args.format:
-        plan = plan_for_estimate(req, est, devices, args)
+        plan = plan_for_estimate(req, est, devices)
         if plan is not None:
             data["plan"] = plan.as_json()
     if args.launch:
@@ -165,46 +166,6 @@ def run(args: argparse.Namespace) -> int:
         if args.launch:
             print(data["launch"])
     return 0
-
-
-def plan_for_estimate(req: Any, est: Any, devices: list[Any], args: argparse.Namespace) -> Any:
-    """The plan for the recommended row (or the first row) on all the GPUs given."""
-    from lander_tui.core.multi_gpu import DeviceShare, Plan, plan_for
-
-    rec = est.recommendation
-    quant = rec.quant or est.results[0].quant
-    kv = rec.kv_cache or est.results[0].kv_cache
-    split = req.options.tensor_split
-    if est.backend == "transformers" or (len(devices) == 1 and est.backend == "vllm"):
-        row = next(r for r in est.results if (r.quant, r.kv_cache) == (quant, kv))
-        if row.max_context <= 0 and not req.context:
-            return None
-        ctx = req.context or min(row.max_context, req.model.spec.max_context)
-        d = devices[0]
-        share = DeviceShare(d.name, d.free_mib, None, True, row.weights_mib, row.kv_cache_mib, row.compute_mib,
-                            row.overhead_mib, est.budget_mib)
-        spec = req.model.spec
-        return Plan(est.backend, quant, kv, ctx, (share,), spec.n_layers, spec.n_layers + 1,
-                    gpu_weights_mib=row.weights_mib)
-    return plan_for(req.model, est.backend, quant, kv, devices, req.options, context=req.context, split=split)
-
-
-def format_plan(plan: Any) -> str:
-    lines = [f"plan: {plan.quant} kv {plan.kv_cache} at {plan.context} tokens, "
-             f"{plan.gpu_layers}/{plan.n_layers + 1} layers on GPU ({plan.cpu_gpu_split()}), fits: {plan.fits}"]
-    for d in plan.devices:
-        layers = f"layers {d.layers[0]}-{d.layers[1]}" if d.layers else "all layers (TP rank)"
-        lines.append(f"  {d.name}: {layers}{' +output' if d.has_output else ''}: weights {d.weights_mib:.0f} "
-                     f"+ kv {d.kv_cache_mib:.0f} + compute {d.compute_mib:.0f} + overhead {d.overhead_mib:.0f} "
-                     f"= {d.total_mib:.0f} of {d.budget_mib:.0f} MiB")
-    if plan.host_mib:
-        import psutil
-
-        avail = psutil.virtual_memory().available / 2**20
-        lines.append(f"  host RAM: {plan.host_mib:.0f} MiB needed, {avail:.0f} MiB available now"
-                     + ("" if plan.host_mib <= avail else " (NOT ENOUGH)"))
-    lines += [f"  note: {n}" for n in plan.notes]
-    return "\n".join(lines)
 
 
 def format_plain(est: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from lander_tui.core.errors import LanderError
@@ -42,11 +41,10 @@ def launch_line(req: Any, est: Any, memory: Any, form: Any) -> str:
     if est.recommendation.quant is None:
         return ""
     try:
-        from lander_tui.commands.estimate import plan_for_estimate
         from lander_tui.core.launch import launch_command
+        from lander_tui.core.plan_view import plan_for_estimate
 
-        args: Any = SimpleNamespace(tensor_split=None)
-        plan = plan_for_estimate(req, est, devices_of(memory), args)
+        plan = plan_for_estimate(req, est, devices_of(memory))
         if plan is None:
             return ""
         name = req.model.spec.hf_repo or req.model.detail or req.model.spec.name
