@@ -380,3 +380,16 @@ async def test_a_late_older_reading_is_dropped():
         app.apply_snapshot(older)
         await pilot.pause()
         assert app.snapshot is newer
+
+
+async def test_chart_draws_when_nothing_fits():
+    # a 30B MoE model on the demo GPU once a job has grown: every curve starts above the free line
+    app, _clock = frozen_app(model="qwen3-30b-a3b", t=10.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.pause(0.3)
+        assert all(r.max_context == 0 for r in app.estimate.results)
+        chart = app.query_one(VramChart)
+        assert chart._data is not None and chart._data.series
+        picture = str(chart.render())
+        assert "could not be drawn" not in picture and "max 0" in picture

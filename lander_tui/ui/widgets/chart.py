@@ -43,7 +43,12 @@ class VramChart(PlotextPlot):
     def render(self) -> Any:
         if self._held and self._cached is not None:
             return self._cached[1]
-        picture = super().render()
+        try:
+            picture = super().render()
+        except Exception as err:  # a plotting bug must not take the dashboard down
+            from rich.text import Text
+
+            return Text(f"chart could not be drawn ({type(err).__name__}); the table above is complete")
         self._cached = (self.size, picture)
         return picture
 
@@ -72,7 +77,9 @@ class VramChart(PlotextPlot):
             if s.y_at_max is not None:
                 plt.scatter([s.max_context], [s.y_at_max], marker="●" if not mono else "@",
                             color=COLORS[i % len(COLORS)])
-            top_y = max(top_y, min(s.ys[-1], data.budget_gib * 2))
+            # every curve keeps at least its first point on the chart: plotext's legend breaks on a
+            # labelled series with no visible point (e.g. when nothing fits and all curves start above)
+            top_y = max(top_y, min(s.ys[-1], data.budget_gib * 2), s.ys[0] * 1.05)
         plt.hline(data.budget_gib, "red")
         if data.target:
             plt.vline(data.target, "gray")
