@@ -163,3 +163,18 @@ def test_estimate_rows_cover_all_gpus(capsys):
     assert sum(d["total_mib"] for d in devs) == pytest.approx(
         sum(two[k] for k in ("weights_mib", "kv_cache_mib", "compute_mib", "overhead_mib")), abs=0.1)
     assert all(d["total_mib"] <= 20000 for d in devs)
+
+
+def test_markdown_export_carries_the_plan(capsys):
+    main(["estimate", "llama-3.1-8b", "--free-vram", "23000,5000", "-q", "Q8_0", "-k", "f16", "--launch", "llama.cpp",
+          "--json"])
+    data = json.loads(capsys.readouterr().out)
+    md = export(data, "md")
+    plan = data["plan"]
+    assert f"## Plan: Q8_0 with KV f16 at {plan['context']} tokens" in md
+    rows = [line for line in md.splitlines() if line.startswith("| GPU")]
+    assert len(rows) == 2 == len(plan["devices"])
+    for line, d in zip(rows, plan["devices"], strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == d["name"] and float(cells[6]) == d["total_mib"] and float(cells[7]) == d["headroom_mib"]
+    assert "+output" in rows[1] and "```sh\nllama-server" in md

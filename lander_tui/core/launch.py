@@ -130,7 +130,30 @@ def export(data: dict[str, Any], fmt: str) -> str:
                "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
         out += ["| " + " | ".join(str(r.get(c)) for c in _COLUMNS) + " |" for r in rows]
         out += ["", f"**Recommended:** {rec.get('quant')} with KV {rec.get('kv_cache')} — {rec.get('reason')}"]
+        if data.get("plan"):
+            out += ["", *_plan_md(data["plan"])]
         if data.get("launch"):
             out += ["", "```sh", data["launch"], "```"]
         return "\n".join(out) + "\n"
     raise LanderError(f"--format takes json, md or csv, not {fmt!r}")
+
+
+_DEVICE_COLUMNS = ("weights_mib", "kv_cache_mib", "compute_mib", "overhead_mib", "total_mib", "headroom_mib", "fits")
+
+
+def _plan_md(plan: dict[str, Any]) -> list[str]:
+    """`Plan.as_json()` as Markdown: the headline, one table row per GPU, host RAM and notes."""
+    out = [f"## Plan: {plan.get('quant')} with KV {plan.get('kv_cache')} at {plan.get('context')} tokens", "",
+           f"{plan.get('gpu_layers')}/{(plan.get('n_layers') or 0) + 1} layers on GPU ({plan.get('cpu_gpu')}), "
+           f"fits: {plan.get('fits')}", "",
+           "| device | layers | " + " | ".join(_DEVICE_COLUMNS) + " |", "|" + "---|" * (len(_DEVICE_COLUMNS) + 2)]
+    for d in plan.get("devices", []):
+        layers = d.get("layers")
+        where = f"{layers[0]}-{layers[1]}" if layers else "all (TP rank)"
+        where += " +output" if d.get("has_output") else ""
+        out.append(f"| {d.get('name')} | {where} | " + " | ".join(str(d.get(c)) for c in _DEVICE_COLUMNS) + " |")
+    if plan.get("host_mib"):
+        out += ["", f"Host RAM needed: {plan['host_mib']} MiB"]
+    if plan.get("notes"):
+        out += ["", *[f"- note: {n}" for n in plan["notes"]]]
+    return out
