@@ -247,7 +247,7 @@ def recommend(results: list[ConfigResult], target: int) -> Recommendation:
     loads = [r for r in ok if r.max_context > 0]
     if not loads:
         short = min(ok, key=lambda r: r.total_mib, default=None)
-        need = f" (smallest needs {short.total_mib:.0f} MiB at {short.context} tokens)" if short else ""
+        need = f" (smallest needs {short.total_mib:,.0f} MiB at {short.context:,} tokens)" if short else ""
         return Recommendation(None, None, f"nothing fits in this memory{need}")
     reach = [r for r in loads if r.max_context >= target]
     if reach:
