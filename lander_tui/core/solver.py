@@ -9,6 +9,7 @@ budget. Three or four rounds pin the answer to one granule, whatever the range.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -25,12 +26,19 @@ def max_fitting(total_of: Callable[[np.ndarray], np.ndarray], budget: float, gra
     """
     g = max(1, int(granularity))
     hi_k = max(1, hi_tokens // g)
-    ks = np.unique(np.geomspace(1, hi_k, num=_POINTS).astype(np.int64))
+    ks = _geometric_grid(hi_k)
     lo_k, hi_k = _bracket(total_of, budget, g, ks, 0, hi_k + 1)
     while hi_k - lo_k > 1:
         ks = np.unique(np.linspace(lo_k, hi_k, num=min(_POINTS, hi_k - lo_k + 1)).astype(np.int64))
         lo_k, hi_k = _bracket(total_of, budget, g, ks, lo_k, hi_k)
     return lo_k * g
+
+
+@lru_cache(maxsize=32)
+def _geometric_grid(hi_k: int) -> np.ndarray:
+    grid = np.unique(np.geomspace(1, hi_k, num=_POINTS).astype(np.int64))
+    grid.setflags(write=False)
+    return grid
 
 
 def _bracket(total_of: Callable[[np.ndarray], np.ndarray], budget: float, g: int, ks: np.ndarray,
