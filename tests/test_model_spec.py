@@ -80,3 +80,40 @@ def test_hybrid_linear_attention_state():
 def test_bad_configs_give_one_line_errors(cfg, msg):
     with pytest.raises(LanderError, match=msg):
         from_hf_config(cfg)
+
+
+def test_mamba_hybrids_hold_a_constant_state():
+    granite = {  # Granite-4.0-H style: Mamba-2 layers marked in layer_types
+        "model_type": "granitemoehybrid", "hidden_size": 1536, "num_hidden_layers": 4, "num_attention_heads": 12,
+        "num_key_value_heads": 4, "intermediate_size": 4096, "vocab_size": 100352, "max_position_embeddings": 131072,
+        "layer_types": ["mamba", "mamba", "mamba", "attention"], "mamba_d_state": 128, "mamba_d_conv": 4,
+        "mamba_expand": 2, "mamba_n_groups": 1, "mamba_n_heads": 48, "mamba_d_head": 64,
+    }
+    spec = from_hf_config(granite)
+    assert spec.kinds() == (RECURRENT, RECURRENT, RECURRENT, FULL)
+    d_inner = 2 * 1536
+    assert spec.recurrent.conv == 3 * (d_inner + 2 * 128) and spec.recurrent.ssm == 128 * d_inner
+    jamba = {"model_type": "jamba", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 65536,
+             "attn_layer_period": 8, "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4,
+             "mamba_expand": 2, "num_experts": 16, "num_experts_per_tok": 2}
+    j = from_hf_config(jamba)
+    assert j.count(FULL) == 4 and j.kinds()[4] == FULL and j.count(RECURRENT) == 28
+    assert j.recurrent.ssm == 16 * 8192
+
+
+def test_recurrent_state_does_not_grow_with_context():
+    import numpy as np
+
+    from lander_tui.core.engines import EngineOptions, get_engine
+    from lander_tui.core.model_source import ResolvedModel
+
+    cfg = {"model_type": "jamba", "hidden_size": 4096, "num_hidden_layers": 8, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 65536,
+           "attn_layer_period": 8, "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2}
+    m = ResolvedModel(from_hf_config(cfg), "config")
+    kv = get_engine("llama.cpp").memory(m, "Q8_0", "f16", np.array([4096, 8192]), EngineOptions()).kv
+    per_token_one_attn_layer = 2 * 8 * 128 * 2
+    assert kv[1] - kv[0] == 4096 * per_token_one_attn_layer  # only the one attention layer grows
+    state = 7 * (3 * (8192 + 32) + 16 * 8192) * 4  # F32 conv + SSM state of the 7 Mamba layers
+    assert kv[0] == 4096 * per_token_one_attn_layer + state
