@@ -125,7 +125,7 @@ def build_request(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from lander_tui.core.estimate import run_estimate
-    from lander_tui.core.plan_view import format_plan, plan_for_estimate
+    from lander_tui.core.plan_view import format_plain, format_plan, plan_for_estimate
 
     if args.list_models:
         from lander_tui.core.catalog import catalog_models
@@ -168,40 +168,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_plain(est: Any) -> str:
-    quants = ",".join(dict.fromkeys(r.quant for r in est.results))
-    lines = [f"=== {est.model} (quant={quants}) (params={est.params / 1e9:.2f}B) [{est.backend}] ===",
-             f"free_vram_mb: {est.free_mib:.2f}"]
-    if est.budget_mib != est.free_mib:
-        lines.append(f"budget_mb: {est.budget_mib:.2f}")
-    for r in est.results:
-        lines.append(f"[{r.quant}, kv {r.kv_cache}]")
-        if r.error:
-            lines.append(f"  error: {r.error}")
-            continue
-        lines += [
-            f"  max_context_length: {r.max_context}",
-            f"  model_max_context: {r.model_max_context}",
-            f"  at_context: {r.context}",
-            f"  model_weight_mb: {r.weights_mib:.2f}",
-            f"  kv_cache_mb: {r.kv_cache_mib:.2f}",
-            f"  compute_mb: {r.compute_mib:.2f}",
-            f"  overhead_mb: {r.overhead_mib:.2f}",
-            f"  total_memory_mb: {r.total_mib:.2f}",
-            f"  fits_in_vram: {r.fits}",
-        ]
-        if r.max_concurrency is not None:
-            lines.append(f"  max_concurrency: {r.max_concurrency:.2f}")
-    rec = est.recommendation
-    lines.append(f"recommendation: {rec.quant or '-'} kv {rec.kv_cache or '-'} ({rec.reason})")
-    lines += [f"note: {n}" for n in est.notes]
-    return "\n".join(lines)
-
-
 def run_default() -> int:
     """What bare `lander-tui` prints until the dashboard exists: the default model's estimate."""
     from lander_tui.core.catalog import DEFAULT_MODEL
     from lander_tui.core.estimate import run_estimate
+    from lander_tui.core.plan_view import format_plain
 
     args = argparse.Namespace(model=DEFAULT_MODEL, quant=[], kv_cache=[], backend="llama.cpp", free_vram=None,
                               tensor_split=None, launch=None, format=None,

@@ -1,5 +1,5 @@
-"""The plan for one row of an estimate, and its plain-text form: shared by `lander-tui estimate` and
-the dashboard (so both show the same split, offload and host RAM for the same inputs)."""
+"""The plan for one row of an estimate, and the plain-text forms of both: shared by `lander-tui
+estimate` and the dashboard (so both show the same numbers, split, offload and host RAM)."""
 
 from __future__ import annotations
 
@@ -51,4 +51,35 @@ def format_plan(plan: Plan, host_available: float | None = None) -> str:
         lines.append(f"  host RAM: {plan.host_mib:.0f} MiB needed, {avail:.0f} MiB available now"
                      + ("" if plan.host_mib <= avail else " (NOT ENOUGH)"))
     lines += [f"  note: {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def format_plain(est: Any) -> str:
+    """The estimate in LLM-Lander's plain format (what `lander-tui estimate` prints)."""
+    quants = ",".join(dict.fromkeys(r.quant for r in est.results))
+    lines = [f"=== {est.model} (quant={quants}) (params={est.params / 1e9:.2f}B) [{est.backend}] ===",
+             f"free_vram_mb: {est.free_mib:.2f}"]
+    if est.budget_mib != est.free_mib:
+        lines.append(f"budget_mb: {est.budget_mib:.2f}")
+    for r in est.results:
+        lines.append(f"[{r.quant}, kv {r.kv_cache}]")
+        if r.error:
+            lines.append(f"  error: {r.error}")
+            continue
+        lines += [
+            f"  max_context_length: {r.max_context}",
+            f"  model_max_context: {r.model_max_context}",
+            f"  at_context: {r.context}",
+            f"  model_weight_mb: {r.weights_mib:.2f}",
+            f"  kv_cache_mb: {r.kv_cache_mib:.2f}",
+            f"  compute_mb: {r.compute_mib:.2f}",
+            f"  overhead_mb: {r.overhead_mib:.2f}",
+            f"  total_memory_mb: {r.total_mib:.2f}",
+            f"  fits_in_vram: {r.fits}",
+        ]
+        if r.max_concurrency is not None:
+            lines.append(f"  max_concurrency: {r.max_concurrency:.2f}")
+    rec = est.recommendation
+    lines.append(f"recommendation: {rec.quant or '-'} kv {rec.kv_cache or '-'} ({rec.reason})")
+    lines += [f"note: {n}" for n in est.notes]
     return "\n".join(lines)

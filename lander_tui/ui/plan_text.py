@@ -10,7 +10,7 @@ from lander_tui.core.errors import LanderError
 def plan_text(req: Any, est: Any, memory: Any, form: Any) -> str:
     """What `lander-tui estimate` prints for the same inputs, plus where the memory came from and the
     command that runs the recommended row (when one fits)."""
-    from lander_tui.commands.estimate import format_plain
+    from lander_tui.core.plan_view import format_plain
 
     lines = [f"# lander-tui plan: {memory.label} ({memory.detail}), engine {est.backend}"]
     opts = []
