@@ -28,8 +28,8 @@ def _m(name):
 
 def test_single_gpu_plan_equals_engine_total():
     m = _m("llama-3.1-8b")
-    plan = llamacpp_plan(m, "Q4_K_M", "f16", 40448, [Device("H100", 10316)], OPTS)
-    bd = get_engine("llama.cpp").memory(m, "Q4_K_M", "f16", np.array([40448]), OPTS)
+    plan = llamacpp_plan(m, "Q4_K_M", "f16", 40192, [Device("H100", 10316)], OPTS)
+    bd = get_engine("llama.cpp").memory(m, "Q4_K_M", "f16", np.array([40192]), OPTS)
     assert plan.devices[0].total_mib == pytest.approx(float(bd.total[0]) / MIB)
     assert plan.fits and plan.fully_offloaded and plan.cpu_gpu_split() == "100% GPU"
 

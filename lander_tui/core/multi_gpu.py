@@ -207,7 +207,7 @@ def _device_totals(eng: LlamaCpp, model: ResolvedModel, kv_type: str, lay: _Layo
         if pipelined and i in lay.used:
             compute[i] += (LLAMACPP_PIPELINE_COPIES - 1) * spec.hidden_size * geo.n_ub * 4
         if i in lay.used:
-            overhead[i] = (cal.cuda_context_mib + cal.margin_mib) * MIB
+            overhead[i] = cal.device_overhead_mib() * MIB
     cpu_kv = sum((per_kind[k] * c for k, c in lay.cpu_kinds.items()), np.zeros(m))
     host = lay.embd + lay.cpu_weights + cpu_kv + ph["host"] + spec.vocab_size * 4
     weights = np.repeat(np.asarray(lay.weights)[:, None], m, axis=1)

@@ -33,6 +33,10 @@ class LlamaCppCalibration(Calibration):
     #: Extra free memory to leave, like `--fit`'s target (llama.cpp defaults `-fitt` to 1024 MiB;
     #: a plain `-c N -ngl 999` run needs none).
     margin_mib: float = 0.0
+    #: Run-to-run variance of what CUDA adds (cuBLAS workspace, the ggml-cuda pool, driver): the
+    #: measured gap NVML - llama.cpp `self` moves by a few MiB. A plan that does not load is the worst
+    #: answer, so we keep this much spare; it costs at most a few 256-cell steps of context.
+    safety_mib: float = 32.0
     #: Graph tensors of width n_embd x n_ubatch (f32) alive beside the attention scratch: hidden state,
     #: residual, Q and the attention output with flash attention (fits the 131k q8_0 rows exactly).
     fa_embd_tensors: float = 4.0
@@ -40,6 +44,10 @@ class LlamaCppCalibration(Calibration):
     nofa_embd_tensors: float = 4.5
     #: Host compute buffer: input embeddings stage, n_embd x n_ubatch f32 tensors.
     host_embd_tensors: float = 2.0
+
+    def device_overhead_mib(self) -> float:
+        """What each GPU in use carries besides weights, KV and compute buffers."""
+        return self.cuda_context_mib + self.margin_mib + self.safety_mib
 
 
 def _kv_row_bytes(kv: BlockType, n: int) -> int:
@@ -150,7 +158,7 @@ class LlamaCpp:
         kv_bytes = sum((per_layer[k] * kinds.count(k) for k in (FULL, SWA, RECURRENT)), np.zeros(geo.n_ctx.shape))
         ph = self.compute_phases(spec, kv, fa, geo, cal)
         compute = np.maximum(np.maximum(ph["logits"], ph["attention"]), ph["ffn"])
-        overhead = np.full(geo.n_ctx.shape, (cal.cuda_context_mib + cal.margin_mib) * MIB)
+        overhead = np.full(geo.n_ctx.shape, cal.device_overhead_mib() * MIB)
         host = host_w + ph["host"] + spec.vocab_size * max(1, geo.n_par) * 4
         return Breakdown(
             context=geo.n_ctx, weights=float(gpu_w), kv=kv_bytes, compute=compute, overhead=overhead,
