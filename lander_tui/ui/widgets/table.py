@@ -34,10 +34,13 @@ class RowTable(Widget, can_focus=True):
     ]
 
     class Highlighted(Message):
-        def __init__(self, table: RowTable, index: int) -> None:
+        """The cursor moved; `user` when a key or click moved it (not new rows)."""
+
+        def __init__(self, table: RowTable, index: int, user: bool = False) -> None:
             super().__init__()
             self.table = table
             self.index = index
+            self.user = user
 
     def __init__(self, headers: Sequence[str], right: Sequence[bool], **kw: Any) -> None:
         super().__init__(**kw)
@@ -71,14 +74,18 @@ class RowTable(Widget, can_focus=True):
     def action_move_to(self, index: int) -> None:
         self._go(index if index >= 0 else len(self.rows) - 1)
 
-    def _go(self, index: int) -> None:
+    def move_cursor(self, index: int) -> None:
+        """Move the cursor from code (posts `Highlighted` with `user=False`)."""
+        self._go(index, user=False)
+
+    def _go(self, index: int, user: bool = True) -> None:
         if not self.rows:
             return
         index = max(0, min(index, len(self.rows) - 1))
         if index != self.cursor:
             self.cursor = index
             self.refresh()
-            self.post_message(self.Highlighted(self, index))
+            self.post_message(self.Highlighted(self, index, user))
 
     def on_click(self, event: events.Click) -> None:
         row = event.y - 1 + self._offset
