@@ -31,7 +31,7 @@ def model():
 
 
 def test_pure_modules_never_import_textual():
-    for name in ("state.py", "text.py", "chart_data.py", "plan_text.py"):
+    for name in ("state.py", "text.py", "chart_data.py", "plan_text.py", "live_plan.py"):
         tree = ast.parse((UI / name).read_text())
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -141,6 +141,22 @@ def test_build_plan_makes_one_request(model):
     assert (req.free_mib, req.total_mib) == (30000, 81559)
     assert req.options.n_parallel == 2 and req.options.flash_attn is True
     assert state.build_plan(form, model, snap(gpu(0, 30000))).request == req  # same inputs, equal request
+
+
+def test_several_gpus_plan_each_gpu_share_except_for_transformers(model):
+    s = snap(gpu(0, 10000), gpu(2, 26000))
+    plan = state.build_plan(FormValues(gpus=(0, 2), margin="1000"), model, s)
+    mem = plan.memory
+    assert mem.indices == (0, 2) and mem.live
+    assert [(d.free_mib, d.total_mib) for d in plan.request.devices] == [(9500, 81559), (25500, 81559)]
+    assert plan.request.free_mib == 35000  # the summed budget is still what the rows are shown against
+    hf = state.build_plan(FormValues(engine="transformers", gpus=(0, 2)), model, s)
+    assert hf.request.devices == () and "device_map" in hf.notes[0]
+    one = state.build_plan(FormValues(gpus=(2,)), model, s)
+    assert one.request.devices == () and one.memory.indices == (2,)
+    whole = state.planning_memory(FormValues(memory="whole", gpus=(0,)), s)
+    wi = state.planning_memory(FormValues(memory="what-if", what_if="2x A100 80GB"), s)
+    assert not whole.live and not wi.live and wi.indices == ()
 
 
 def test_build_plan_reports_every_problem_and_no_request(model):

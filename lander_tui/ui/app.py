@@ -20,15 +20,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList
+from textual.widgets import ContentSwitcher, Footer, Input, OptionList
 from textual.worker import get_current_worker
 
 from lander_tui.core.errors import LanderError
-from lander_tui.ui import state
+from lander_tui.ui import live_plan, state
+from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
 from lander_tui.ui.state import FormValues, Plan, PlanMemory
 from lander_tui.ui.widgets.chart import VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
 from lander_tui.ui.widgets.model_form import ModelForm, SearchHit, hub_search
+from lander_tui.ui.widgets.plan_view import PlanView
 from lander_tui.ui.widgets.results import Results
 from lander_tui.ui.widgets.table import RowTable
 from lander_tui.ui.widgets.what_if import WhatIfPicker, WhatIfScreen
@@ -47,12 +49,24 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("k", "cycle_kv", "KV", "Next KV-cache type", "default pair → f16 → q8_0 → q4_0 (engine's own types)"),
     ("plus,equals_sign", "context_up", "ctx+", "Double the target context", "next power of two up"),
     ("minus", "context_down", "ctx-", "Halve the target context", "next power of two down"),
+    ("v", "toggle_view", "plan", "Show the plan / the curve", "per-GPU split, offload, launch command ⇄ VRAM curve"),
+    ("r", "replan", "re-plan", "Re-plan on what is free now", "solve the chosen row again on the memory free now"),
     ("p", "toggle_pause", "pause", "Pause / resume live updates", "freeze the GPU panel and the plan"),
-    ("c", "copy_plan", "copy", "Copy the plan", "copy the plan as text (OSC 52: works over SSH)"),
+    ("c", "copy_plan", "copy", "Copy the plan", "plan and launch command (OSC 52: works over SSH)"),
+    ("e", "export('md')", "export", "Export the plan (Markdown)",
+     "estimate + plan + command to a file (^p: JSON, CSV)"),
     ("question_mark", "help", "help", "Keys and help", "show every key"),
     ("q", "quit", "quit", "Quit", "leave lander-tui"),
 )
 KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_mark": "?"}
+#: Keys left off the footer (help and the palette still list them).
+NOT_IN_FOOTER = ("context_down", "replan")
+#: Palette-only commands: (action, title, help).
+PALETTE_EXTRAS: tuple[tuple[str, str, str], ...] = (
+    ("export('json')", "Export the plan (JSON)", "write estimate, plan and launch command as JSON"),
+    ("export('csv')", "Export the results (CSV)", "write the results table as CSV"),
+)
+PLAN_DELAY_S = 0.03
 
 
 def styles_dir() -> Path:
@@ -85,7 +99,7 @@ class LanderApp(App[None]):
     CSS_PATH = css_paths()
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
-        *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action != "context_down")
+        *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action not in NOT_IN_FOOTER)
           for keys, action, label, _title, _help in ACTIONS],
         Binding("escape", "leave_field", "leave field", show=False),
     ]
@@ -125,6 +139,11 @@ class LanderApp(App[None]):
         self.estimates_run = 0  # how many times the estimator ran (tests: never without a change)
         self._shown = False  # results on screen are from a valid estimate
         self._scrolled_once = False
+        self.chosen: ChosenPlan | None = None  # the plan for the chosen row (see ui/live_plan.py)
+        self.live: LiveCheck | None = None  # its check against the latest reading, as shown
+        self._row_pick: tuple[str, str] | None = None  # the row the user moved to (None: follow ★)
+        self._plan_pending = False
+        self.last_export: Path | None = None  # the file `e` wrote last
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -134,7 +153,9 @@ class LanderApp(App[None]):
             with Vertical(id="right"):
                 yield ModelForm(self.form, self._model_text, search=self._search_fn, id="form")
                 yield Results(id="results")
-                yield VramChart(id="chart")
+                with ContentSwitcher(initial="chart", id="lower"):
+                    yield VramChart(id="chart")
+                    yield PlanView(id="plan")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -142,6 +163,7 @@ class LanderApp(App[None]):
         self.query_one("#gpus").border_title = "GPUs"
         self.query_one("#form").border_title = "Model and knobs"
         self.query_one("#results").border_title = "Results"
+        self._title_lower()
         self._pick_model(self._model_text)
         self.query_one(RowTable).focus()  # single-letter keys work at once; / or Tab reach the fields
         if self._poll_interval:
@@ -210,6 +232,7 @@ class LanderApp(App[None]):
             self._update_topbar()
         self._show_gpus()
         self._recompute()
+        self._check_live()
 
     def _what_if_snapshot(self) -> Any:
         if self.form.memory != "what-if" or "what_if" in state.field_errors(self.form):
@@ -271,7 +294,8 @@ class LanderApp(App[None]):
             self._scrolled_once = True
             self.set_timer(0.2, self._results_into_view)
         self._shown = True
-        results.show(est, self._summary(plan, est), plan.notes, self._split_line(plan, est))
+        results.show(est, self._summary(plan, est), plan.notes, self._preferred_row(plan, est))
+        self._schedule_plan()
         # the table goes out in the next frame (~1/60 s); the curves, the slow part to draw,
         # a frame or two later, so a keystroke's answer is never held up by the plot
         request = plan.request
@@ -289,12 +313,86 @@ class LanderApp(App[None]):
 
         self.query_one(VramChart).show(chart_data(request, est))
 
-    def _split_line(self, plan: Plan, est: Any) -> str:
-        if plan.memory is None or plan.memory.count < 2 or not est.recommendation.quant:
-            return ""
-        from lander_tui.ui.plan_text import split_text
+    # --- the chosen plan and its live check ---------------------------------------------------
+    def _plan_inputs(self, plan: Plan) -> Any:
+        """Everything a plan is about except the free memory itself (which may drift under it)."""
+        assert plan.request is not None and plan.memory is not None
+        return (replace(plan.request, free_mib=0.0, total_mib=None, devices=()), plan.memory.key)
 
-        return split_text(plan.request, est, plan.memory, est.recommendation.quant, est.recommendation.kv_cache)
+    def _preferred_row(self, plan: Plan, est: Any) -> tuple[str, str] | None:
+        """While only the free memory moved, the cursor stays on the plan's row (even when ★ moved)."""
+        keys = {(r.quant, r.kv_cache) for r in est.results}
+        if self._row_pick not in keys:
+            self._row_pick = None
+        if self.chosen is not None and self.chosen.inputs == self._plan_inputs(plan):
+            return self.chosen.row
+        return self._row_pick
+
+    def _schedule_plan(self) -> None:
+        # a frame after the table, like the chart: a keystroke's answer never waits for the plan
+        if not self._plan_pending:
+            self._plan_pending = True
+            self.set_timer(PLAN_DELAY_S, self._sync_plan)
+
+    def _sync_plan(self, force: bool = False) -> None:
+        """Solve the plan again when what it is about changed (or `force`); otherwise keep it."""
+        self._plan_pending = False
+        plan, est = self.plan, self.estimate
+        if plan is None or plan.request is None or plan.memory is None or est is None:
+            return  # half-typed field or an error: the last plan stays, like the last table
+        results = self.query_one(Results)
+        row = results.cursor_key
+        if row is None:
+            return
+        inputs = self._plan_inputs(plan)
+        if not force and self.chosen is not None and self.chosen.key == (inputs, row):
+            return
+        if self.live is not None and not self.live.loads:
+            self.clear_notifications()  # "no longer loads" was about the plan being replaced
+        self.chosen = live_plan.choose(plan.request, est, plan.memory, row, inputs, snapshot=self.snapshot)
+        self.live = None
+        self._check_live(announce=False)
+        self._show_plan()
+
+    def _check_live(self, announce: bool = True) -> None:
+        """Each reading: the chosen plan's needs against the free memory now (a few subtractions)."""
+        chosen = self.chosen
+        if chosen is None or not chosen.live:
+            return
+        new = live_plan.settle(self.live, live_plan.check(chosen, self.snapshot))
+        if new is self.live:
+            return
+        was = self.live.loads if self.live is not None else True
+        self.live = new
+        self._show_plan()
+        if not announce or new is None or new.loads == was:
+            return
+        # besides the line in place, a toast: the eye may be on the GPU panel when a job grows
+        self.clear_notifications()
+        text = self._status()[0].removeprefix("✗ ").removeprefix("✓ ")
+        if not new.loads:
+            self.notify(text, title="The plan no longer loads", severity="error", timeout=6, markup=False)
+        else:
+            self.notify(text, title="The plan loads again", timeout=4, markup=False)
+
+    def _status(self) -> tuple[str, str]:
+        from lander_tui.ui.plan_text import status
+
+        return status(self.chosen, self.live)
+
+    def _show_plan(self) -> None:
+        results = self.query_one(Results)
+        results.show_status(*self._status())
+        chosen = self.chosen
+        rec = chosen is not None and results.recommended_key == chosen.row
+        self.query_one(PlanView).show(chosen, self.live, rec)
+
+    def _title_lower(self) -> None:
+        lower = self.query_one("#lower", ContentSwitcher)
+        if lower.current == "plan":
+            lower.border_title = "Plan · v: curve"
+        else:
+            lower.border_title = "VRAM curve · v: plan"
 
     def _summary(self, plan: Plan, est: Any) -> str:
         mem = plan.memory
@@ -328,6 +426,14 @@ class LanderApp(App[None]):
             self._show_gpus()
             self._update_topbar()
         self._recompute()
+
+    @on(RowTable.Highlighted)
+    def _row_highlighted(self, event: RowTable.Highlighted) -> None:
+        if event.user:  # a row picked by hand sticks; back on ★ the plan follows ★ again
+            results = self.query_one(Results)
+            key = results.cursor_key
+            self._row_pick = key if key != results.recommended_key else None
+        self._schedule_plan()
 
     @on(GpuCard.Toggled)
     def _gpu_toggled(self, event: GpuCard.Toggled) -> None:
@@ -434,16 +540,73 @@ class LanderApp(App[None]):
         if not self.paused:
             self.notify("live updates resumed", timeout=2)
 
-    def action_copy_plan(self) -> None:
+    def _plan_ready(self, what: str) -> bool:
         plan = self.plan
         if self.estimate is None or plan is None or plan.request is None or plan.memory is None:
-            self.notify("nothing to copy yet: the plan has errors", severity="warning")
+            self.notify(f"nothing to {what} yet: the plan has errors", severity="warning")
+            return False
+        if self._plan_pending or self.chosen is None:
+            self._sync_plan()  # a key pressed within a frame of a change: solve it now
+        return True
+
+    def action_copy_plan(self) -> None:
+        if not self._plan_ready("copy"):
             return
         from lander_tui.ui.plan_text import plan_text
 
-        text = plan_text(plan.request, self.estimate, plan.memory, self.form)
+        assert self.plan is not None and self.plan.request is not None
+        text = plan_text(self.plan.request, self.estimate, self.chosen)
         self.copy_to_clipboard(text)
-        self.notify(f"plan copied ({len(text.splitlines())} lines, OSC 52)", timeout=3)
+        launch = " with the launch command" if self.chosen is not None and self.chosen.launch else ""
+        self.notify(f"plan copied{launch} ({len(text.splitlines())} lines, OSC 52)", timeout=3)
+
+    def action_export(self, fmt: str = "md") -> None:
+        if not self._plan_ready("export"):
+            return
+        from datetime import datetime
+
+        from lander_tui.core.launch import export
+        from lander_tui.core.profile_cache import cache_dir
+
+        assert self.plan is not None and self.plan.request is not None
+        req = self.plan.request
+        text = export(live_plan.export_data(req, self.estimate, self.chosen, self.live), fmt)
+        fallback = cache_dir()
+        path = live_plan.export_path(self.estimate.model, fmt, datetime.now(), Path.cwd(), fallback)
+        error = ""
+        for target in dict.fromkeys((path, fallback / path.name)):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+            except OSError as err:
+                error = f"{target.parent}: {err.strerror or err}"
+                continue
+            self.last_export = target
+            self.notify(str(target), title=f"Plan written ({fmt})", timeout=8, markup=False)
+            return
+        self.notify(f"could not write the plan: {error}", severity="error", timeout=8, markup=False)
+
+    def action_toggle_view(self) -> None:
+        lower = self.query_one("#lower", ContentSwitcher)
+        lower.current = "plan" if lower.current == "chart" else "chart"
+        self._title_lower()
+        if lower.current == "plan" and (self._plan_pending or self.chosen is None):
+            self._sync_plan()
+        if self.screen.has_class("-narrow"):
+            self.query_one("#main").scroll_to_widget(lower, animate=False)
+
+    def action_replan(self) -> None:
+        """Solve the chosen row again on the memory free now (★ again unless the user picked a row)."""
+        if self.plan is None or self.plan.request is None or self.estimate is None:
+            self.notify("nothing to plan yet: the results have errors", severity="warning")
+            return
+        results = self.query_one(Results)
+        target = self._row_pick or results.recommended_key
+        self.chosen = None
+        if target is not None:
+            results.select(target)
+        self.clear_notifications()  # an old "no longer loads" is answered
+        self._sync_plan(force=True)
 
     def action_help(self) -> None:
         from lander_tui.ui.screens.help import HelpScreen
@@ -478,4 +641,6 @@ class LanderApp(App[None]):
         for _keys, action, _label, title, help_text in ACTIONS:
             if action == "quit":
                 continue
+            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+        for action, title, help_text in PALETTE_EXTRAS:
             yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))

@@ -1,18 +1,148 @@
-"""The plan as plain text, for the clipboard (`c`). No Textual here."""
+"""The chosen plan as plain text: the Plan view's lines, the status line, and the clipboard (`c`).
+No Textual here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from lander_tui.core.errors import LanderError
+from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
+from lander_tui.ui.text import gib
 
 
-def plan_text(req: Any, est: Any, memory: Any, form: Any) -> str:
-    """What `lander-tui estimate` prints for the same inputs, plus where the memory came from and the
-    command that runs the recommended row (when one fits)."""
-    from lander_tui.core.plan_view import format_plain
+def _labels(chosen: ChosenPlan) -> list[str]:
+    """A short name per planned device: "GPU 1" for real GPUs, "#0" for what-if ones."""
+    n = len(chosen.plan.devices) if chosen.plan is not None else 0
+    idx = chosen.memory.indices
+    if idx and len(idx) == n:
+        return [f"GPU {i}" for i in idx]
+    if idx:
+        return ["GPU " + "+".join(str(i) for i in idx)] * n
+    return [f"#{i}" for i in range(n)] if n > 1 else ["GPU"] * n
 
-    lines = [f"# lander-tui plan: {memory.label} ({memory.detail}), engine {est.backend}"]
+
+def headline(chosen: ChosenPlan, recommended: bool) -> str:
+    """Which row, at what context, and how much of the model is on the GPUs."""
+    quant, kv = chosen.row
+    star = "★ " if recommended else ""
+    p = chosen.plan
+    if p is None:
+        return f"{star}{quant} + KV {kv}: no plan"
+    where = f"on {chosen.memory.label} ({chosen.memory.free_mib:,.0f} MiB)"
+    return f"{star}{quant} + KV {kv} at {p.context:,} tokens {where}"
+
+
+def offload_line(chosen: ChosenPlan) -> str:
+    """Layers on the GPU, Ollama's CPU/GPU split, and a plain warning when part runs on the CPU."""
+    p = chosen.plan
+    if p is None:
+        return f"✗ {chosen.error}"
+    layers = f"{min(p.gpu_layers, p.n_layers + 1)}/{p.n_layers + 1} layers on GPU"
+    if p.tensor_parallel > 1:
+        layers = f"tensor parallel {p.tensor_parallel} (every layer split across the GPUs)"
+    split = p.cpu_gpu_split()
+    if p.fully_offloaded:
+        return f"{layers} · {split}" + ("" if p.fits else " · does NOT fit")
+    if p.cpu_moe:
+        what = f"the experts of {p.cpu_moe} layers stay on the CPU (--n-cpu-moe {p.cpu_moe})"
+    else:
+        what = f"{chosen.cpu_layers} of {p.n_layers + 1} layers run on the CPU (-ngl {p.gpu_layers})"
+    return f"⚠ partial offload, {split}: {what}"
+
+
+def table_lines(chosen: ChosenPlan, live: LiveCheck | None) -> tuple[list[str], list[bool]]:
+    """Header + one line per GPU (sizes in GiB, headroom in MiB), and which lines are short."""
+    p = chosen.plan
+    if p is None:
+        return [], []
+    labels = _labels(chosen)
+    headroom_head = "headroom now" if live is not None else "headroom"
+    head = ("", "layers", "weights", "KV", "compute", "overhead", "total", headroom_head)
+    rows: list[tuple[str, ...]] = []
+    short: list[bool] = [False]
+    by_label = {g.label: g for g in live.gpus} if live is not None else {}
+    for label, d in zip(labels, p.devices, strict=True):
+        if d.layers is not None:
+            layers = f"{d.layers[0]}-{d.layers[1]}" + (" +out" if d.has_output else "")
+        elif d.has_output and p.gpu_layers > p.n_layers and not d.layers:
+            layers = "all (TP)" if p.tensor_parallel > 1 else "all"
+        else:
+            layers = "output" if d.has_output else "none"
+        g = by_label.get(label)
+        if g is not None:
+            room = "GPU gone" if g.free_mib is None else f"{g.headroom_mib:,.0f} MiB"
+            short.append(g.state == "short")
+        else:
+            room = f"{d.headroom_mib:,.0f} MiB"
+            short.append(not d.fits)
+        rows.append((label, layers, gib(d.weights_mib, 2), gib(d.kv_cache_mib, 2), gib(d.compute_mib, 2),
+                     gib(d.overhead_mib, 2), gib(d.total_mib, 2), room))
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    lines = []
+    for r in (head, *rows):
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(r[2:], widths[2:],
+                                                                                             strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines, short
+
+
+def host_line(chosen: ChosenPlan) -> str:
+    """Host RAM the CPU part needs, against what psutil says is available (only when offloading)."""
+    p = chosen.plan
+    if p is None or p.fully_offloaded or not p.host_mib:
+        return ""
+    avail = chosen.host_available_mib
+    text = f"host RAM: {gib(p.host_mib)} GiB needed for the CPU part"
+    if avail is not None:
+        text += f", {gib(avail)} GiB available now" + ("" if p.host_mib <= avail else " — NOT ENOUGH")
+    return text
+
+
+def notes_text(chosen: ChosenPlan) -> str:
+    p = chosen.plan
+    notes = list(p.notes) if p is not None else []
+    if chosen.utilization is not None and chosen.plan is not None:
+        notes.append(f"vLLM takes {chosen.utilization:g} of each GPU's memory at start (--gpu-memory-utilization)")
+    return "\n".join(f"note: {n}" for n in notes)
+
+
+def launch_title(chosen: ChosenPlan) -> str:
+    names = {"llama.cpp": "llama-server", "ollama": "Ollama", "vllm": "vllm serve", "transformers": "Transformers"}
+    return f"Run it ({names.get(chosen.engine, chosen.engine)}) · c copies the plan with it · e exports"
+
+
+def status(chosen: ChosenPlan | None, live: LiveCheck | None) -> tuple[str, str]:
+    """One line for the results panel, and its level: "ok", "short" or "off"."""
+    if chosen is None:
+        return "", "off"
+    quant, kv = chosen.row
+    p = chosen.plan
+    if p is None:
+        return f"✗ no plan for {quant} + KV {kv}: {chosen.error}", "short"
+    what = f"plan {quant}/{kv} @ {p.context:,}" + ("" if p.fully_offloaded else f" ({p.cpu_gpu_split()})")
+    if live is None:
+        mode = chosen.memory.key[0]
+        if mode == "what-if":
+            return f"▶ {what} · what-if GPUs: nothing live to check", "off"
+        return f"▶ {what} · whole GPUs: not checked against what is free now", "off"
+    rooms = " · ".join(f"{g.label} {g.headroom_mib:,.0f}" for g in live.gpus if g.free_mib is not None)
+    if live.state == "short":
+        bad = next(g for g in live.gpus if g.state == "short")
+        if bad.free_mib is None:
+            return f"✗ {what} no longer loads: {bad.label} is gone · r re-plans", "short"
+        why = f" — {bad.note}" if bad.note else ""
+        return (f"✗ {what} no longer loads: {bad.label} short by {-bad.headroom_mib:,.0f} MiB{why} · "
+                "r re-plans on what is free now"), "short"
+    return f"✓ {what} loads now · headroom {rooms} MiB", "ok"
+
+
+def plan_text(req: Any, est: Any, chosen: ChosenPlan | None) -> str:
+    """For the clipboard: what `lander-tui estimate` prints for the same inputs, the chosen plan
+    (split, offload, host RAM) and the command that runs it."""
+    from lander_tui.core.plan_view import format_plain, format_plan
+
+    memory = chosen.memory if chosen is not None else None
+    head = f"{memory.label} ({memory.detail}), " if memory is not None else ""
+    lines = [f"# lander-tui plan: {head}engine {est.backend}"]
     opts = []
     if req.context:
         opts.append(f"target context {req.context:,}")
@@ -23,51 +153,10 @@ def plan_text(req: Any, est: Any, memory: Any, form: Any) -> str:
     if opts:
         lines.append("# " + ", ".join(opts))
     lines.append(format_plain(est))
-    launch = launch_line(req, est, memory, form)
-    if launch:
-        lines += ["# run it:", launch]
+    if chosen is not None and chosen.plan is not None:
+        lines.append(format_plan(chosen.plan, chosen.host_available_mib))
+        if chosen.launch:
+            lines += ["# run it:", chosen.launch]
+    elif chosen is not None:
+        lines.append(f"# no plan: {chosen.error}")
     return "\n".join(lines) + "\n"
-
-
-def devices_of(memory: Any) -> list[Any]:
-    from lander_tui.core.multi_gpu import Device
-
-    return [Device(name, free, total) for name, free, total in memory.devices] or [
-        Device(memory.label, memory.free_mib, memory.total_mib)]
-
-
-def launch_line(req: Any, est: Any, memory: Any, form: Any) -> str:
-    """The recommended row's command line (llama-server, ollama, vllm serve, Transformers)."""
-    if est.recommendation.quant is None:
-        return ""
-    try:
-        from lander_tui.core.launch import launch_command
-        from lander_tui.core.plan_view import plan_for_estimate
-
-        plan = plan_for_estimate(req, est, devices_of(memory))
-        if plan is None:
-            return ""
-        name = req.model.spec.hf_repo or req.model.detail or req.model.spec.name
-        return launch_command(est.backend, name, plan, flash_attn=req.options.flash_attn is not False,
-                              n_parallel=req.options.n_parallel or 1,
-                              gpu_memory_utilization=req.options.gpu_memory_utilization)
-    except (LanderError, StopIteration, ValueError) as err:
-        return f"# (no launch command: {err})"
-
-
-def split_text(req: Any, est: Any, memory: Any, quant: str, kv: str) -> str:
-    """One line per GPU of a multi-GPU plan for one row (llama.cpp layer split / vLLM TP)."""
-    if memory.count < 2 or est.backend == "transformers":
-        return ""
-    try:
-        from lander_tui.core.multi_gpu import plan_for
-
-        plan = plan_for(req.model, est.backend, quant, kv, devices_of(memory), req.options, context=req.context)
-    except LanderError as err:
-        return f"split: {err}"
-    parts = []
-    for d in plan.devices:
-        where = f"layers {d.layers[0]}-{d.layers[1]}" if d.layers else "TP rank"
-        parts.append(f"{d.name.split(':')[0]}: {where} {d.total_mib / 1024:.1f}/{d.budget_mib / 1024:.1f} GiB")
-    verdict = "fits" if plan.fits else "does NOT fit"
-    return f"split at {plan.context:,} tokens ({verdict}): " + " · ".join(parts)

@@ -21,6 +21,8 @@ from lander_tui.core.model_source import ResolvedModel
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 FLASH_CHOICES = ("auto", "on", "off")
 MEMORY_MODES = ("free", "whole", "what-if")
+#: Engines whose rows plan every GPU's own share (llama.cpp layer split, vLLM tensor parallel).
+MULTI_GPU_ENGINES = ("llama.cpp", "ollama", "vllm")
 MEMORY_LABELS = {"free": "free now", "whole": "whole GPU", "what-if": "what-if"}
 DEFAULT_MARGIN = "512"
 #: Live free VRAM must move by at least this much before the plan follows it (keeps the screen calm
@@ -69,10 +71,23 @@ class PlanMemory:
     detail: str  # the arithmetic, e.g. "26,821 - 512 margin"
     key: tuple[Any, ...]  # what it is about (mode, GPUs); numbers may drift under the same key
     devices: tuple[tuple[str, float, float | None], ...] = ()  # (name, free, total) per GPU, for plans
+    indices: tuple[int, ...] = ()  # the real GPUs (NVML index) behind `devices`; () for what-if
 
     @property
     def count(self) -> int:
         return max(1, len(self.devices))
+
+    @property
+    def live(self) -> bool:
+        """Free memory of real GPUs right now: a plan made on it can be re-checked at every reading."""
+        return self.key[0] == "free" and bool(self.indices)
+
+    def core_devices(self) -> list[Any]:
+        """`multi_gpu.Device`s to plan on (one per GPU, free after the margin's share)."""
+        from lander_tui.core.multi_gpu import Device
+
+        return [Device(name, free, total) for name, free, total in self.devices] or [
+            Device(self.label, self.free_mib, self.total_mib)]
 
 
 @dataclass(frozen=True)
@@ -275,14 +290,14 @@ def planning_memory(form: FormValues, snapshot: Any) -> PlanMemory:
         free = sum(usable)
         devices = tuple((f"{g.index}: {g.name}", u, g.total_mib) for g, u in zip(gpus, usable, strict=True))
         detail = "total - driver reserve"
-        return PlanMemory(free, total, f"{names} whole", detail, ("whole", tuple(chosen)), devices)
+        return PlanMemory(free, total, f"{names} whole", detail, ("whole", tuple(chosen)), devices, tuple(chosen))
     margin = parse_mib(form.margin)
     raw = sum(g.free_mib for g in gpus)
     per_gpu_margin = margin / len(gpus)
     devices = tuple((f"{g.index}: {g.name}", max(0.0, g.free_mib - per_gpu_margin), g.total_mib) for g in gpus)
     detail = f"{raw:,.0f} - {margin:,.0f} margin" if margin else f"{raw:,.0f} free"
     return PlanMemory(max(0.0, raw - margin), total, f"{names} free now", detail, ("free", tuple(chosen), margin),
-                      devices)
+                      devices, tuple(chosen))
 
 
 def settle(previous: PlanMemory | None, new: PlanMemory, threshold: float = FREE_HYSTERESIS_MIB) -> PlanMemory:
@@ -316,16 +331,18 @@ def build_plan(form: FormValues, model: ResolvedModel | None, snapshot: Any,
     if model is None:
         errors["model"] = "pick a model: type to search, Enter to choose"
     notes: list[str] = []
+    split = memory is not None and memory.count > 1 and form.engine in MULTI_GPU_ENGINES
     if memory is not None and memory.count > 1:
-        notes.append(f"{memory.count} GPUs: the table plans on their summed memory; "
-                     "the per-GPU split is shown below it")
+        notes.append(f"{memory.count} GPUs: each row is the whole plan across them (v shows the per-GPU split)"
+                     if split else f"{memory.count} GPUs: Transformers spreads the layers with device_map='auto'; "
+                     "the table plans on their summed memory")
     if errors or memory is None or model is None:
         return Plan(None, errors, memory, tuple(notes))
     try:
         req = EstimateRequest(
             model=model, backend=form.engine, quants=split_list(form.quants), kv_types=split_list(form.kv_types),
             free_mib=memory.free_mib, total_mib=memory.total_mib, context=parse_tokens(form.context),
-            options=options_of(form),
+            options=options_of(form), devices=tuple(memory.core_devices()) if split else (),
         )
     except LanderError as err:  # the core's own checks; should be covered above
         return Plan(None, {"memory": str(err)}, memory, tuple(notes))

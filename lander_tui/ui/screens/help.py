@@ -21,8 +21,14 @@ Fields
   In the GPU panel, Enter or Space adds a GPU to the plan or removes it.
   Up/Down in the results table shows that row's memory breakdown.
 
-The plan follows the live GPUs: when a job grows, max context drops. Changes smaller than
-64 MiB are ignored so the screen stays calm; the panel always shows the exact numbers."""
+The table follows the live GPUs: when a job grows, max context drops. Changes smaller than
+64 MiB are ignored so the screen stays calm; the panel always shows the exact numbers.
+
+The plan (v) is one row (★, or the row you move to) on the planned GPUs: the layers, weights,
+KV cache and buffers on each GPU, what runs on the CPU and the host RAM it needs, and the command
+that runs it. It is solved once, then checked against the free memory every second: when another
+job grows and it would no longer load, the line under the table turns red and says which GPU is
+short and who took the memory; r solves it again on what is free now."""
 
 
 class HelpScreen(ModalScreen[None]):

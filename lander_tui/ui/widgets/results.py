@@ -76,7 +76,6 @@ class Results(Vertical):
         super().__init__(**kw)
         self._est: Any = None
         self._keys: list[tuple[str, str]] = []
-        self._extra: str = ""
 
     def compose(self) -> ComposeResult:
         yield Line("", id="summary")
@@ -84,7 +83,7 @@ class Results(Vertical):
         yield Line("", id="reason")
         yield Line("", id="breakdown-label")
         yield BreakdownBar(id="breakdown")
-        yield Line("", id="split", classes="-autohide")
+        yield Line("", id="plan-status", classes="-autohide", markup=False)
         yield Line("", id="notes", classes="-autohide")
 
     def show_error(self, summary: str, message: str) -> None:
@@ -93,7 +92,6 @@ class Results(Vertical):
         self.query_one("#reason", Line).set(f"✗ {message}")
         self.query_one("#reason", Line).add_class("-error")
         self.query_one("#breakdown-label", Line).set("")
-        self.query_one("#split", Line).set("")
         self.query_one(BreakdownBar).set((), 0.0)
         self.query_one("#notes", Line).set("")
         self.query_one(RowTable).set_rows([], [])
@@ -105,9 +103,9 @@ class Results(Vertical):
         reason.set(f"✗ {message} (showing the last valid plan)")
         reason.add_class("-error")
 
-    def show(self, est: Any, summary: str, notes: tuple[str, ...] = (), extra: str = "") -> None:
+    def show(self, est: Any, summary: str, notes: tuple[str, ...] = (), prefer: tuple[str, str] | None = None) -> None:
+        """The cursor goes to `prefer` when it is in the table, else to the recommended row."""
         self._est = est
-        self._extra = extra
         rec = est.recommendation
         self.query_one("#summary", Line).set(summary)
         table = self.query_one(RowTable)
@@ -116,10 +114,9 @@ class Results(Vertical):
         cells = [row_cells(r, (r.quant, r.kv_cache) == rec_key) for r in est.results]
         flags = ["bad" if (r.error or not r.fits) else "recommended" if (r.quant, r.kv_cache) == rec_key else ""
                  for r in est.results]
-        cursor_key = self._cursor_key()
         target = rec_key if rec_key in keys else (keys[0] if keys else None)
-        if table.has_focus and cursor_key in keys and cursor_key is not None:
-            target = cursor_key  # the user is browsing the table: stay on their row
+        if prefer is not None and prefer in keys:
+            target = prefer  # the row the user picked, or the plan's row while only free memory moved
         self._keys = keys
         table.set_rows(cells, flags, keys.index(target) if target is not None else 0)
         reason = self.query_one("#reason", Line)
@@ -132,11 +129,32 @@ class Results(Vertical):
         self.query_one("#notes", Line).set("\n".join(f"note: {n}" for n in (*notes, *est.notes)))
         self._show_breakdown()
 
+    def show_status(self, text: str, level: str) -> None:
+        """The chosen plan in one line: loads / headroom, or why it no longer loads."""
+        line = self.query_one("#plan-status", Line)
+        line.set(text)
+        for lv in ("ok", "short", "off"):
+            line.set_class(lv == level, f"-{lv}")
+
+    def select(self, key: tuple[str, str]) -> None:
+        """Put the cursor on a row (no-op when it is not in the table)."""
+        if key in self._keys:
+            self.query_one(RowTable).move_cursor(self._keys.index(key))
+
+    @property
+    def recommended_key(self) -> tuple[str, str] | None:
+        rec = self._est.recommendation if self._est is not None else None
+        return (rec.quant, rec.kv_cache) if rec is not None and rec.quant else None
+
     def _cursor_key(self) -> tuple[str, str] | None:
         table = self.query_one(RowTable)
         if not self._keys or not 0 <= table.cursor < len(self._keys):
             return None
         return self._keys[table.cursor]
+
+    @property
+    def cursor_key(self) -> tuple[str, str] | None:
+        return self._cursor_key()
 
     def cursor_row(self) -> Any:
         key = self._cursor_key()
@@ -162,5 +180,4 @@ class Results(Vertical):
         room = budget - r.total_mib
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
         label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB")
-        self.query_one("#split", Line).set(self._extra)
         bar.set(tuple(round(p, 1) for p in parts), round(budget, 1))

@@ -1,0 +1,249 @@
+"""The chosen plan (one results row on the GPUs the form targets), its launch command, and its
+live check against the GPUs' free memory. No Textual here.
+
+A plan is solved once, when what it is about changes (model, engine, row, GPUs, knobs), and then
+kept: when another job grows, the plan that was shown (and maybe already copied and started) is
+checked against the new free memory every second rather than quietly solved again. `r` re-plans.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lander_tui.core.errors import LanderError
+from lander_tui.core.multi_gpu import Plan
+
+#: The live headroom shown moves only when it changed by at least this much (the warning itself
+#: never waits): a job's memory jitters by a few MiB every second and the screen should stay calm.
+HEADROOM_HYSTERESIS_MIB = 64.0
+
+
+@dataclass(frozen=True)
+class Need:
+    """What must be free on some GPUs for the plan to load."""
+
+    indices: tuple[int, ...]  # real GPUs (several for a Transformers device_map over summed memory)
+    label: str  # "GPU 1"
+    mib: float
+
+
+@dataclass(frozen=True)
+class ChosenPlan:
+    key: tuple[Any, ...]  # (inputs, row): solved again only when this changes
+    inputs: Any
+    row: tuple[str, str]  # (quant, KV type) of the results row
+    engine: str
+    memory: Any  # state.PlanMemory it was solved on
+    plan: Plan | None
+    error: str = ""  # why there is no plan
+    launch: str = ""
+    utilization: float | None = None  # vLLM --gpu-memory-utilization in the launch command
+    needs: tuple[Need, ...] = ()
+    host_available_mib: float | None = None
+    #: Per GPU index, pid -> MiB each process held when the plan was made (to say who grew).
+    baseline: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.plan is not None and self.memory.live and bool(self.needs)
+
+    @property
+    def cpu_layers(self) -> int:
+        p = self.plan
+        return 0 if p is None else max(0, p.n_layers + 1 - p.gpu_layers)
+
+
+@dataclass(frozen=True)
+class GpuHeadroom:
+    label: str
+    free_mib: float | None  # None: the GPU is gone or lost
+    need_mib: float
+    note: str = ""  # who took the memory, when it is short
+
+    @property
+    def headroom_mib(self) -> float:
+        return -math.inf if self.free_mib is None else self.free_mib - self.need_mib
+
+    @property
+    def state(self) -> str:
+        return "short" if self.free_mib is None or self.headroom_mib < 0 else "ok"
+
+
+@dataclass(frozen=True)
+class LiveCheck:
+    gpus: tuple[GpuHeadroom, ...]
+
+    @property
+    def state(self) -> str:
+        return "short" if any(g.state == "short" for g in self.gpus) else "ok"
+
+    @property
+    def loads(self) -> bool:
+        return self.state != "short"
+
+
+# --- solving ---------------------------------------------------------------------------------
+
+
+def model_name(req: Any) -> str:
+    spec = req.model.spec
+    return spec.hf_repo or req.model.detail or spec.name
+
+
+def launch_utilization(plan: Plan, memory: Any, configured: float) -> float:
+    """vLLM takes `utilization x total` on each GPU at start (and refuses to start unless that much
+    is free), then fits its KV cache in what is left: the configured value when that much is in the
+    plan's budget on every GPU, else just enough for the plan (others hold the rest)."""
+    pairs = [(share, total) for share, (_n, _f, total) in zip(plan.devices, memory.devices, strict=False) if total]
+    if not pairs or all(configured * total <= share.budget_mib for share, total in pairs):
+        return configured
+    need = max(share.total_mib / total for share, total in pairs)
+    return min(configured, max(0.05, math.ceil(need * 1000) / 1000))
+
+
+def _needs(plan: Plan, memory: Any, util: float | None) -> tuple[Need, ...]:
+    idx = memory.indices
+    if not idx:
+        return ()
+    if len(plan.devices) != len(idx):  # Transformers over several GPUs: one total, their summed free
+        label = "GPU " + "+".join(str(i) for i in idx)
+        return (Need(idx, label, plan.devices[0].total_mib),)
+    out = []
+    for i, share, (_n, _f, total) in zip(idx, plan.devices, memory.devices, strict=True):
+        need = share.total_mib
+        if plan.backend == "vllm" and util is not None and total:
+            need = util * total  # what vLLM grabs at start, whatever the model needs
+        out.append(Need((i,), f"GPU {i}", need))
+    return tuple(out)
+
+
+def _baseline(snapshot: Any, indices: tuple[int, ...]) -> dict[int, dict[int, float]]:
+    out: dict[int, dict[int, float]] = {}
+    if snapshot is None or not snapshot.ok:
+        return out
+    for g in snapshot.gpus:
+        if g.index in indices:
+            out[g.index] = {p.pid: float(p.used_mib or 0.0) for p in g.processes}
+    return out
+
+
+def choose(req: Any, est: Any, memory: Any, row: tuple[str, str], inputs: Any, *, snapshot: Any = None,
+           host_available_mib: float | None = None) -> ChosenPlan:
+    """Solve the plan for one row (the same call `lander-tui estimate` makes) and its launch command."""
+    from lander_tui.core.launch import launch_command
+    from lander_tui.core.plan_view import plan_for_estimate
+
+    base = {"key": (inputs, row), "inputs": inputs, "row": row, "engine": est.backend, "memory": memory}
+    try:
+        plan = plan_for_estimate(req, est, memory.core_devices(), row[0], row[1])
+    except (LanderError, StopIteration, ValueError) as err:
+        return ChosenPlan(plan=None, error=str(err) or type(err).__name__, **base)
+    if plan is None:
+        return ChosenPlan(plan=None, error=f"{row[0]} + KV {row[1]} loads nowhere here: nothing to launch", **base)
+    util = None
+    if plan.backend == "vllm":
+        util = launch_utilization(plan, memory, req.options.gpu_memory_utilization)
+    try:
+        launch = launch_command(est.backend, model_name(req), plan, flash_attn=req.options.flash_attn is not False,
+                                n_parallel=req.options.n_parallel or 1,
+                                gpu_memory_utilization=util or req.options.gpu_memory_utilization)
+    except LanderError as err:
+        launch = f"# (no launch command: {err})"
+    needs = _needs(plan, memory, util)
+    host = host_available_mib
+    if host is None and plan.host_mib and not plan.fully_offloaded:
+        from lander_tui.core.plan_view import host_available_mib as read_host
+
+        host = read_host()
+    return ChosenPlan(plan=plan, launch=launch, utilization=util, needs=needs, host_available_mib=host,
+                      baseline=_baseline(snapshot, memory.indices) if memory.live else {}, **base)
+
+
+# --- the live check --------------------------------------------------------------------------
+
+
+def _who_grew(chosen: ChosenPlan, gpu: Any) -> str:
+    before = chosen.baseline.get(gpu.index, {})
+    grown = [(float(p.used_mib or 0.0) - before.get(p.pid, 0.0), p) for p in gpu.processes]
+    grown = [(d, p) for d, p in grown if d > 0]
+    if not grown:
+        return "free memory dropped"
+    delta, p = max(grown, key=lambda x: x[0])
+    who = " ".join(x for x in (p.user, (p.command or "").split(" ")[0].rsplit("/", 1)[-1]) if x)
+    what = f"pid {p.pid}" + (f" ({who})" if who else "")
+    if p.pid not in before:
+        return f"a new job, {what}, took {delta:,.0f} MiB"
+    return f"a job grew: {what} +{delta:,.0f} MiB"
+
+
+def check(chosen: ChosenPlan, snapshot: Any) -> LiveCheck | None:
+    """The plan's needs against the GPUs' free memory in this reading (no solving: a few subtractions)."""
+    if not chosen.live or snapshot is None:
+        return None
+    by_index = {g.index: g for g in snapshot.gpus} if snapshot.ok else {}
+    out = []
+    for need in chosen.needs:
+        gpus = [by_index.get(i) for i in need.indices]
+        if any(g is None or g.lost or g.free_mib is None for g in gpus):
+            out.append(GpuHeadroom(need.label, None, need.mib, "the GPU is gone"))
+            continue
+        free = sum(g.free_mib for g in gpus if g is not None)
+        note = ""
+        if free < need.mib:
+            note = "; ".join(_who_grew(chosen, g) for g in gpus if g is not None)
+        out.append(GpuHeadroom(need.label, free, need.mib, note))
+    return LiveCheck(tuple(out))
+
+
+def settle(shown: LiveCheck | None, new: LiveCheck | None,
+           threshold: float = HEADROOM_HYSTERESIS_MIB) -> LiveCheck | None:
+    """Keep what is shown while every GPU's state is unchanged and its headroom moved less than
+    `threshold` MiB; a GPU falling short (or fitting again) always shows at once."""
+    if shown is None or new is None or len(shown.gpus) != len(new.gpus):
+        return new
+    for a, b in zip(shown.gpus, new.gpus, strict=True):
+        if a.state != b.state or a.label != b.label:
+            return new
+        if a.free_mib is not None and b.free_mib is not None and abs(a.headroom_mib - b.headroom_mib) >= threshold:
+            return new
+    return shown
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def export_data(req: Any, est: Any, chosen: ChosenPlan | None, live: LiveCheck | None) -> dict[str, Any]:
+    """The estimate's JSON with the chosen plan, its launch command and the live headroom added."""
+    data = est.as_json()
+    if chosen is None:
+        return data
+    mem = chosen.memory
+    data["planned_on"] = {"label": mem.label, "detail": mem.detail, "gpus": list(mem.indices),
+                          "free_mib": round(mem.free_mib, 2)}
+    if chosen.plan is not None:
+        data["plan"] = chosen.plan.as_json()
+        if chosen.host_available_mib is not None:
+            data["plan"]["host_available_mib"] = round(chosen.host_available_mib, 2)
+        data["launch"] = chosen.launch
+    else:
+        data["plan_error"] = chosen.error
+    if live is not None:
+        data["live"] = {"loads": live.loads, "gpus": [
+            {"gpu": g.label, "free_mib": g.free_mib, "needs_mib": round(g.need_mib, 2),
+             "headroom_mib": None if g.free_mib is None else round(g.headroom_mib, 2)} for g in live.gpus]}
+    return data
+
+
+def export_path(model: str, fmt: str, when: datetime, cwd: Path, fallback: Path) -> Path:
+    """`lander-plan-<model>-<time>.<fmt>` in `cwd` when it is writable, else in `fallback`."""
+    import os
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._") or "model"
+    name = f"lander-plan-{slug}-{when.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+    folder = cwd if os.access(cwd, os.W_OK) else fallback
+    return folder / name
