@@ -26,8 +26,9 @@ from lander_tui.ui.widgets.table import RowTable
 SIZE = (120, 40)
 H100 = "NVIDIA H100 80GB HBM3"
 TOTAL, RESERVED, MARGIN = 81559, 480, 512
-#: One H100 whose only job grows by 20 GB at t=10 s and shrinks back at t=20 s.
+#: One H100 whose only job grows by 20 GB at t=10 s and shrinks back at t=20 s; the GPU is lost at 30 s.
 GROWING_JOB = {"gpus": [{"name": H100, "uuid": "GPU-grow", "total_mib": TOTAL, "reserved_mib": RESERVED,
+                         "lost_at": 30,
                          "processes": [{"pid": 4242, "user": "ana", "command": "python train.py",
                                         "used_mib": [[0, 50000], [10, 70000], [20, 50000]]}]}]}
 
@@ -184,6 +185,10 @@ async def test_jitter_does_not_redraw_and_r_replans_on_what_is_free_now():
         assert app.chosen.plan.context < old.plan.context
         assert app.chosen.row == (app.estimate.recommendation.quant, app.estimate.recommendation.kv_cache)
         assert line(app, "#plan-status").startswith("✓")
+        clock.t = 30  # the GPU falls off the bus: no results, so no plan is shown or checked
+        app.poll_now()
+        await pilot.pause()
+        assert app.estimate is None and app.chosen is None and line(app, "#plan-status") == ""
 
 
 async def test_two_gpus_and_partial_offload_commands_parse_back():
@@ -250,6 +255,8 @@ async def test_e_writes_the_plan_and_says_where(tmp_path, monkeypatch):
         assert f"## Plan: Q8_0 with KV f16 at {plan.context} tokens" in md
         assert f"| {plan.devices[0].name} | 0-31 +output |" in md
         assert f"```sh\n{app.chosen.launch}\n```" in md
+        headroom = app.live.gpus[0].headroom_mib
+        assert f"Against the free memory then: it loads; headroom GPU 1 {headroom:,.0f} MiB." in md
 
         await app.run_action("export('json')")  # the palette's JSON export
         await pilot.pause()

@@ -270,6 +270,7 @@ class LanderApp(App[None]):
             self._shown = False
             results.show_error(self._summary(plan, None), plan.errors[key])
             chart.show(None, "nothing to plan yet")
+            self._drop_plan()
             return
         if plan.request == self._last_request:
             return
@@ -286,6 +287,7 @@ class LanderApp(App[None]):
             else:
                 results.show_error(self._summary(plan, None), str(err))
                 chart.show(None, "no configuration could be estimated")
+                self._drop_plan()
             return
         self.estimate = est
         if not self._shown and not self._scrolled_once:
@@ -353,6 +355,13 @@ class LanderApp(App[None]):
         self.live = None
         self._check_live(announce=False)
         self._show_plan()
+
+    def _drop_plan(self) -> None:
+        """No results, no plan: nothing is shown or checked until there are results again."""
+        if self.chosen is not None:
+            self.chosen = None
+            self.live = None
+            self._show_plan()
 
     def _check_live(self, announce: bool = True) -> None:
         """Each reading: the chosen plan's needs against the free memory now (a few subtractions)."""
@@ -570,7 +579,10 @@ class LanderApp(App[None]):
 
         assert self.plan is not None and self.plan.request is not None
         req = self.plan.request
-        text = export(live_plan.export_data(req, self.estimate, self.chosen, self.live), fmt)
+        data = live_plan.export_data(req, self.estimate, self.chosen, self.live)
+        text = export(data, fmt)
+        if fmt == "md":
+            text += live_plan.md_trailer(data, datetime.now())
         fallback = cache_dir()
         path = live_plan.export_path(self.estimate.model, fmt, datetime.now(), Path.cwd(), fallback)
         error = ""

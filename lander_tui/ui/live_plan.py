@@ -238,6 +238,21 @@ def export_data(req: Any, est: Any, chosen: ChosenPlan | None, live: LiveCheck |
     return data
 
 
+def md_trailer(data: dict[str, Any], when: datetime) -> str:
+    """Where the plan was made and, for live GPUs, how it stood against the free memory at export."""
+    where = data.get("planned_on")
+    if not where:
+        return ""
+    out = ["", f"Planned on {where['label']} ({where['detail']}), exported {when:%Y-%m-%d %H:%M:%S}."]
+    live = data.get("live")
+    if live:
+        rooms = ", ".join(f"{g['gpu']} {g['headroom_mib']:,.0f} MiB" if g["headroom_mib"] is not None
+                          else f"{g['gpu']} gone" for g in live["gpus"])
+        verdict = "loads" if live["loads"] else "does NOT load"
+        out.append(f"Against the free memory then: it {verdict}; headroom {rooms}.")
+    return "\n".join(out) + "\n"
+
+
 def export_path(model: str, fmt: str, when: datetime, cwd: Path, fallback: Path) -> Path:
     """`lander-plan-<model>-<time>.<fmt>` in `cwd` when it is writable, else in `fallback`."""
     import os

@@ -62,12 +62,15 @@ class PlanView(VerticalScroll):
         yield Line("", id="plan-launch", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#plan-head", Line).set("no plan yet")
+        self.query_one("#plan-head", Line).set("no plan yet")  # until the first results
 
     def show(self, chosen: ChosenPlan | None, live: LiveCheck | None, recommended: bool) -> None:
         q = self.query_one
-        if chosen is None:
-            q("#plan-head", Line).set("no plan yet: the results have errors")
+        if chosen is None:  # nothing to plan: say so and leave nothing stale below
+            q("#plan-head", Line).set("no plan: the results above say why")
+            for name in ("#plan-offload", "#plan-host", "#plan-notes", "#plan-launch-title", "#plan-launch"):
+                q(name, Line).set("")
+            q(PlanTable).set((), ())
             return
         q("#plan-head", Line).set(plan_text.headline(chosen, recommended))
         offload = q("#plan-offload", Line)
