@@ -124,7 +124,7 @@ def status(chosen: ChosenPlan | None, live: LiveCheck | None) -> tuple[str, str]
         if mode == "what-if":
             return f"▶ {what} · what-if GPUs: nothing live to check", "off"
         return f"▶ {what} · whole GPUs: not checked against what is free now", "off"
-    rooms = " · ".join(f"{g.label} {g.headroom_mib:,.0f}" for g in live.gpus if g.free_mib is not None)
+    rooms = ", ".join(f"{g.label} {g.headroom_mib:,.0f}" for g in live.gpus if g.free_mib is not None)
     if live.state == "short":
         bad = next(g for g in live.gpus if g.state == "short")
         if bad.free_mib is None:
@@ -132,7 +132,7 @@ def status(chosen: ChosenPlan | None, live: LiveCheck | None) -> tuple[str, str]
         why = f" — {bad.note}" if bad.note else ""
         return (f"✗ {what} no longer loads: {bad.label} short by {-bad.headroom_mib:,.0f} MiB{why} · "
                 "r re-plans on what is free now"), "short"
-    return f"✓ {what} loads now · headroom {rooms} MiB", "ok"
+    return f"✓ {what} loads · headroom {rooms} MiB", "ok"
 
 
 def plan_text(req: Any, est: Any, chosen: ChosenPlan | None) -> str:
