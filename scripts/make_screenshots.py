@@ -17,15 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "screenshots"
 
 SHOTS = (
-    # file, scenario ("demo" or "no-gpu"), size, keys pressed after start
-    ("dashboard.svg", "demo", (120, 40), ()),
-    ("no-gpu.svg", "no-gpu", (120, 40), ()),
-    ("small-80x24.svg", "demo", (80, 24), ()),
-    ("what-if-vllm.svg", "demo", (120, 40), ("w", *"2x RTX 4090", "enter", "b", "b")),
+    # file, scenario ("demo" or "no-gpu"), size, keys pressed after start, seconds the clock then moves
+    ("dashboard.svg", "demo", (120, 40), (), 0),
+    ("no-gpu.svg", "no-gpu", (120, 40), (), 0),
+    ("small-80x24.svg", "demo", (80, 24), (), 0),
+    ("what-if-vllm.svg", "demo", (120, 40), ("w", *"2x RTX 4090", "enter", "b", "b"), 0),
+    # the Plan view on both GPUs; 10 s later the training job on GPU 1 has grown past it
+    ("plan-live.svg", "demo", (120, 40), ("g", "v"), 10),
 )
 
 
-async def shoot(name: str, scenario: str, size: tuple[int, int], keys: tuple[str, ...]) -> Path:
+async def shoot(name: str, scenario: str, size: tuple[int, int], keys: tuple[str, ...], later: float) -> Path:
     from textual.widgets import Input
 
     from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, warm_up
@@ -38,6 +40,11 @@ async def shoot(name: str, scenario: str, size: tuple[int, int], keys: tuple[str
         if keys:
             await pilot.press(*keys)
             await pilot.pause(0.2)
+        if later:
+            clock.t += later
+            app.poll_now()
+            await pilot.pause(0.2)
+        app.clear_notifications()  # toasts come and go; the screen says the same in place
         await app.workers.wait_for_complete()
         await pilot.pause()
         path = OUT / name
@@ -49,8 +56,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("NO_COLOR", None)
     OUT.mkdir(exist_ok=True)
-    for name, scenario, size, keys in SHOTS:
-        path = asyncio.run(shoot(name, scenario, size, keys))
+    for name, scenario, size, keys, later in SHOTS:
+        path = asyncio.run(shoot(name, scenario, size, keys, later))
         print(path.relative_to(REPO))
     return 0
 
