@@ -6,7 +6,8 @@ Prints, per run:
   key_to_table_ms    keystroke ('k' next KV type, '+'/'-' target context, alternating) -> the first
                      frame of the answer,
                      which carries the new table, recommendation and breakdown (median and max)
-  key_to_chart_ms    the same keystroke -> the end of the output burst, the redrawn chart included
+  key_to_chart_ms    the same keystroke -> the end of the output burst, the redrawn chart (or, with
+                     --plan, the Plan view) included
   idle_bytes_per_s   bytes written per second while nobody types, GPUs ticking every second
   idle_cpu_percent   CPU (user+sys, all threads) of the dashboard over that idle window, % of one core
 
@@ -130,7 +131,8 @@ class Pty:
         os.waitpid(self.pid, 0)
 
 
-def measure(cmd: list[str], cols: int, rows: int, idle_s: float, presses: int, truecolor: bool) -> dict:
+def measure(cmd: list[str], cols: int, rows: int, idle_s: float, presses: int, truecolor: bool,
+            plan: bool = False) -> dict:
     env = {"TERM": "xterm-256color", "COLUMNS": str(cols), "LINES": str(rows), "HF_HUB_OFFLINE": "1"}
     if truecolor:
         env["COLORTERM"] = "truecolor"
@@ -143,6 +145,8 @@ def measure(cmd: list[str], cols: int, rows: int, idle_s: float, presses: int, t
         if p.total > cols * rows // 2:
             first = time.monotonic() - p.t0
     full = p.wait_for("★".encode(), 15)
+    if plan:
+        os.write(p.fd, b"v")  # the Plan view instead of the curves (its live headroom line included)
     p.drain(3.0)  # let the first readings and the sparkline settle
     # idle: nobody types, the GPU panel ticks once a second
     bytes0, ticks0, t0 = p.total, cpu_ticks(p.pid), time.monotonic()
@@ -185,6 +189,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--scenario", choices=["ticking", "demo"], default="ticking")
     ap.add_argument("--truecolor", action="store_true", help="COLORTERM=truecolor (default: 256 colours, as over SSH)")
+    ap.add_argument("--plan", action="store_true", help="press v first: measure with the Plan view shown")
     ap.add_argument("cmd", nargs="*", help="the dashboard command (after --)")
     args = ap.parse_args()
     cmd = args.cmd or [str(REPO / ".venv" / "bin" / "lander-tui")]
@@ -196,9 +201,9 @@ def main() -> int:
         else:
             cmd = [*cmd, "--demo"]
         for i in range(args.runs):
-            result = measure(cmd, args.cols, args.rows, args.idle, args.presses, args.truecolor)
+            result = measure(cmd, args.cols, args.rows, args.idle, args.presses, args.truecolor, args.plan)
             result.update(run=i + 1, size=f"{args.cols}x{args.rows}", scenario=args.scenario,
-                          colors="truecolor" if args.truecolor else "256")
+                          colors="truecolor" if args.truecolor else "256", view="plan" if args.plan else "curves")
             print(json.dumps(result))
             sys.stdout.flush()
     return 0
