@@ -82,3 +82,16 @@ def test_vllm_budget_is_a_fraction_of_total(capsys):
     assert data["budget_mib"] == pytest.approx(81079 * 0.9)
     r = data["results"][0]
     assert r["max_context"] % 16 == 0 and r["max_concurrency"] > 1
+
+
+def test_vllm_with_less_free_than_its_utilization_plans_at_a_utilization_that_starts():
+    from lander_tui.core.estimate import EstimateRequest, run_estimate
+    from lander_tui.core.model_source import resolve_model
+
+    est = run_estimate(EstimateRequest(resolve_model("llama-3.1-8b"), "vllm", ("BF16",), ("auto",),
+                                       free_mib=30000, total_mib=81079))
+    util = float(est.notes[0].rsplit(" ", 1)[1])
+    assert util * 81079 <= 30000 < (util + 0.001) * 81079  # the largest 3-decimal value that is free
+    assert est.budget_mib == pytest.approx(util * 81079)
+    row = est.results[0]
+    assert row.max_context > 0 and row.total_mib <= est.budget_mib

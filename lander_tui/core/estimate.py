@@ -7,6 +7,7 @@ part at the reported context, and whether it fits; the estimate recommends one r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,8 +116,14 @@ class Estimate:
         }
 
 
+def vllm_fitting_utilization(free_mib: float, total_mib: float) -> float:
+    """The largest --gpu-memory-utilization (3 decimals) whose budget is free now."""
+    return max(0.05, math.floor(free_mib / total_mib * 1000) / 1000)
+
+
 def budget_bytes(req: EstimateRequest) -> tuple[float, list[str]]:
-    """The memory the engine may use. vLLM takes a fraction of *total* and refuses to start if less is free."""
+    """The memory the engine may use. vLLM takes a fraction of *total* and refuses to start if less is free,
+    so when less is free the rows are planned at the utilization that does fit, and a note says which."""
     notes: list[str] = []
     free = req.free_mib * MIB
     if req.backend in ("vllm",) and req.total_mib:
@@ -124,11 +131,12 @@ def budget_bytes(req: EstimateRequest) -> tuple[float, list[str]]:
         want = req.total_mib * util * MIB
         if want <= free:
             return want, notes
+        fit = vllm_fitting_utilization(req.free_mib, req.total_mib)
         notes.append(
             f"vLLM needs {req.total_mib * util:,.0f} MiB free at --gpu-memory-utilization {util}; only "
-            f"{req.free_mib:,.0f} MiB is: use --gpu-memory-utilization "
-            f"{max(0.05, req.free_mib / req.total_mib - 0.005):.3f}"
+            f"{req.free_mib:,.0f} MiB is: planned at --gpu-memory-utilization {fit:.3f}"
         )
+        return req.total_mib * fit * MIB, notes
     return free, notes
 
 
