@@ -166,18 +166,3 @@ def run(args: argparse.Namespace) -> int:
         if args.launch:
             print(data["launch"])
     return 0
-
-
-def run_default() -> int:
-    """What bare `lander-tui` prints until the dashboard exists: the default model's estimate."""
-    from lander_tui.core.catalog import DEFAULT_MODEL
-    from lander_tui.core.estimate import run_estimate
-    from lander_tui.core.plan_view import format_plain
-
-    args = argparse.Namespace(model=DEFAULT_MODEL, quant=[], kv_cache=[], backend="llama.cpp", free_vram=None,
-                              tensor_split=None, launch=None, format=None,
-                              total_vram=None, gpu=None, what_if=None, context=None, flash_attn=None,
-                              parallel=None, ubatch=512, gpu_memory_utilization=0.9,
-                              max_num_batched_tokens=8192, set=[], json=False)
-    print(format_plain(run_estimate(build_request(args))))
-    return 0
