@@ -95,3 +95,18 @@ def test_vllm_with_less_free_than_its_utilization_plans_at_a_utilization_that_st
     assert est.budget_mib == pytest.approx(util * 81079)
     row = est.results[0]
     assert row.max_context > 0 and row.total_mib <= est.budget_mib
+
+
+def test_without_memory_flags_it_says_what_it_planned_for(capsys):
+    from lander_tui.core.gpu import open_backend
+
+    snap = open_backend().poll()
+    main(["estimate", "llama-3.2-1b", "-q", "Q8_0", "-k", "f16", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    if snap.ok and snap.gpus:  # on a GPU box: the freest GPU now
+        best = max(g.free_mib or 0 for g in snap.gpus)
+        assert data["memory_source"].startswith("GPU") and abs(data["free_vram_mib"] - best) < 4096
+    else:  # no NVIDIA GPU (CI): a 24 GB card, and the output says so
+        assert data["memory_source"].startswith("no GPU seen") and data["free_vram_mib"] == 24 * 1024 - 500
+    main(["estimate", "llama-3.2-1b", "-q", "Q8_0", "-k", "f16", "--free-vram", "9000"])
+    assert "memory: given" in capsys.readouterr().out

@@ -94,15 +94,32 @@ def devices_from_args(args: argparse.Namespace) -> tuple[list[Any], str]:
 
         w = what_if(args.what_if)
         return [Device(g.name, g.usable_mib, g.total_mib) for g in w.gpus], f"what-if {w.label}"
-    return [Device("24 GB card", DEFAULT_FREE_MIB)], "default (24 GB card)"
+    return _default_devices()
 
 
-def build_request(args: argparse.Namespace) -> Any:
+def _default_devices() -> tuple[list[Any], str]:
+    """No memory flag: the GPU with the most free memory now, else a 24 GB card (and say which)."""
+    from lander_tui.core.gpu import open_backend
+    from lander_tui.core.multi_gpu import Device
+
+    backend = open_backend()
+    try:
+        snap = backend.poll()
+    finally:
+        backend.close()
+    live = [g for g in snap.gpus if not g.lost and g.free_mib is not None] if snap.ok else []
+    if live:
+        g = max(live, key=lambda g: g.free_mib or 0.0)
+        return [Device(f"{g.index}: {g.name}", float(g.free_mib or 0.0), g.total_mib)], \
+            f"GPU {g.index} ({g.name}) free now"
+    return [Device("24 GB card", DEFAULT_FREE_MIB)], "no GPU seen: a 24 GB card (use --free-vram, --gpu or --what-if)"
+
+
+def build_request(args: argparse.Namespace, devices: list[Any]) -> Any:
     from lander_tui.core.engines import EngineOptions
     from lander_tui.core.estimate import EstimateRequest
     from lander_tui.core.model_source import resolve_model
 
-    devices, _src = devices_from_args(args)
     split = tuple(_numbers(args.tensor_split, "--tensor-split")) if getattr(args, "tensor_split", None) else None
     if split and len(split) != len(devices):
         raise LanderError(f"--tensor-split has {len(split)} shares for {len(devices)} GPUs")
@@ -135,10 +152,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise LanderError("estimate needs a MODEL (try `lander-tui estimate llama-3.1-8b`, or --list-models)")
-    req = build_request(args)
-    devices, _src = devices_from_args(args)
+    devices, src = devices_from_args(args)
+    req = build_request(args, devices)
     est = run_estimate(req)
     data = est.as_json()
+    data["memory_source"] = src
     plan = None
     if len(devices) > 1 or args.launch or args.format:
         plan = plan_for_estimate(req, est, devices)
@@ -161,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         print(format_plain(est))
+        print(f"memory: {src}")
         if plan is not None and (len(devices) > 1 or not plan.fully_offloaded):
             print(format_plan(plan))
         if args.launch:
