@@ -112,6 +112,17 @@ def kv_cache_type(name: str) -> BlockType:
         ) from None
 
 
+def kv_bytes_per_value(name: str, allowed: tuple[str, ...], engine: str) -> float:
+    """Bytes per cached value for an engine that stores its KV cache in one of `allowed` plain types."""
+    try:
+        kv = kv_cache_type(name)
+    except LanderError:
+        kv = None
+    if kv is None or kv.name not in allowed:
+        raise LanderError(f"{engine} KV-cache types are {', '.join(a.lower() for a in allowed)}, not {name}")
+    return kv.block_bytes / kv.block
+
+
 # --- Weight formats ----------------------------------------------------------------------------
 
 

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions
-from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import torch_dtype_format, weight_format
+from lander_tui.core.formats import kv_bytes_per_value, torch_dtype_format, weight_format
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.weights import WeightSet, hf_weights
 
@@ -83,9 +82,7 @@ class Transformers:
         spec: ModelSpec = model.spec
         cal = TransformersCalibration().with_overrides(opts.overrides)
         assert isinstance(cal, TransformersCalibration)
-        kv_bytes_per = {"bf16": 2, "f16": 2, "fp16": 2, "auto": 2, "f32": 4}.get(kv_type.lower())
-        if kv_bytes_per is None:
-            raise LanderError(f"Transformers' DynamicCache holds the model dtype; KV type {kv_type} is not supported")
+        kv_bytes_per = kv_bytes_per_value(kv_type, ("F16", "BF16", "F32"), "Transformers' DynamicCache")
         w = self.weights(model, quant)
         weights = float(w.total_bytes)
         ctx = np.asarray(ctx, dtype=np.int64)

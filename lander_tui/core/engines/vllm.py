@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions, pad
-from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import torch_dtype_format
+from lander_tui.core.formats import kv_bytes_per_value, torch_dtype_format
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.weights import WeightSet, hf_weights
 
@@ -60,10 +59,7 @@ class Vllm:
         spec: ModelSpec = model.spec
         cal = VllmCalibration().with_overrides(opts.overrides)
         assert isinstance(cal, VllmCalibration)
-        kvb = {"auto": 2.0, "bf16": 2.0, "f16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0,
-               "fp8_e5m2": 1.0, "f32": 4.0}.get(kv_type.lower())
-        if kvb is None:
-            raise LanderError(f"vLLM KV cache types are auto, bf16, fp16 and fp8, not {kv_type}")
+        kvb = kv_bytes_per_value(kv_type, ("F16", "BF16", "fp8", "F32"), "vLLM")  # auto = the model dtype
         w = self.weights(model, quant)
         weights = float(w.total_bytes)
         ctx = np.asarray(ctx, dtype=np.int64)
