@@ -120,7 +120,7 @@ def build_request(args: argparse.Namespace, devices: list[Any]) -> Any:
     from lander_tui.core.estimate import EstimateRequest
     from lander_tui.core.model_source import resolve_model
 
-    split = tuple(_numbers(args.tensor_split, "--tensor-split")) if getattr(args, "tensor_split", None) else None
+    split = tuple(_numbers(args.tensor_split, "--tensor-split")) if args.tensor_split else None
     if split and len(split) != len(devices):
         raise LanderError(f"--tensor-split has {len(split)} shares for {len(devices)} GPUs")
     opts = EngineOptions(

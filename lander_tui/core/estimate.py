@@ -174,6 +174,11 @@ def run_estimate(req: EstimateRequest) -> Estimate:
     )
 
 
+def _error_row(spec: Any, quant: str, kv: str, err: LanderError) -> ConfigResult:
+    """A row the engine refused (e.g. a quantized V cache without flash attention): the reason, no numbers."""
+    return ConfigResult(quant, kv, 0, spec.max_context, 0, 0, 0, 0, 0, 0, 0, False, False, 0.0, error=str(err))
+
+
 def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) -> ConfigResult:
     if len(req.devices) > 1:
         return _one_multi(req, engine, quant, kv)
@@ -188,7 +193,7 @@ def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) 
         bd = engine.memory(req.model, quant, kv, np.array([at]), opts)
         w = engine.weights(req.model, quant)
     except LanderError as err:
-        return ConfigResult(quant, kv, 0, spec.max_context, 0, 0, 0, 0, 0, 0, 0, False, False, 0.0, error=str(err))
+        return _error_row(spec, quant, kv, err)
     nums = bd.at(0)
     concurrency = None
     if engine.name == "vllm":
@@ -211,20 +216,20 @@ def _one_multi(req: EstimateRequest, engine: Any, quant: str, kv: str) -> Config
     from lander_tui.core import multi_gpu as mg
 
     spec, opts, devs = req.model.spec, req.options, list(req.devices)
+    g = engine.granularity(opts)
     try:
         if engine.name in ("llama.cpp", "ollama"):
             max_ctx = mg.llamacpp_max_context(req.model, quant, kv, devs, opts, backend=engine.name)
-            plan = mg.llamacpp_plan(req.model, quant, kv, req.context or max(max_ctx, 256), devs, opts,
+            plan = mg.llamacpp_plan(req.model, quant, kv, req.context or max(max_ctx, g), devs, opts,
                                     backend=engine.name)
-            w = engine.weights(req.model, quant)
         elif engine.name == "vllm":
             max_ctx = mg.vllm_tp_max_context(req.model, quant, kv, devs, opts)
-            plan = mg.vllm_tp_plan(req.model, quant, kv, req.context or max(max_ctx, opts.block_size), devs, opts)
-            w = engine.weights(req.model, quant)
+            plan = mg.vllm_tp_plan(req.model, quant, kv, req.context or max(max_ctx, g), devs, opts)
         else:
             raise LanderError(f"{engine.label} across several GPUs is not modelled; plan one GPU at a time")
+        w = engine.weights(req.model, quant)
     except LanderError as err:
-        return ConfigResult(quant, kv, 0, spec.max_context, 0, 0, 0, 0, 0, 0, 0, False, False, 0.0, error=str(err))
+        return _error_row(spec, quant, kv, err)
     d = plan.devices
 
     def tot(attr: str) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, weight_format
+from lander_tui.core.formats import FLOAT_FORMATS, ggml_type, weight_format
 from lander_tui.core.ggml_quant import predict_tensor_types
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.tensors import Tensor, model_tensors
@@ -98,12 +98,8 @@ def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
             nbytes = t.n_elements * (4 if fmt.name == "F32" else 2)
             dtype = fmt.name
         elif t.is_matrix and not t.name.startswith(_KEEP_DTYPE):
-            nbytes, dtype = round(_matrix_bytes(fmt, t)), fmt.name
+            nbytes, dtype = round(fmt.matrix_bytes(t.n_elements)), fmt.name
         else:
             nbytes, dtype = t.n_elements * base_bytes, "BF16" if base_bytes == 2 else "F32"
         sized.append(SizedTensor(t, dtype, nbytes))
     return WeightSet(fmt.name, tuple(sized), exact=False)
-
-
-def _matrix_bytes(fmt: WeightFormat, t: Tensor) -> float:
-    return fmt.matrix_bytes(t.n_elements)

@@ -86,6 +86,3 @@ class Vllm:
             overhead=overhead, host=np.zeros(ctx.shape),
             parts={"cuda_graphs": np.full(ctx.shape, graphs), "non_torch": np.full(ctx.shape, cal.non_torch_mib * MIB)},
         )
-
-    def kv_bytes_per_request(self, bd: Breakdown, n_req: int) -> np.ndarray:
-        return np.asarray(bd.kv) / max(1, n_req)
