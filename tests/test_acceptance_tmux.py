@@ -208,6 +208,10 @@ def test_demo_dashboard_by_keys(launch: Callable[[int, int], Pane]) -> None:
 
 def test_narrow_terminal_still_shows_results(launch: Callable[[int, int], Pane]) -> None:
     pane = launch(80, 24)
+    # stacked from the first frame: the form sits under the GPU panel, not beside it
+    first = pane.wait_for("the first frame at 80x24", lambda s: "Model and knobs" in s, FIRST_FRAME_S)
+    form_title = next(line for line in first.splitlines() if "Model and knobs" in line)
+    assert form_title.startswith("╭─ Model and knobs"), f"the first frame should already be one column:\n{first}"
     screen = pane.wait_for("results table at 80x24", results_shown, FIRST_FRAME_S)
     lines = screen.splitlines()
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), screen

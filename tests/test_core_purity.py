@@ -6,6 +6,8 @@ import ast
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parent.parent / "lander_tui" / "core"
+#: What core may not import: the UI toolkit (and its renderer) or any lander_tui code outside core.
+FORBIDDEN = {"textual", "textual_plotext", "rich", "lander_tui-outside-core"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -24,7 +26,7 @@ def test_core_never_imports_textual_or_ui():
     files = sorted(CORE.rglob("*.py"))
     assert files, "core package is empty"
     offenders = {
-        str(f.relative_to(CORE)): sorted(_imports(f) & {"textual", "textual_plotext", "rich", "lander_tui-outside-core"})
+        str(f.relative_to(CORE)): sorted(_imports(f) & FORBIDDEN)
         for f in files
     }
     offenders = {k: v for k, v in offenders.items() if v}

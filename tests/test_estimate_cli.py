@@ -71,7 +71,8 @@ def test_bad_input_is_one_line_exit_2(args, msg):
 
 def test_config_without_needed_keys(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
-    proc = subprocess.run([sys.executable, "-m", "lander_tui", "estimate", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "lander_tui", "estimate", str(tmp_path)],
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and "num_hidden_layers" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from lander_tui.cli import main
 from gguf_fixtures import llama_tensors, tensor_nbytes, write_llama_gguf
+
+from lander_tui.cli import main
 
 
 def _gpu_bytes(tensors):

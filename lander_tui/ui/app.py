@@ -94,10 +94,14 @@ class GpuSnapshotReady(Message):
         return isinstance(message, GpuSnapshotReady)
 
 
+#: Terminals at least this wide get the two-column layout; narrower ones stack the panels.
+WIDE_MIN_COLUMNS = 100
+
+
 class LanderApp(App[None]):
     TITLE = "lander-tui"
     CSS_PATH = css_paths()
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_MIN_COLUMNS, "-wide")]
     BINDINGS = [
         *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action not in NOT_IN_FOOTER)
           for keys, action, label, _title, _help in ACTIONS],
@@ -159,6 +163,7 @@ class LanderApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._apply_breakpoints()
         self._update_topbar()
         self.query_one("#gpus").border_title = "GPUs"
         self.query_one("#form").border_title = "Model and knobs"
@@ -169,6 +174,14 @@ class LanderApp(App[None]):
         if self._poll_interval:
             self._poll_loop()
         self._recompute()
+
+    def _apply_breakpoints(self) -> None:
+        """Set the layout class for the starting width. Textual (8.2) applies breakpoints when the
+        screen gets a resize, but the first one reaches the app before its screen exists, so an
+        80-column terminal would start in the wide layout until something resizes it."""
+        narrow = self.size.width < WIDE_MIN_COLUMNS
+        self.screen.set_class(narrow, "-narrow")
+        self.screen.set_class(not narrow, "-wide")
 
     # --- GPU polling -------------------------------------------------------------------------
     def _open_backend(self) -> Any:
