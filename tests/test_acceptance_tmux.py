@@ -34,6 +34,7 @@ LANDER = Path(sys.executable).parent / "lander-tui"
 FIRST_FRAME_S = 20.0  # start-up on a busy 2-core machine: imports, first GPU poll, first estimate
 REACT_S = 10.0  # a keystroke's answer
 EXIT_S = 10.0
+SETTLE_S = 0.05  # a frame is settled when it reads the same this long later
 
 #: A results-table row: optional ★, quant, KV type, max context (1,234), then the GiB columns.
 ROW = re.compile(r"[★ ] (?P<quant>[A-Za-z0-9][\w.+-]*) +(?P<kv>[a-z0-9][\w.]*) +"
@@ -76,13 +77,18 @@ class Pane:
         return self.fmt("#{pane_dead}") == "1"
 
     def wait_for(self, what: str, check: Callable[[str], bool], timeout: float = REACT_S) -> str:
-        """Poll the screen until `check(screen)` holds; fail with the last screen if it never does."""
+        """Poll the screen until `check(screen)` holds on a settled frame; fail with the last screen
+        if it never does. tmux may be captured half-way through drawing a frame, so a screen only
+        counts once a second capture a moment later shows the same text."""
         deadline = time.monotonic() + timeout
         screen = ""
         while True:
             screen = self.screen()
             if check(screen):
-                return screen
+                time.sleep(SETTLE_S)
+                if self.screen() == screen:
+                    return screen
+                continue
             if self.dead():
                 pytest.fail(f"lander-tui exited while waiting for {what}; last screen:\n{screen}")
             if time.monotonic() > deadline:
@@ -193,8 +199,9 @@ def test_demo_dashboard_by_keys(launch: Callable[[int, int], Pane]) -> None:
 
     # ?: the help screen lists the keys; Esc closes it and the dashboard is back
     pane.send("?")
-    help_screen = pane.wait_for("help screen after ?", lambda s: "Next KV-cache type" in s)
-    assert "Next engine" in help_screen and "Quit" in help_screen, help_screen
+    help_screen = pane.wait_for("help screen after ?",
+                                lambda s: all(key in s for key in ("Next KV-cache type", "Next engine", "Quit")))
+    assert not ROW.search(help_screen), f"the help screen should cover the results table:\n{help_screen}"
     pane.send("Escape")
     back = pane.wait_for("dashboard after Esc",
                          lambda s: "Next KV-cache type" not in s and results_shown(s))

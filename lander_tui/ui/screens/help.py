@@ -2,33 +2,54 @@
 
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-ABOUT = """\
-Memory modes
-  free now    the selected GPU(s)' free memory right now, minus the safety margin
-  whole GPU   the selected GPU(s) as if empty (total minus the driver's reserve)
-  what-if     a catalog GPU or cloud instance (w), its usable memory
+MEMORY_MODES = (
+    ("free now", "the selected GPU(s)' free memory right now, minus the safety margin"),
+    ("whole GPU", "the selected GPU(s) as if empty (total minus the driver's reserve)"),
+    ("what-if", "a catalog GPU or cloud instance (w), its usable memory"),
+)
 
-Fields
-  Tab / Shift-Tab move between fields; Esc leaves a text field so single keys work.
-  Quants and KV types take lists (Q4_K_M,Q8_0 · f16,q8_0); empty = the engine's defaults.
-  Target context takes 32768, 32k or 1M; empty = each row at its own longest context.
-  In the GPU panel, Enter or Space adds a GPU to the plan or removes it.
-  Up/Down in the results table shows that row's memory breakdown.
+FIELDS = (
+    "Tab / Shift-Tab move between fields; Esc leaves a text field so single keys work.",
+    "Quants and KV types take lists (Q4_K_M,Q8_0 · f16,q8_0); empty = the engine's defaults.",
+    "Target context takes 32768, 32k or 1M; empty = each row at its own longest context.",
+    "In the GPU panel, Enter or Space adds a GPU to the plan or removes it.",
+    "Up/Down in the results table shows that row's memory breakdown.",
+)
 
-The table follows the live GPUs: when a job grows, max context drops. Changes smaller than
-64 MiB are ignored so the screen stays calm; the panel always shows the exact numbers.
+PARAGRAPHS = (
+    "The table follows the live GPUs: when a job grows, max context drops. Changes smaller than "
+    "64 MiB are ignored so the screen stays calm; the panel always shows the exact numbers.",
+    "The plan (v) is one row (★, or the row you move to) on the planned GPUs: the layers, weights, "
+    "KV cache and buffers on each GPU, what runs on the CPU and the host RAM it needs, and the command "
+    "that runs it. It is solved once, then checked against the free memory every second: when another "
+    "job grows and it would no longer load, the line under the table turns red and says which GPU is "
+    "short and who took the memory; r solves it again on what is free now.",
+)
 
-The plan (v) is one row (★, or the row you move to) on the planned GPUs: the layers, weights,
-KV cache and buffers on each GPU, what runs on the CPU and the host RAM it needs, and the command
-that runs it. It is solved once, then checked against the free memory every second: when another
-job grows and it would no longer load, the line under the table turns red and says which GPU is
-short and who took the memory; r solves it again on what is free now."""
+
+def _grid(rows: list[tuple[str, ...]], widths: tuple[int, ...]) -> Table:
+    """Columns whose long cells wrap under themselves (not back to the left edge)."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=1)  # the indent under the section title
+    for width in widths:
+        grid.add_column(width=width, no_wrap=True)
+    grid.add_column(ratio=1)
+    for row in rows:
+        grid.add_row("", *row)
+    return grid
+
+
+def _section(title: str, body: Table | str) -> Group:
+    return Group(Text(title, style="bold"), body, Text(""))
 
 
 class HelpScreen(ModalScreen[None]):
@@ -40,12 +61,13 @@ class HelpScreen(ModalScreen[None]):
         self._display = display
 
     def compose(self) -> ComposeResult:
-        rows = ["Keys"]
-        for keys, _action, _label, title, help_text in self._actions:
-            shown = self._display.get(keys, keys)
-            rows.append(f"  {shown:<6} {title:<28} {help_text}")
-        rows.append(f"  {'ctrl+p':<6} {'Command palette':<28} every action above, by name")
+        keys = [(self._display.get(k, k), title, help_text) for k, _action, _label, title, help_text in self._actions]
+        keys.append(("ctrl+p", "Command palette", "every action above, by name"))
         with VerticalScroll(id="help-dialog"):
-            yield Static("\n".join(rows), id="help-keys")
-            yield Static(ABOUT, id="help-about")
+            yield Static(Group(
+                _section("Keys", _grid(keys, (6, 28))),
+                _section("Memory modes", _grid(list(MEMORY_MODES), (10,))),
+                _section("Fields", _grid([("·", line) for line in FIELDS], (1,))),
+                *(Group(Text(p), Text("")) for p in PARAGRAPHS),
+            ), id="help-body")
             yield Static("Esc, q or ? closes", classes="dialog-hint")
