@@ -88,7 +88,6 @@ class Pane:
                 time.sleep(SETTLE_S)
                 if self.screen() == screen:
                     return screen
-                continue
             if self.dead():
                 pytest.fail(f"lander-tui exited while waiting for {what}; last screen:\n{screen}")
             if time.monotonic() > deadline:
@@ -215,7 +214,7 @@ def test_demo_dashboard_by_keys(launch: Callable[[int, int], Pane]) -> None:
 
 def test_narrow_terminal_still_shows_results(launch: Callable[[int, int], Pane]) -> None:
     pane = launch(80, 24)
-    # stacked from the first frame: the form sits under the GPU panel, not beside it
+    # stacked from the first settled frame: the form sits under the GPU panel, not beside it
     first = pane.wait_for("the first frame at 80x24", lambda s: "Model and knobs" in s, FIRST_FRAME_S)
     form_title = next(line for line in first.splitlines() if "Model and knobs" in line)
     assert form_title.startswith("╭─ Model and knobs"), f"the first frame should already be one column:\n{first}"

@@ -94,14 +94,10 @@ class GpuSnapshotReady(Message):
         return isinstance(message, GpuSnapshotReady)
 
 
-#: Terminals at least this wide get the two-column layout; narrower ones stack the panels.
-WIDE_MIN_COLUMNS = 100
-
-
 class LanderApp(App[None]):
     TITLE = "lander-tui"
     CSS_PATH = css_paths()
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_MIN_COLUMNS, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # two columns from 100 wide
     BINDINGS = [
         *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action not in NOT_IN_FOOTER)
           for keys, action, label, _title, _help in ACTIONS],
@@ -176,12 +172,13 @@ class LanderApp(App[None]):
         self._recompute()
 
     def _apply_breakpoints(self) -> None:
-        """Set the layout class for the starting width. Textual (8.2) applies breakpoints when the
-        screen gets a resize, but the first one reaches the app before its screen exists, so an
-        80-column terminal would start in the wide layout until something resizes it."""
-        narrow = self.size.width < WIDE_MIN_COLUMNS
-        self.screen.set_class(narrow, "-narrow")
-        self.screen.set_class(not narrow, "-wide")
+        """Put the screen in the layout class HORIZONTAL_BREAKPOINTS gives the starting width, now.
+        Textual (8.2) applies breakpoints when the screen gets a resize, but the first one reaches
+        the app before its screen exists, so an 80-column terminal would start in the wide layout
+        until something resizes it (posting the missed resize instead still paints one wide frame)."""
+        width = self.size.width
+        current = max((min_width, name) for min_width, name in self.HORIZONTAL_BREAKPOINTS if width >= min_width)[1]
+        self.screen.update_classes({name: name == current for _, name in self.HORIZONTAL_BREAKPOINTS}, animate=False)
 
     # --- GPU polling -------------------------------------------------------------------------
     def _open_backend(self) -> Any:

@@ -48,7 +48,7 @@ def _grid(rows: list[tuple[str, ...]], widths: tuple[int, ...]) -> Table:
     return grid
 
 
-def _section(title: str, body: Table | str) -> Group:
+def _section(title: str, body: Table) -> Group:
     return Group(Text(title, style="bold"), body, Text(""))
 
 
