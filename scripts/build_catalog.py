@@ -1,8 +1,8 @@
-"""Write lander_tui/core/data/models.json, the built-in model catalog, from shared/data/model_facts.json.
+"""Write lander_tui/core/data/models.json, the built-in model catalog, from tests/data/models/model_facts.json.
 
 The catalog is in the project's own format (`ModelSpec.to_dict`), so the app never needs the
 reference file at run time. Re-run after the facts change:
-    uv run python scripts/build_catalog.py ../shared/data/model_facts.json
+    uv run python scripts/build_catalog.py tests/data/models/model_facts.json
 """
 
 from __future__ import annotations
@@ -31,4 +31,4 @@ def main(facts_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/model_facts.json")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/data/models/model_facts.json")

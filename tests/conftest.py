@@ -1,4 +1,8 @@
-"""Shared fixtures: where the read-only reference data lives."""
+"""Shared fixtures: where the measured reference data lives (in the repository, under tests/data).
+
+The data was copied from the project's shared reference folder with its READMEs and sources, so a
+fresh clone runs every accuracy test; nothing here reads outside the checkout.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.is_dir():  # a checkout somewhere else: look beside the repo
-    SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip("../shared is not beside this checkout")
-    return SHARED
+def data_dir() -> Path:
+    return DATA
 
 
 @pytest.fixture(scope="session")
-def model_facts(shared_dir: Path) -> list[dict]:
-    return json.loads((shared_dir / "data" / "model_facts.json").read_text())
+def model_facts() -> list[dict]:
+    return json.loads((DATA / "models" / "model_facts.json").read_text())

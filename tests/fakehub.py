@@ -1,6 +1,6 @@
 """A small local Hugging Face Hub for tests: the real `huggingface_hub` client talks to it over HTTP.
 
-It speaks the parts of the Hub API that lander-tui uses, as `shared/data/hub-api.md` describes:
+It speaks the parts of the Hub API that lander-tui uses, as `tests/data/hub/hub-api.md` describes:
 `GET /api/models` (search, sort, limit, expand), `GET /api/models/ORG/NAME[/revision/REV]` (with
 `siblings` sizes for `blobs=true`, `safetensors` and `gguf` summaries computed from the files),
 `HEAD`/`GET /ORG/NAME/resolve/REV/PATH` with `ETag`, `X-Repo-Commit`, `Content-Length` and

@@ -17,7 +17,7 @@ def test_plain_output_format(capsys):
     assert out.startswith("=== llama-3.1-8b (quant=Q4_K_M) (params=8.03B)")
     assert "free_vram_mb: 10316.00" in out
     assert "[Q4_K_M, kv f16]" in out and "[Q4_K_M, kv q8_0]" in out
-    # the measured maximum for exactly this case (shared/ground-truth) is 40448: at most that, within 2 %
+    # the measured maximum for exactly this case (tests/data/ground-truth) is 40448: at most that, within 2 %
     max_ctx = int(out.split("max_context_length: ")[1].split()[0])
     assert 0.98 * 40448 <= max_ctx <= 40448 and max_ctx % 256 == 0
     assert "fits_in_vram: True" in out

@@ -44,10 +44,10 @@ def test_issue_catalog_is_covered():
     assert any("_NC" in n for n in azure) and any("_ND" in n for n in azure)
 
 
-def test_measured_h100_matches_the_ground_truth_cuda_total(shared_dir):
+def test_measured_h100_matches_the_ground_truth_cuda_total(data_dir):
     # llama.cpp's CUDA0 "total" on the measured H100 is NVML total minus the driver reserve
     totals = set()
-    for line in (shared_dir / "ground-truth" / "llama.cpp.jsonl").read_text().splitlines():
+    for line in (data_dir / "ground-truth" / "llama.cpp.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if "bd_cuda" in rec:
             totals.add(rec["bd_cuda"]["total"])

@@ -1,4 +1,4 @@
-"""The estimator against real GPU memory measured on an H100 (shared/ground-truth).
+"""The estimator against real GPU memory measured on an H100 (tests/data/ground-truth).
 
 Tolerances are the issue's: llama.cpp totals within 3 % (or 128 MiB) of NVML, each part within
 64 MiB of llama.cpp's own breakdown, max context within 2 % and never above the measured maximum;
@@ -13,8 +13,8 @@ from lander_tui.core.ground_truth import format_table, llamacpp_rows, transforme
 
 
 @pytest.fixture(scope="module")
-def gt(shared_dir):
-    return shared_dir / "ground-truth"
+def gt(data_dir):
+    return data_dir / "ground-truth"
 
 
 def test_llamacpp_runs_match_nvml_and_breakdown(gt):

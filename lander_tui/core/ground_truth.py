@@ -1,4 +1,4 @@
-"""Check the estimator against measured engine runs (the format of shared/ground-truth).
+"""Check the estimator against measured engine runs (the format of tests/data/ground-truth).
 
 Each measured row names a model shape (a config.json in `configs/`), the engine settings and what
 the GPU really held. `llamacpp_rows`/`transformers_rows` rerun the estimator on the same settings

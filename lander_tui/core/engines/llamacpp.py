@@ -5,7 +5,7 @@ Mirrors what llama.cpp allocates with every layer on one GPU (`-ngl 999`): the m
 GPU), the KV cache (cells padded to 256, iSWA layers hold window + ubatch, MLA caches only the
 latent, recurrent layers a constant F32 state), the compute buffer (the larger of the logits phase
 and the attention phase of the worst-case graph), and the CUDA context that ggml does not see.
-Sources: shared/research/estimator-anchors.md §1 and the measured rows in shared/ground-truth.
+Sources: shared/research/estimator-anchors.md §1 and the measured rows in tests/data/ground-truth.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class LlamaCppCalibration(Calibration):
     """Constants that are not format facts, each with where it comes from."""
 
     #: CUDA context + cuBLAS + kernels: NVML process memory minus llama.cpp's own `self`
-    #: (589-591 MiB in every shared/ground-truth/llama.cpp.jsonl row, H100, CUDA 13). Smaller GPUs
+    #: (589-591 MiB in every tests/data/ground-truth/llama.cpp.jsonl row, H100, CUDA 13). Smaller GPUs
     #: and older CUDA use less, so this errs on the safe side there.
     cuda_context_mib: float = 592.0
     #: Extra free memory to leave, like `--fit`'s target (llama.cpp defaults `-fitt` to 1024 MiB;

@@ -4,7 +4,7 @@ Weights as loaded (bf16/fp16, or GPTQ/AWQ/NF4 packed matrices), the DynamicCache
 holds K and V for every token; sliding-window layers keep `window - 1`; DeepSeek MLA is cached
 expanded per head), the prefill activation peak (MLP intermediates of the whole prompt), the
 caching allocator's reserve above its peak, and the CUDA context outside torch's view.
-Calibrated on shared/ground-truth/transformers.jsonl (torch 2.11, transformers 5.17, H100).
+Calibrated on tests/data/ground-truth/transformers.jsonl (torch 2.11, transformers 5.17, H100).
 """
 
 from __future__ import annotations
