@@ -40,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from lander_tui.commands import dashboard
+    from lander_tui.core.engines import plugin_problems
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    for problem in plugin_problems():  # a broken engine plugin is skipped, and said so once
+        print(f"lander-tui: warning: {problem}", file=sys.stderr)
     try:
         if args.command is None:
             return dashboard.run(args)

@@ -116,7 +116,7 @@ def test_grouped_quant_sizes():
 
 
 def test_ollama_default_context_tiers():
-    from lander_tui.core.estimate import ollama_default_context
+    from lander_tui.core.engines.ollama import default_context as ollama_default_context
 
     assert ollama_default_context(8 * 1024) == 4096
     assert ollama_default_context(24 * 1024) == 32768

@@ -16,6 +16,7 @@ from gguf_fixtures import write_llama_gguf
 from lander_tui.core import hub, profile_cache
 from lander_tui.core.errors import LanderError
 from lander_tui.core.model_spec import from_hf_config
+from lander_tui.core.tensors import parameter_count
 
 CFG = {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
        "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 512, "max_position_embeddings": 8192,
@@ -127,7 +128,7 @@ def test_safetensors_repo_profile(fake: FakeHub, shards: int) -> None:
     assert r.spec.to_dict() == expected.to_dict()
     assert r.dtype_params == _expected_dtype_params(CFG) == {"F16": 1441792, "F32": 1280}
     # the safetensors parameters and the config-derived count agree to the unit
-    assert sum(r.dtype_params.values()) == r.spec.params
+    assert sum(r.dtype_params.values()) == parameter_count(r.spec)
     assert r.gguf_files == {} and r.tensors is None
     # only headers were read: ranged GETs, never the whole weight file
     weight_gets = [q for q in fake.requests_to(".safetensors") if q.method == "GET" and "index" not in q.path]
@@ -156,7 +157,7 @@ def test_hub_id_through_model_source(fake: FakeHub) -> None:
     fake.add_repo("org/tiny-qwen", safetensors_repo_files(QWEN))
     r = resolve_model("org/tiny-qwen")
     assert r.origin == "hub" and r.spec.arch == "qwen2" and r.spec.tie_embeddings and r.spec.qkv_bias
-    assert sum(r.dtype_params.values()) == r.spec.params
+    assert sum(r.dtype_params.values()) == parameter_count(r.spec)
 
 
 def test_offline_answers_from_cache_then_catalog(fake: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:

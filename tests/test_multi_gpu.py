@@ -14,16 +14,34 @@ import pytest
 from lander_tui.cli import main
 from lander_tui.core.catalog import get_model
 from lander_tui.core.engines import MIB, EngineOptions, get_engine
-from lander_tui.core.launch import export, launch_command
-from lander_tui.core.model_source import ResolvedModel
-from lander_tui.core.multi_gpu import Device, layer_devices, llamacpp_plan, plan_for, vllm_tp_plan
+from lander_tui.core.engines.llamacpp import layer_devices
+from lander_tui.core.export import export
+from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.weights import gguf_weights
 
 OPTS = EngineOptions()
+LLAMA = get_engine("llama.cpp")
 
 
 def _m(name):
     return ResolvedModel(get_model(name), "catalog")
+
+
+def llamacpp_plan(m, quant, kv, ctx, devices, opts, **kw):
+    return LLAMA.plan_layout(m, quant, kv, ctx, devices, opts, **kw)
+
+
+def plan_for(m, engine, quant, kv, devices, opts, context):
+    e = get_engine(engine)
+    return e.plan(m, quant, kv, context, devices, e.budget(devices, opts), opts)
+
+
+def vllm_tp_plan(m, quant, kv, ctx, devices, opts):
+    return plan_for(m, "vllm", quant, kv, devices, opts, ctx)
+
+
+def launch_command(engine, model, plan):
+    return get_engine(engine).launch_command(model, plan, OPTS)
 
 
 def test_single_gpu_plan_equals_engine_total():
@@ -47,12 +65,12 @@ def test_split_per_gpu_weights_and_kv_add_up_to_the_layers():
     w = gguf_weights(m.spec, "Q4_K_M")
     per_layer = w.layer_bytes()
     lo, hi = a.layers
-    assert a.weights_mib * MIB == pytest.approx(sum(per_layer[i] for i in range(lo, hi + 1)))
+    assert a.memory.weights * MIB == pytest.approx(sum(per_layer[i] for i in range(lo, hi + 1)))
     total_gpu = w.total_bytes - w.bytes_of("token_embd.weight")
-    assert (a.weights_mib + b.weights_mib) * MIB == pytest.approx(total_gpu)
+    assert (a.memory.weights + b.memory.weights) * MIB == pytest.approx(total_gpu)
     per_layer_kv = 8192 * 8 * 128 * 2 * 2
-    assert a.kv_cache_mib * MIB == (hi - lo + 1) * per_layer_kv
-    assert b.has_output and b.compute_mib > a.compute_mib - 1  # logits live on the output GPU
+    assert a.memory.kv * MIB == (hi - lo + 1) * per_layer_kv
+    assert b.has_output and b.memory.compute > a.memory.compute - 1  # logits live on the output GPU
 
 
 def test_partial_offload_keeps_most_layers_that_fit():
@@ -61,7 +79,7 @@ def test_partial_offload_keeps_most_layers_that_fit():
     assert plan.fits and not plan.fully_offloaded
     more = llamacpp_plan(m, "Q4_K_M", "f16", 8192, [Device("4090", 23000)], OPTS, ngl=plan.gpu_layers + 1)
     assert not more.fits
-    assert plan.host_mib > plan.devices[0].weights_mib  # most of a 70B stays in RAM
+    assert plan.host_mib > plan.devices[0].memory.weights  # most of a 70B stays in RAM
     cpu, gpu = plan.cpu_gpu_split().split()[0].split("/")
     assert int(cpu.rstrip("%")) + int(gpu.rstrip("%")) == 100
 
@@ -81,11 +99,11 @@ def test_vllm_tp_replicates_kv_heads_past_their_count():
         vllm_tp_plan(m, "BF16", "auto", 8192, devs[:3], OPTS)
     tp8 = vllm_tp_plan(m, "BF16", "auto", 8192, devs[:8], OPTS)
     tp2 = vllm_tp_plan(m, "BF16", "auto", 8192, devs[:2], OPTS)
-    assert tp8.devices[0].kv_cache_mib == pytest.approx(tp2.devices[0].kv_cache_mib / 4)
-    assert tp8.devices[0].weights_mib == pytest.approx(tp2.devices[0].weights_mib / 4)
+    assert tp8.devices[0].memory.kv == pytest.approx(tp2.devices[0].memory.kv / 4)
+    assert tp8.devices[0].memory.weights == pytest.approx(tp2.devices[0].memory.weights / 4)
     mla = vllm_tp_plan(_m("deepseek-v2-lite"), "BF16", "auto", 8192, devs[:2], OPTS)
     one = get_engine("vllm").memory(_m("deepseek-v2-lite"), "BF16", "auto", np.array([8192]), OPTS)
-    assert mla.devices[0].kv_cache_mib * MIB == pytest.approx(float(one.kv[0]))  # latent on every rank
+    assert mla.devices[0].memory.kv * MIB == pytest.approx(float(one.kv[0]))  # latent on every rank
 
 
 def _parse(cmd: str, flags: dict[str, type]) -> argparse.Namespace:

@@ -42,7 +42,7 @@ async def test_first_screen_plans_on_the_gpu_with_most_free_memory():
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         assert app.form.gpus == (1,)  # GPU 1 has 26,821 MiB free at the demo's start, GPU 0 10,395
-        assert app.plan.memory.free_mib == 26821 - 512
+        assert app.draft.memory.free_mib == 26821 - 512
         assert app.estimate is not None and app.estimate.results
         table = app.query_one(RowTable)
         assert table.row_count == len(app.estimate.results) == 6
@@ -154,7 +154,7 @@ async def test_job_growing_lowers_max_context():
         app.poll_now()
         await pilot.pause()
         after = dict(((q, k), m) for q, k, m in rows(app))
-        assert app.plan.memory.free_mib < 26821 - 512 - 10000
+        assert app.draft.memory.free_mib < 26821 - 512 - 10000
         assert all(after[k] < before[k] for k in before)
 
 
@@ -185,10 +185,10 @@ async def test_no_gpu_offers_what_if():
         await pilot.press(*"A100 80GB", "enter")
         await pilot.pause()
         assert not isinstance(app.screen, WhatIfScreen)
-        assert "A100 80GB" in app.plan.memory.label
+        assert "A100 80GB" in app.draft.memory.label
         from lander_tui.core.gpu import what_if
 
-        assert app.plan.memory.free_mib == what_if("A100 80GB").usable_mib
+        assert app.draft.memory.free_mib == what_if("A100 80GB").usable_mib
         cards = app.query(GpuCard)
         assert len(cards) == 1 and cards[0].has_class("-what-if") and "WHAT-IF" in text_of(app, ".gpu-title")
 
@@ -201,7 +201,7 @@ async def test_inline_what_if_picker_in_the_no_gpu_panel():
         await pilot.press(*"2x l40s", "down", "enter")
         await pilot.pause()
         assert app.form.what_if == "2x L40S 48GB"
-        assert app.plan.memory.count == 2
+        assert len(app.draft.memory.devices) == 2
 
 
 async def test_keys_cycle_engine_kv_gpu_and_context():
@@ -215,6 +215,8 @@ async def test_keys_cycle_engine_kv_gpu_and_context():
         assert app.form.engine == "vllm" and {r[0] for r in rows(app)} >= {"BF16", "FP8"}
         await pilot.press("k")
         assert {r[1] for r in rows(app)} == {"auto"}
+        await pilot.press("b")
+        assert app.form.engine == "sglang" and {r[0] for r in rows(app)} >= {"BF16", "FP8"}
         await pilot.press("b", "b")
         assert app.form.engine == "llama.cpp"
         await pilot.press("k")
@@ -225,7 +227,7 @@ async def test_keys_cycle_engine_kv_gpu_and_context():
         assert app.form.context == "256k"
         assert app.query_one("#context", Input).value == "256k"
         await pilot.press("g")
-        assert app.form.gpus == (0, 1) and app.plan.memory.count == 2
+        assert app.form.gpus == (0, 1) and len(app.draft.memory.devices) == 2
         await pilot.pause(0.1)
         assert [d.name.split(":")[0] for d in app.chosen.plan.devices] == ["0", "1"]  # the plan spans both
         await pilot.press("g")

@@ -1,6 +1,6 @@
 """The Plan view, live headroom, export and copy, driven through Pilot on the real app with fake GPUs.
 
-Every expected number is computed here from the core (plan_for, Device) or from the scenario's own
+Every expected number is computed here from the core (plan_row, Device) or from the scenario's own
 memory figures, never read back from the widget under test.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from lander_tui.core.engines import EngineOptions
+from lander_tui.core.estimate import EstimateRequest, plan_row, run_estimate
+from lander_tui.core.model import Device
 from lander_tui.core.model_source import resolve_model
-from lander_tui.core.multi_gpu import Device, plan_for
 from lander_tui.ui import live_plan
 from lander_tui.ui.fixtures import frozen_app
 from lander_tui.ui.widgets.gpu_panel import Line
@@ -78,8 +78,8 @@ async def test_plan_view_shows_the_core_plan_for_the_recommended_row_and_c_copie
         rec = app.estimate.recommendation
         assert app.chosen.row == (rec.quant, rec.kv_cache) == ("Q8_0", "f16")
         # the demo's GPU 1 has 26,821 MiB free at the start; the plan gets it minus the 512 MiB margin
-        ref = plan_for(llama, "llama.cpp", "Q8_0", "f16", [Device(f"1: {H100}", 26821 - MARGIN, TOTAL)],
-                       EngineOptions())
+        req = EstimateRequest(llama, "llama.cpp", devices=(Device(f"1: {H100}", 26821 - MARGIN, TOTAL, 1),))
+        ref = plan_row(req, run_estimate(req), "Q8_0", "f16")
         assert app.chosen.plan == ref
         await pilot.press("v")
         assert app.query_one("#plan").display and not app.query_one("#chart").display
@@ -89,8 +89,8 @@ async def test_plan_view_shows_the_core_plan_for_the_recommended_row_and_c_copie
         d = ref.devices[0]
         cells = table[1].split()
         assert cells[:4] == ["GPU", "1", "0-31", "+out"]
-        assert cells[4:9] == [f"{v / 1024:.2f}" for v in (d.weights_mib, d.kv_cache_mib, d.compute_mib,
-                                                          d.overhead_mib, d.total_mib)]
+        assert cells[4:9] == [f"{v / 1024:.2f}" for v in (d.memory.weights, d.memory.kv, d.memory.compute,
+                                                          d.memory.overhead, d.total_mib)]
         headroom = 26821 - d.total_mib  # free now minus what the plan needs
         assert cells[9] == f"{headroom:,.0f}" and headroom > MARGIN
         ns = parse_llama_server(line(app, "#plan-launch"))
@@ -112,8 +112,8 @@ async def test_moving_the_cursor_plans_that_row_and_back_on_star_follows_star(ll
         await pilot.press("up")  # Q6_K/q8_0, just above the ★ row
         await pilot.pause(0.1)
         assert app.chosen.row == ("Q6_K", "q8_0")
-        ref = plan_for(llama, "llama.cpp", "Q6_K", "q8_0", [Device(f"1: {H100}", 26821 - MARGIN, TOTAL)],
-                       EngineOptions())
+        req = EstimateRequest(llama, "llama.cpp", devices=(Device(f"1: {H100}", 26821 - MARGIN, TOTAL, 1),))
+        ref = plan_row(req, run_estimate(req), "Q6_K", "q8_0")
         assert app.chosen.plan == ref
         ns = parse_llama_server(app.chosen.launch)
         assert (ns.c, ns.ctk, ns.ctv) == (ref.context, "q8_0", "q8_0") and "Q6_K" in ns.m

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from lander_tui.core import planning_memory as pm
 from lander_tui.core.gpu import GpuInfo, Snapshot
 from lander_tui.core.model_source import resolve_model
-from lander_tui.ui import state
-from lander_tui.ui.state import FormValues
+from lander_tui.ui import form as state
+from lander_tui.ui.form import FormValues
 
 UI = Path(__file__).resolve().parent.parent / "lander_tui" / "ui"
 
@@ -31,7 +32,7 @@ def model():
 
 
 def test_pure_modules_never_import_textual():
-    for name in ("state.py", "text.py", "chart_data.py", "plan_text.py", "live_plan.py"):
+    for name in ("form.py", "text.py", "chart_data.py", "plan_text.py", "live_plan.py"):
         tree = ast.parse((UI / name).read_text())
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -87,13 +88,13 @@ def test_free_now_is_the_selected_gpus_free_minus_margin():
     one = state.planning_memory(FormValues(gpus=(1,), margin="512"), s)
     assert one.free_mib == 26000 - 512 and one.total_mib == 81559
     both = state.planning_memory(FormValues(gpus=(0, 1), margin="1G"), s)
-    assert both.free_mib == 36000 - 1024 and both.total_mib == 2 * 81559 and both.count == 2
+    assert both.free_mib == 36000 - 1024 and both.total_mib == 2 * 81559 and len(both.devices) == 2
     assert state.planning_memory(FormValues(gpus=(0,), margin="20000"), s).free_mib == 0.0
 
 
 def test_no_choice_yet_takes_the_gpu_with_most_free_memory():
     s = snap(gpu(0, 10000), gpu(1, 26000), gpu(2, 5000))
-    assert state.default_gpus(s) == (1,)
+    assert pm.freest_gpu(s) == (1,)
     assert state.planning_memory(FormValues(margin="0"), s).free_mib == 26000
 
 
@@ -107,7 +108,7 @@ def test_what_if_uses_the_catalog_usable_memory():
 
     w = what_if("2x A100 80GB")
     m = state.planning_memory(FormValues(memory="what-if", what_if="2x A100 80GB"), None)
-    assert m.free_mib == w.usable_mib and m.count == 2 and "what-if" in m.label
+    assert m.free_mib == w.usable_mib and len(m.devices) == 2 and "what-if" in m.label
 
 
 def test_memory_errors_are_one_actionable_line():
@@ -125,42 +126,43 @@ def test_small_changes_of_free_memory_keep_the_plan():
     s1 = state.planning_memory(FormValues(gpus=(0,)), snap(gpu(0, 20000)))
     s2 = state.planning_memory(FormValues(gpus=(0,)), snap(gpu(0, 20000 - 40)))
     s3 = state.planning_memory(FormValues(gpus=(0,)), snap(gpu(0, 20000 - 400)))
-    assert state.settle(s1, s2) is s1
-    assert state.settle(s1, s3) is s3
+    assert pm.settle(s1, s2) is s1
+    assert pm.settle(s1, s3) is s3
     other = state.planning_memory(FormValues(gpus=(1,)), snap(gpu(0, 20000), gpu(1, 20000 - 10)))
-    assert state.settle(s1, other) is other  # another GPU is never "the same"
+    assert pm.settle(s1, other) is other  # another GPU is never "the same"
 
 
 def test_build_plan_makes_one_request(model):
     form = FormValues(engine="vllm", quants="FP8", kv_types="fp8", context="32k", parallel="2", flash_attn="on",
                       gpus=(0,), margin="0")
-    plan = state.build_plan(form, model, snap(gpu(0, 30000)))
+    plan = state.build_request(form, model, snap(gpu(0, 30000)))
     req = plan.request
-    assert plan.ok and plan.errors == {}
-    assert (req.backend, req.quants, req.kv_types, req.context) == ("vllm", ("FP8",), ("fp8",), 32768)
+    assert plan.ok and plan.errors == {} and len(req.devices) == 1
+    assert (req.engine, req.quants, req.kv_types, req.context) == ("vllm", ("FP8",), ("fp8",), 32768)
     assert (req.free_mib, req.total_mib) == (30000, 81559)
     assert req.options.n_parallel == 2 and req.options.flash_attn is True
-    assert state.build_plan(form, model, snap(gpu(0, 30000))).request == req  # same inputs, equal request
+    assert state.build_request(form, model, snap(gpu(0, 30000))).request == req  # same inputs, equal request
 
 
 def test_several_gpus_plan_each_gpu_share_except_for_transformers(model):
     s = snap(gpu(0, 10000), gpu(2, 26000))
-    plan = state.build_plan(FormValues(gpus=(0, 2), margin="1000"), model, s)
+    plan = state.build_request(FormValues(gpus=(0, 2), margin="1000"), model, s)
     mem = plan.memory
     assert mem.indices == (0, 2) and mem.live
     assert [(d.free_mib, d.total_mib) for d in plan.request.devices] == [(9500, 81559), (25500, 81559)]
     assert plan.request.free_mib == 35000  # the summed budget is still what the rows are shown against
-    hf = state.build_plan(FormValues(engine="transformers", gpus=(0, 2)), model, s)
-    assert hf.request.devices == () and "device_map" in hf.notes[0]
-    one = state.build_plan(FormValues(gpus=(2,)), model, s)
-    assert one.request.devices == () and one.memory.indices == (2,)
+    hf = state.build_request(FormValues(engine="transformers", gpus=(0, 2)), model, s)
+    merged = hf.request.devices  # Transformers does not split: one device with the GPUs' summed memory
+    assert [(d.free_mib, d.total_mib) for d in merged] == [(36000 - 512, 2 * 81559)] and "device_map" in hf.notes[0]
+    one = state.build_request(FormValues(gpus=(2,)), model, s)
+    assert len(one.request.devices) == 1 and one.memory.indices == (2,)
     whole = state.planning_memory(FormValues(memory="whole", gpus=(0,)), s)
     wi = state.planning_memory(FormValues(memory="what-if", what_if="2x A100 80GB"), s)
     assert not whole.live and not wi.live and wi.indices == ()
 
 
 def test_build_plan_reports_every_problem_and_no_request(model):
-    plan = state.build_plan(FormValues(quants="Q9", context="x"), None, None)
+    plan = state.build_request(FormValues(quants="Q9", context="x"), None, None)
     assert plan.request is None
     assert set(plan.errors) == {"quants", "context", "memory", "model"}
 
@@ -181,10 +183,10 @@ def test_next_engine_and_kv_cycle():
     saved: dict[str, tuple[str, str]] = {}
     f = FormValues()
     seen = []
-    for _ in range(4):
+    for _ in range(5):
         f = state.next_engine(f, saved)
         seen.append(f.engine)
-    assert seen == ["ollama", "vllm", "transformers", "llama.cpp"]
+    assert seen == ["ollama", "vllm", "sglang", "transformers", "llama.cpp"]
     kvs = []
     for _ in range(4):
         f = state.next_kv(f)

@@ -1,84 +1,92 @@
-"""One estimate: a model, a memory budget and an engine in; a row per quant x KV type out.
+"""One estimate: a model, GPUs and an engine in; a row per quant x KV type out.
 
 This is the single entry point the CLI and the dashboard share. Every row carries the longest
 context that fits (next to the model's trained maximum, never capped to it), the memory of every
 part at the reported context, and whether it fits; the estimate recommends one row and says why.
+`RowMemory` is the one memory function per row: the solver, the table, the curve and the plan
+all read it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lander_tui.core.engines import MIB, EngineOptions, get_engine
+from lander_tui.core.engines import DEFAULT_ENGINE, Budget, Engine, EngineOptions, Footprint, get_engine
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_cache_type, weight_format
-from lander_tui.core.model_source import ResolvedModel
-from lander_tui.core.solver import curve_points, max_fitting
-
-DEFAULT_QUANTS = {
-    "llama.cpp": ("Q4_K_M", "Q6_K", "Q8_0"),
-    "ollama": ("Q4_K_M", "Q6_K", "Q8_0"),
-    "vllm": ("BF16", "FP8", "AWQ"),
-    "transformers": ("BF16", "NF4"),
-}
-DEFAULT_KV = {
-    "llama.cpp": ("f16", "q8_0"),
-    "ollama": ("f16", "q8_0"),
-    "vllm": ("auto", "fp8"),
-    "transformers": ("bf16",),
-}
+from lander_tui.core.memory import MIB, MemoryParts
+from lander_tui.core.model import Device, ResolvedModel
+from lander_tui.core.plan import Plan
+from lander_tui.core.solver import max_fitting
+from lander_tui.core.tensors import parameter_count
 
 
 @dataclass(frozen=True)
 class EstimateRequest:
     model: ResolvedModel
-    backend: str = "llama.cpp"
+    engine: str = DEFAULT_ENGINE
     quants: tuple[str, ...] = ()
     kv_types: tuple[str, ...] = ()
-    free_mib: float = 0.0
-    total_mib: float | None = None
+    #: The GPUs to plan on (one or more). With several, rows hold the whole plan across them when the
+    #: engine splits across GPUs (llama.cpp layer split, vLLM tensor parallel).
+    devices: tuple[Device, ...] = ()
     context: int | None = None
     options: EngineOptions = field(default_factory=EngineOptions)
-    #: Several GPUs (multi_gpu.Device): rows then hold the whole plan (llama.cpp layer split by free
-    #: memory, vLLM tensor parallel) and free_mib/total_mib are their sums.
-    devices: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.free_mib < 0 or (self.total_mib is not None and self.total_mib <= 0):
+        if not self.devices:
+            raise LanderError("an estimate needs at least one GPU to plan on")
+        if any(d.free_mib < 0 or (d.total_mib is not None and d.total_mib <= 0) for d in self.devices):
             raise LanderError("VRAM must be a positive number of MiB")
         if self.context is not None and self.context <= 0:
             raise LanderError("--context must be a positive number of tokens")
 
+    @property
+    def free_mib(self) -> float:
+        return sum(d.free_mib for d in self.devices)
+
+    @property
+    def total_mib(self) -> float | None:
+        totals = [d.total_mib for d in self.devices]
+        return sum(t for t in totals if t) if all(totals) else None
+
 
 @dataclass(frozen=True)
 class ConfigResult:
+    """One row: a quant x KV type, its longest context, and its memory (MiB, summed over the GPUs) at
+    `context`, the context the numbers were taken at (the target, else the maximum)."""
+
     quant: str
     kv_cache: str
     max_context: int
     model_max_context: int
-    context: int  # where the memory numbers below were taken
-    weights_mib: float
-    kv_cache_mib: float
-    compute_mib: float
-    overhead_mib: float
-    total_mib: float
-    host_mib: float
+    context: int
+    memory: MemoryParts
     fits: bool
     exact_weights: bool
     bits_per_weight: float
-    max_concurrency: float | None = None
+    capacity: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
-    parts: dict[str, float] = field(default_factory=dict)
+    devices: tuple[MemoryParts, ...] = ()  # per GPU, MiB
+
+    @property
+    def total_mib(self) -> float:
+        return float(self.memory.total)
+
+    @property
+    def max_concurrency(self) -> float | None:
+        return self.capacity.get("max_concurrency")
 
     def as_json(self) -> dict[str, Any]:
-        keys = ("quant", "kv_cache", "max_context", "model_max_context", "context", "weights_mib",
-                "kv_cache_mib", "compute_mib", "overhead_mib", "total_mib", "host_mib", "fits",
-                "exact_weights", "bits_per_weight", "max_concurrency", "error")
-        d = {k: getattr(self, k) for k in keys}
+        d: dict[str, Any] = {"quant": self.quant, "kv_cache": self.kv_cache, "max_context": self.max_context,
+                             "model_max_context": self.model_max_context, "context": self.context,
+                             **self.memory.as_json(), "fits": self.fits, "exact_weights": self.exact_weights,
+                             "bits_per_weight": self.bits_per_weight, "max_concurrency": self.max_concurrency,
+                             "error": self.error}
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}
 
 
@@ -93,19 +101,29 @@ class Recommendation:
 class Estimate:
     model: str
     params: int
-    backend: str
+    engine: str
     free_mib: float
-    budget_mib: float
+    budget: Budget
     target_context: int
     results: tuple[ConfigResult, ...]
     recommendation: Recommendation
     notes: tuple[str, ...] = ()
 
+    @property
+    def budget_mib(self) -> float:
+        return self.budget.total / MIB
+
+    def row(self, quant: str, kv: str) -> ConfigResult:
+        for r in self.results:
+            if (r.quant, r.kv_cache) == (quant, kv):
+                return r
+        raise LanderError(f"no row {quant} + KV {kv} in this estimate")
+
     def as_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "params": self.params,
-            "backend": self.backend,
+            "backend": self.engine,
             "free_vram_mib": round(self.free_mib, 2),
             "budget_mib": round(self.budget_mib, 2),
             "target_context": self.target_context,
@@ -116,36 +134,31 @@ class Estimate:
         }
 
 
-def vllm_fitting_utilization(free_mib: float, total_mib: float) -> float:
-    """The largest --gpu-memory-utilization (3 decimals) whose budget is free now."""
-    return max(0.05, math.floor(free_mib / total_mib * 1000) / 1000)
+class RowMemory:
+    """One row's memory on the planned GPUs as a function of context (vectorised): the one function
+    the solver, the results table, the VRAM curve and the plan all call."""
+
+    def __init__(self, engine: Engine, req: EstimateRequest, quant: str, kv: str, budget: Budget) -> None:
+        self.engine, self.req, self.quant, self.kv, self.budget = engine, req, quant, kv, budget
+        self._at = engine.footprint(req.model, quant, kv, req.devices, req.options)
+
+    def at(self, ctx: np.ndarray) -> Footprint:
+        return self._at(np.asarray(ctx, dtype=np.int64))
+
+    def total_mib(self, ctx: np.ndarray) -> np.ndarray:
+        """GPU memory summed over the planned GPUs at each context, MiB."""
+        return np.asarray(self.at(ctx).summed().total, dtype=np.float64) / MIB
+
+    def max_context(self) -> int:
+        """The longest context with everything on the GPUs, each within its budget (0: none)."""
+        return max_fitting(lambda ctx: self.at(ctx).over(self.budget), 0.0,
+                           self.engine.granularity(self.req.options))
 
 
-def budget_bytes(req: EstimateRequest) -> tuple[float, list[str]]:
-    """The memory the engine may use. vLLM takes a fraction of *total* and refuses to start if less is free,
-    so when less is free the rows are planned at the utilization that does fit, and a note says which."""
-    notes: list[str] = []
-    free = req.free_mib * MIB
-    if req.backend in ("vllm",) and req.total_mib:
-        util = req.options.gpu_memory_utilization
-        want = req.total_mib * util * MIB
-        if want <= free:
-            return want, notes
-        fit = vllm_fitting_utilization(req.free_mib, req.total_mib)
-        notes.append(
-            f"vLLM needs {req.total_mib * util:,.0f} MiB free at --gpu-memory-utilization {util}; only "
-            f"{req.free_mib:,.0f} MiB is: planned at --gpu-memory-utilization {fit:.3f}"
-        )
-        return req.total_mib * fit * MIB, notes
-    return free, notes
-
-
-def _choices(req: EstimateRequest, engine_name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    quants = req.quants or (
-        (req.model.file_quant,) if req.model.file_quant and engine_name in ("llama.cpp", "ollama")
-        else DEFAULT_QUANTS[engine_name]
-    )
-    kvs = req.kv_types or DEFAULT_KV[engine_name]
+def choices(req: EstimateRequest, engine: Engine) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The quants and KV types the rows cover: the user's, else the engine's defaults for this model."""
+    quants = req.quants or engine.default_quants(req.model)
+    kvs = req.kv_types or engine.default_kvs(req.model)
     for q in quants:
         weight_format(q)
     for k in kvs:
@@ -154,105 +167,80 @@ def _choices(req: EstimateRequest, engine_name: str) -> tuple[tuple[str, ...], t
 
 
 def run_estimate(req: EstimateRequest) -> Estimate:
-    engine = get_engine(req.backend)
-    quants, kvs = _choices(req, engine.name)
-    budget, notes = budget_bytes(req)
-    if engine.name == "ollama":
-        notes.append(ollama_default_context_note(req.total_mib or req.free_mib))
+    engine = get_engine(req.engine)
+    quants, kvs = choices(req, engine)
+    budget = engine.budget(req.devices, req.options)
+    notes = [*budget.notes, *engine.notes(req.model, req.devices, req.options)]
     spec = req.model.spec
     target = req.context or spec.max_context
-    results = []
-    for q in quants:
-        for kv in kvs:
-            results.append(_one(req, engine, q, kv, budget))
+    results = [_row(req, engine, q, kv, budget) for q in quants for kv in kvs]
     if all(r.error for r in results):
         raise LanderError(results[0].error or "no configuration could be estimated")
     return Estimate(
-        model=spec.name, params=spec.params, backend=engine.name, free_mib=req.free_mib,
-        budget_mib=budget / MIB, target_context=target, results=tuple(results),
-        recommendation=recommend(results, target), notes=tuple(notes),
+        model=spec.name, params=parameter_count(spec), engine=engine.name, free_mib=req.free_mib, budget=budget,
+        target_context=target, results=tuple(results), recommendation=recommend(results, target),
+        notes=tuple(notes),
     )
 
 
-def _error_row(spec: Any, quant: str, kv: str, err: LanderError) -> ConfigResult:
+def _error_row(req: EstimateRequest, quant: str, kv: str, message: str) -> ConfigResult:
     """A row the engine refused (e.g. a quantized V cache without flash attention): the reason, no numbers."""
-    return ConfigResult(quant, kv, 0, spec.max_context, 0, 0, 0, 0, 0, 0, 0, False, False, 0.0, error=str(err))
+    return ConfigResult(quant, kv, 0, req.model.spec.max_context, 0, MemoryParts(), False, False, 0.0,
+                        error=message)
 
 
-def _one(req: EstimateRequest, engine: Any, quant: str, kv: str, budget: float) -> ConfigResult:
-    if len(req.devices) > 1:
-        return _one_multi(req, engine, quant, kv)
-    spec, opts, g = req.model.spec, req.options, engine.granularity(req.options)
-
-    def total_of(ctx: np.ndarray) -> np.ndarray:
-        return np.asarray(engine.memory(req.model, quant, kv, ctx, opts).total)
-
+def _row(req: EstimateRequest, engine: Engine, quant: str, kv: str, budget: Budget) -> ConfigResult:
     try:
-        max_ctx = max_fitting(total_of, budget, g)
-        at = req.context or max(max_ctx, g)
-        bd = engine.memory(req.model, quant, kv, np.array([at]), opts)
+        row = RowMemory(engine, req, quant, kv, budget)
+        max_ctx = row.max_context()
+        fp = row.at(np.array([req.context or max(max_ctx, engine.granularity(req.options))]))
         w = engine.weights(req.model, quant)
+        per_gpu = tuple(d.at(0).to_mib() for d in fp.devices)
+        capacity = engine.capacity(req.model, quant, kv, int(fp.context[0]), per_gpu, budget, req.options)
     except LanderError as err:
-        return _error_row(spec, quant, kv, err)
-    nums = bd.at(0)
-    concurrency = None
-    if engine.name == "vllm":
-        fixed = bd.weights + float(bd.compute[0]) + float(bd.overhead[0])
-        per_req = float(bd.kv[0]) / max(1, opts.n_parallel or 1)
-        concurrency = max(0.0, (budget - fixed) / per_req) if per_req else None
-    parts = {k[:-4]: v for k, v in nums.items() if k.endswith("_mib") and k[:-4] not in
-             ("weights", "kv_cache", "compute", "overhead", "total", "host")}
+        return _error_row(req, quant, kv, str(err))
+    except Exception as err:
+        if engine.builtin:
+            raise
+        return _error_row(req, quant, kv, f"the {engine.label} plugin failed: {type(err).__name__}: {err}")
+    summed = fp.summed().at(0).to_mib()
+    fits = bool(fp.over(budget)[0] <= 0)
     return ConfigResult(
-        quant=w.quant, kv_cache=kv, max_context=max_ctx, model_max_context=spec.max_context,
-        context=int(nums["context"]), weights_mib=nums["weights_mib"], kv_cache_mib=nums["kv_cache_mib"],
-        compute_mib=nums["compute_mib"], overhead_mib=nums["overhead_mib"], total_mib=nums["total_mib"],
-        host_mib=nums["host_mib"], fits=nums["total_mib"] * MIB <= budget, exact_weights=w.exact,
-        bits_per_weight=w.bits_per_weight, max_concurrency=concurrency, parts=parts,
+        quant=w.quant, kv_cache=kv, max_context=max_ctx, model_max_context=req.model.spec.max_context,
+        context=int(fp.context[0]), memory=summed, fits=fits, exact_weights=w.exact,
+        bits_per_weight=w.bits_per_weight, capacity=capacity, devices=per_gpu,
     )
 
 
-def _one_multi(req: EstimateRequest, engine: Any, quant: str, kv: str) -> ConfigResult:
-    """A row for several GPUs: the longest context with everything on them, and the plan's sums."""
-    from lander_tui.core import multi_gpu as mg
-
-    spec, opts, devs = req.model.spec, req.options, list(req.devices)
-    g = engine.granularity(opts)
-    try:
-        if engine.name in ("llama.cpp", "ollama"):
-            max_ctx = mg.llamacpp_max_context(req.model, quant, kv, devs, opts, backend=engine.name)
-            plan = mg.llamacpp_plan(req.model, quant, kv, req.context or max(max_ctx, g), devs, opts,
-                                    backend=engine.name)
-        elif engine.name == "vllm":
-            max_ctx = mg.vllm_tp_max_context(req.model, quant, kv, devs, opts)
-            plan = mg.vllm_tp_plan(req.model, quant, kv, req.context or max(max_ctx, g), devs, opts)
-        else:
-            raise LanderError(f"{engine.label} across several GPUs is not modelled; plan one GPU at a time")
-        w = engine.weights(req.model, quant)
-    except LanderError as err:
-        return _error_row(spec, quant, kv, err)
-    d = plan.devices
-
-    def tot(attr: str) -> float:
-        return sum(getattr(x, attr) for x in d)
-
-    return ConfigResult(
-        quant=w.quant, kv_cache=kv, max_context=max_ctx, model_max_context=spec.max_context, context=plan.context,
-        weights_mib=tot("weights_mib"), kv_cache_mib=tot("kv_cache_mib"), compute_mib=tot("compute_mib"),
-        overhead_mib=tot("overhead_mib"), total_mib=tot("total_mib"), host_mib=plan.host_mib, fits=plan.fits,
-        exact_weights=w.exact, bits_per_weight=w.bits_per_weight,
-        parts={f"gpu{i}_total": x.total_mib for i, x in enumerate(d)},
-    )
+def row_memory(req: EstimateRequest, est: Estimate, quant: str, kv: str) -> RowMemory:
+    """The memory function behind one row of `est` (for curves and plans)."""
+    return RowMemory(get_engine(req.engine), req, quant, kv, est.budget)
 
 
-def ollama_default_context(total_mib: float) -> int:
-    """Ollama's automatic num_ctx by GPU memory (server/routes.go, 2026): >= 47 GiB 262144, >= 23 GiB 32768."""
-    gib = total_mib / 1024
-    return 262144 if gib >= 47 else 32768 if gib >= 23 else 4096
+def curve(req: EstimateRequest, est: Estimate, quant: str, kv: str, xs: np.ndarray) -> np.ndarray:
+    """VRAM (MiB, summed over the planned GPUs) against context for one row: the same numbers the
+    table shows at the row's context, at every x."""
+    return row_memory(req, est, quant, kv).total_mib(xs)
 
 
-def ollama_default_context_note(total_mib: float) -> str:
-    return (f"Ollama picks num_ctx {ollama_default_context(total_mib):,} by itself on {total_mib / 1024:.0f} GiB; "
-            "set OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx) to the context you plan for")
+def plan_row(req: EstimateRequest, est: Estimate, quant: str | None = None, kv: str | None = None) -> Plan | None:
+    """The plan for one row (default: the recommended row, else the first) on the request's GPUs: at the
+    target context, else the longest that loads up to the model's trained maximum (engines refuse or
+    warn past it). None when nothing loads and the engine cannot run part of it on the CPU."""
+    rec = est.recommendation
+    quant = quant or rec.quant or est.results[0].quant
+    kv = kv or rec.kv_cache or est.results[0].kv_cache
+    row = est.row(quant, kv)
+    if row.error:
+        raise LanderError(row.error)
+    engine = get_engine(req.engine)
+    ctx = req.context or min(req.model.spec.max_context, row.max_context)
+    if ctx <= 0:
+        fallback = engine.fallback_context(req.model)
+        if fallback is None:
+            return None
+        ctx = fallback
+    return engine.plan(req.model, quant, kv, ctx, req.devices, est.budget, req.options)
 
 
 def recommend(results: list[ConfigResult], target: int) -> Recommendation:
@@ -277,17 +265,3 @@ def kv_cache_bits(name: str) -> float:
         return kv_cache_type(name).bits_per_weight
     except LanderError:
         return 16.0
-
-
-def curve(req: EstimateRequest, quant: str, kv: str, n: int = 256,
-          max_context: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """VRAM (MiB) against context for one configuration, `n` points, one vectorised call.
-
-    Pass the row's `max_context` (from `run_estimate`) to avoid solving again.
-    """
-    engine = get_engine(req.backend)
-    if max_context is None:
-        max_context = _one(req, engine, quant, kv, budget_bytes(req)[0]).max_context
-    xs = curve_points(max_context, req.model.spec.max_context, engine.granularity(req.options), n)
-    ys = np.asarray(engine.memory(req.model, quant, kv, xs, req.options).total) / MIB
-    return xs, ys

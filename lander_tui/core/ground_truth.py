@@ -17,7 +17,7 @@ import numpy as np
 
 from lander_tui.core.engines import MIB, EngineOptions, get_engine
 from lander_tui.core.engines.transformers import TransformersCalibration
-from lander_tui.core.model_source import ResolvedModel
+from lander_tui.core.model import ResolvedModel
 from lander_tui.core.model_spec import from_hf_config
 from lander_tui.core.solver import max_fitting
 
@@ -52,15 +52,14 @@ def llamacpp_rows(gt: Path) -> list[Row]:
         if r["kind"] == "lcpp_run":
             opts = EngineOptions(flash_attn=r["fa"] == "on", n_ubatch=r.get("n_ubatch", 512),
                                  n_batch=r.get("n_batch", 2048))
-            bd = eng.memory(model, quant, r["kv"], np.array([r["ctx"]]), opts).at(0)
+            bd = eng.memory(model, quant, r["kv"], np.array([r["ctx"]]), opts).at(0).to_mib()
             cuda = r["bd_cuda"]
             rows.append(Row(
                 f"{r['model']} ctx={r['ctx']} kv={r['kv']} fa={r['fa']}",
                 {"total": r["nvml_peak_mib"], "model": r.get("cuda_model_mib", cuda["model"]),
                  "context": r.get("kv_size_mib", cuda["context"]),
                  "compute": r.get("cuda_compute_mib", cuda["compute"])},
-                {"total": bd["total_mib"], "model": bd["weights_mib"], "context": bd["kv_cache_mib"],
-                 "compute": bd["compute_mib"]},
+                {"total": bd.total, "model": bd.weights, "context": bd.kv, "compute": bd.compute},
             ))
         elif r["kind"] == "lcpp_maxctx":
             opts = EngineOptions(flash_attn=True)
@@ -85,10 +84,10 @@ def transformers_rows(gt: Path) -> list[Row]:
         model = _model(gt, r["model"])
         opts = EngineOptions()
         if r["kind"] == "hf_ctx":
-            bd = eng.memory(model, "BF16", "bf16", np.array([r["ctx"]]), opts).at(0)
+            bd = eng.memory(model, "BF16", "bf16", np.array([r["ctx"]]), opts).at(0).to_mib()
             rows.append(Row(f"{r['model']} ctx={r['ctx']}",
                             {"total": r["nvml_process"] / MIB, "kv": r["kv_bytes"] / MIB},
-                            {"total": bd["total_mib"], "kv": bd["kv_cache_mib"]}))
+                            {"total": bd.total, "kv": bd.kv}))
         elif r["kind"] == "hf_maxctx":
             # The allocator was capped at budget_bytes; the CUDA context sits outside that cap.
             free = r["budget_bytes"] + cal.cuda_context_mib * MIB

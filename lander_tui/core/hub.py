@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lander_tui.core import profile_cache
 from lander_tui.core.catalog import find_model, search_catalog
 from lander_tui.core.errors import LanderError
+from lander_tui.core.model import ResolvedModel
 from lander_tui.core.profile_cache import GgufHeader, HubProfile
+from lander_tui.core.tensors import parameter_count
 
 if TYPE_CHECKING:
     from lander_tui.core.gguf_file import GgufModel
-    from lander_tui.core.model_source import ResolvedModel
 
 T = TypeVar("T")
 
@@ -288,7 +289,7 @@ def _local_search(query: str, limit: int, reason: str, fallback: bool) -> list[H
         rid = spec.hf_repo or spec.name
         if rid.lower() in seen:
             continue
-        hits.append(HubHit(id=rid, params=spec.params, library="transformers", safetensors=True,
+        hits.append(HubHit(id=rid, params=parameter_count(spec), library="transformers", safetensors=True,
                            pipeline_tag="text-generation", source="catalog", note=reason))
     if not hits:
         raise HubUnavailable(f"{reason}; no cached or built-in model matches {query!r}")
@@ -494,7 +495,6 @@ def fetch_profile(repo: str, *, quant: str | None = None,
 
 
 def _resolved(profile: HubProfile, header: GgufHeader | None, origin: str, detail: str) -> ResolvedModel:
-    from lander_tui.core.model_source import ResolvedModel
 
     spec = profile.spec
     if header is not None and header.spec is not None and profile.spec_source.startswith("gguf:"):
@@ -577,7 +577,6 @@ def _fallback(repo: str, quant: str | None, reason: str) -> ResolvedModel:
                                                    f"{_fetched_when(profile.fetched_at)}{note}")
     spec = find_model(repo)
     if spec is not None:
-        from lander_tui.core.model_source import ResolvedModel
 
         return ResolvedModel(spec, "catalog", detail=f"{reason}; using the built-in catalog entry {spec.name}")
     raise LanderError(f"{reason}, and {repo} is neither cached nor in the built-in catalog")

@@ -7,33 +7,14 @@ so a model means the same thing everywhere.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lander_tui.core.catalog import find_model, get_model
 from lander_tui.core.errors import LanderError
-from lander_tui.core.model_spec import ModelSpec, from_hf_config, load_config_file
-from lander_tui.core.tensors import Tensor
+from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model_spec import from_hf_config, load_config_file
 
 _HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+(:[\w.\-]+)?$")
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model plus what we know exactly about its weights.
-
-    `tensors` holds a real GGUF file's tensors (exact types and bytes) when we read one, and
-    `file_quant` that file's type (e.g. "Q4_K_M"). `gguf_files` maps quant -> file size in bytes for
-    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count.
-    """
-
-    spec: ModelSpec
-    origin: str
-    tensors: tuple[Tensor, ...] | None = None
-    file_quant: str | None = None
-    gguf_files: dict[str, int] = field(default_factory=dict)
-    dtype_params: dict[str, int] = field(default_factory=dict)
-    detail: str = ""
 
 
 def resolve_model(text: str, *, offline: bool | None = None) -> ResolvedModel:

@@ -10,7 +10,7 @@ catalog/cache format (`from_dict`/`to_dict`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,33 +124,6 @@ class ModelSpec:
     def llamacpp_uses_swa(self) -> bool:
         return self.arch in LLAMACPP_SWA_ARCHS and self.sliding_window is not None
 
-    @property
-    def is_moe(self) -> bool:
-        return self.moe is not None
-
-    @property
-    def params(self) -> int:
-        """Exact parameter count: the sum of every tensor's elements (tied embeddings once)."""
-        if self.exact_params:
-            return self.exact_params
-        from lander_tui.core.tensors import total_elements
-
-        return total_elements(self)
-
-    @property
-    def active_params(self) -> int:
-        if not self.moe:
-            return self.params
-        from lander_tui.core.tensors import model_tensors
-
-        total = 0
-        for t in model_tensors(self):
-            if t.n_experts:
-                total += t.n_elements // t.n_experts * self.moe.n_used
-            else:
-                total += t.n_elements
-        return total
-
     def kv_values_per_token(self, layer_kind: str = FULL, *, expanded_mla: bool = False) -> tuple[int, int]:
         """(K values, V values) one token stores in one attention layer.
 
@@ -163,29 +136,6 @@ class ModelSpec:
                 return self.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim), self.n_heads * m.v_head_dim
             return m.kv_lora_rank + m.qk_rope_head_dim, 0
         return self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim_v
-
-    def facts(self) -> dict[str, Any]:
-        """The short facts the UI and `estimate` show."""
-        feats = []
-        if self.moe:
-            feats.append(f"MoE {self.moe.n_used}/{self.moe.n_experts}")
-        if self.mla:
-            feats.append("MLA")
-        if self.count(SWA):
-            feats.append(f"SWA {self.count(SWA)}/{self.n_layers} w{self.sliding_window}")
-        if self.count(RECURRENT):
-            feats.append(f"linear {self.count(RECURRENT)}/{self.n_layers}")
-        return {
-            "params": self.params,
-            "layers": self.n_layers,
-            "hidden": self.hidden_size,
-            "heads": self.n_heads,
-            "kv_heads": self.n_kv_heads,
-            "head_dim": self.head_dim,
-            "vocab": self.vocab_size,
-            "context": self.max_context,
-            "features": feats,
-        }
 
     # --- the project's own format (catalog and Hub cache) --------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -210,9 +160,6 @@ class ModelSpec:
             return cls(**d)
         except TypeError as err:
             raise LanderError(f"model profile for {d.get('name', '?')!r} is malformed: {err}") from None
-
-    def with_name(self, name: str) -> ModelSpec:
-        return replace(self, name=name)
 
 
 def _compress_kinds(kinds: tuple[str, ...]) -> list[Any]:

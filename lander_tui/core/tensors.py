@@ -59,6 +59,21 @@ def total_elements(spec: ModelSpec) -> int:
     return sum(t.n_elements for t in model_tensors(spec))
 
 
+def parameter_count(spec: ModelSpec) -> int:
+    """Exact parameter count: a real file's own count, else the sum of every tensor's elements (tied
+    embeddings once)."""
+    return spec.exact_params or total_elements(spec)
+
+
+@lru_cache(maxsize=256)
+def active_parameter_count(spec: ModelSpec) -> int:
+    """Parameters one token runs through: the experts it is routed to, not all of them."""
+    if not spec.moe:
+        return parameter_count(spec)
+    return sum(t.n_elements // t.n_experts * spec.moe.n_used if t.n_experts else t.n_elements
+               for t in model_tensors(spec))
+
+
 def _layer(spec: ModelSpec, il: int, kind: str) -> list[Tensor]:
     H = spec.hidden_size
     p = f"blk.{il}."

@@ -2,7 +2,7 @@
 
 Data flow, one way: a thread worker polls the GPU backend once a second and posts each immutable
 `Snapshot` (stale ones are dropped); form edits and shortcuts produce a new `FormValues`; both
-go through `ui.state.build_plan`, and the estimate is re-run only when the request changed.
+go through `ui.form.build_request`, and the estimate is re-run only when the request changed.
 """
 
 from __future__ import annotations
@@ -23,10 +23,17 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, OptionList
 from textual.worker import get_current_worker
 
+from lander_tui.core import planning_memory as pm
+from lander_tui.core.engines import all_engines
 from lander_tui.core.errors import LanderError
-from lander_tui.ui import live_plan, state
+from lander_tui.core.estimate import Estimate, EstimateRequest
+from lander_tui.core.gpu.snapshot import Snapshot
+from lander_tui.core.model import ResolvedModel
+from lander_tui.core.planning_memory import PlanningMemory
+from lander_tui.ui import form as forms
+from lander_tui.ui import live_plan
+from lander_tui.ui.form import Draft, FormValues
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
-from lander_tui.ui.state import FormValues, Plan, PlanMemory
 from lander_tui.ui.widgets.chart import VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
 from lander_tui.ui.widgets.model_form import ModelForm, SearchHit, hub_search
@@ -37,7 +44,6 @@ from lander_tui.ui.widgets.what_if import WhatIfPicker, WhatIfScreen
 
 POLL_INTERVAL_S = 1.0
 CHART_DELAY_S = 0.03
-NO_GPU_WHAT_IF = "RTX 4090"
 
 #: One table for keys, footer, help screen and command palette:
 #: (keys, action, footer label, palette title, help text).
@@ -45,7 +51,7 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("slash", "focus_search", "search", "Search models", "search the Hub (the catalog when offline) for a model"),
     ("g", "cycle_gpu", "GPU", "Next GPU choice", "plan on the next GPU, then on all of them together"),
     ("w", "what_if", "what-if", "What-if GPU…", "plan for a catalog GPU or cloud instance instead"),
-    ("b", "cycle_engine", "engine", "Next engine", "llama.cpp → Ollama → vLLM → Transformers"),
+    ("b", "cycle_engine", "engine", "Next engine", " → ".join(e.label for e in all_engines())),
     ("k", "cycle_kv", "KV", "Next KV-cache type", "default pair → f16 → q8_0 → q4_0 (engine's own types)"),
     ("plus,equals_sign", "context_up", "ctx+", "Double the target context", "next power of two up"),
     ("minus", "context_down", "ctx-", "Halve the target context", "next power of two down"),
@@ -125,13 +131,13 @@ class LanderApp(App[None]):
         self._resolve_fn = resolve
         self._model_text = model or DEFAULT_MODEL
         self.form = FormValues(memory="what-if" if what_if else "free", what_if=what_if or "")
-        self.model: Any = None
-        self.snapshot: Any = None
-        self.estimate: Any = None
-        self.plan: Plan | None = None
+        self.model: ResolvedModel | None = None
+        self.snapshot: Snapshot | None = None
+        self.estimate: Estimate | None = None
+        self.draft: Draft | None = None  # the form + GPUs as a request, or why not
         self.paused = False
-        self._memory: PlanMemory | None = None
-        self._last_request: Any = None
+        self._memory: PlanningMemory | None = None
+        self._last_request: EstimateRequest | None = None
         self._saved_engine_fields: dict[str, tuple[str, str]] = {}
         self._what_if_cache: dict[str, Any] = {}
         self._auto_what_if = False
@@ -170,6 +176,10 @@ class LanderApp(App[None]):
         if self._poll_interval:
             self._poll_loop()
         self._recompute()
+        from lander_tui.core.engines import plugin_problems
+
+        for problem in plugin_problems():  # the other engines keep working
+            self.notify(problem, title="Engine plugin skipped", severity="warning", timeout=10, markup=False)
 
     def _apply_breakpoints(self) -> None:
         """Put the screen in the layout class HORIZONTAL_BREAKPOINTS gives the starting width, now.
@@ -230,12 +240,12 @@ class LanderApp(App[None]):
         panel = self.query_one(GpuPanel)
         panel.record(snap)
         changed = False
-        if snap.ok and not self.form.gpus and state.default_gpus(snap):
-            self.form = replace(self.form, gpus=state.default_gpus(snap))
+        if snap.ok and not self.form.gpus and pm.freest_gpu(snap):
+            self.form = replace(self.form, gpus=pm.freest_gpu(snap))
             changed = True
         if not snap.ok and self.form.memory != "what-if" and not self._auto_what_if:
             self._auto_what_if = True
-            self.form = replace(self.form, memory="what-if", what_if=self.form.what_if or NO_GPU_WHAT_IF)
+            self.form = replace(self.form, memory="what-if", what_if=self.form.what_if or pm.NO_GPU_WHAT_IF)
             changed = True
         if changed:
             self.query_one(ModelForm).load(self.form)
@@ -245,7 +255,7 @@ class LanderApp(App[None]):
         self._check_live()
 
     def _what_if_snapshot(self) -> Any:
-        if self.form.memory != "what-if" or "what_if" in state.field_errors(self.form):
+        if self.form.memory != "what-if" or "what_if" in forms.field_errors(self.form):
             return None
         name = self.form.what_if.strip()
         if name not in self._what_if_cache:
@@ -260,42 +270,42 @@ class LanderApp(App[None]):
 
     # --- the estimate ------------------------------------------------------------------------
     def _recompute(self) -> None:
-        plan = state.build_plan(self.form, self.model, self.snapshot, self._memory)
-        self.plan = plan
+        draft = forms.build_request(self.form, self.model, self.snapshot, self._memory)
+        self.draft = draft
         form = self.query_one(ModelForm)
-        form.show_errors(plan.errors)
-        if plan.memory is not None:
-            self._memory = plan.memory
+        form.show_errors(draft.errors)
+        if draft.memory is not None:
+            self._memory = draft.memory
         results = self.query_one(Results)
         chart = self.query_one(VramChart)
-        if plan.request is None:
-            order = ("model", "memory", *state.FIELDS)
-            key = next(k for k in order if k in plan.errors)
+        if draft.request is None:
+            order = ("model", "memory", *forms.FIELDS)
+            key = next(k for k in order if k in draft.errors)
             self._last_request = None
             self.estimate = None
             if key not in ("model", "memory") and self._shown:
                 # a half-typed field: keep the last good results on screen and say why they stay
-                results.mark_stale(f"{state.FIELD_LABELS.get(key, key)}: {plan.errors[key]}")
+                results.mark_stale(f"{forms.FIELD_LABELS.get(key, key)}: {draft.errors[key]}")
                 return
             self._shown = False
-            results.show_error(self._summary(plan, None), plan.errors[key])
+            results.show_error(self._summary(draft, None), draft.errors[key])
             chart.show(None, "nothing to plan yet")
             self._drop_plan()
             return
-        if plan.request == self._last_request:
+        if draft.request == self._last_request:
             return
-        self._last_request = plan.request
+        self._last_request = draft.request
         from lander_tui.core.estimate import run_estimate
 
         self.estimates_run += 1
         try:
-            est = run_estimate(plan.request)
+            est = run_estimate(draft.request)
         except LanderError as err:
             self.estimate = None
             if self._shown:
                 results.mark_stale(str(err))
             else:
-                results.show_error(self._summary(plan, None), str(err))
+                results.show_error(self._summary(draft, None), str(err))
                 chart.show(None, "no configuration could be estimated")
                 self._drop_plan()
             return
@@ -306,11 +316,11 @@ class LanderApp(App[None]):
             self._scrolled_once = True
             self.set_timer(0.2, self._results_into_view)
         self._shown = True
-        results.show(est, self._summary(plan, est), plan.notes, self._preferred_row(plan, est))
+        results.show(est, self._summary(draft, est), draft.notes, self._preferred_row(draft, est))
         self._schedule_plan()
         # the table goes out in the next frame (~1/60 s); the curves, the slow part to draw,
         # a frame or two later, so a keystroke's answer is never held up by the plot
-        request = plan.request
+        request = draft.request
         chart.hold()
         self.set_timer(CHART_DELAY_S, lambda: self._update_chart(request, est))
 
@@ -318,7 +328,7 @@ class LanderApp(App[None]):
         if self.screen.has_class("-narrow"):
             self.query_one("#main").scroll_to_widget(self.query_one(Results), top=True, animate=False)
 
-    def _update_chart(self, request: Any, est: Any) -> None:
+    def _update_chart(self, request: EstimateRequest, est: Estimate) -> None:
         if est is not self.estimate:
             return  # a newer estimate is on its way
         from lander_tui.ui.chart_data import chart_data
@@ -326,17 +336,18 @@ class LanderApp(App[None]):
         self.query_one(VramChart).show(chart_data(request, est))
 
     # --- the chosen plan and its live check ---------------------------------------------------
-    def _plan_inputs(self, plan: Plan) -> Any:
+    def _plan_inputs(self, draft: Draft) -> Any:
         """Everything a plan is about except the free memory itself (which may drift under it)."""
-        assert plan.request is not None and plan.memory is not None
-        return (replace(plan.request, free_mib=0.0, total_mib=None, devices=()), plan.memory.key)
+        assert draft.request is not None and draft.memory is not None
+        req = draft.request
+        return (replace(req, devices=tuple(replace(d, free_mib=0.0) for d in req.devices)), draft.memory.key)
 
-    def _preferred_row(self, plan: Plan, est: Any) -> tuple[str, str] | None:
+    def _preferred_row(self, draft: Draft, est: Estimate) -> tuple[str, str] | None:
         """While only the free memory moved, the cursor stays on the plan's row (even when ★ moved)."""
         keys = {(r.quant, r.kv_cache) for r in est.results}
         if self._row_pick not in keys:
             self._row_pick = None
-        if self.chosen is not None and self.chosen.inputs == self._plan_inputs(plan):
+        if self.chosen is not None and self.chosen.inputs == self._plan_inputs(draft):
             return self.chosen.row
         return self._row_pick
 
@@ -349,19 +360,19 @@ class LanderApp(App[None]):
     def _sync_plan(self, force: bool = False) -> None:
         """Solve the plan again when what it is about changed (or `force`); otherwise keep it."""
         self._plan_pending = False
-        plan, est = self.plan, self.estimate
-        if plan is None or plan.request is None or plan.memory is None or est is None:
+        draft, est = self.draft, self.estimate
+        if draft is None or draft.request is None or draft.memory is None or est is None:
             return  # half-typed field or an error: the last plan stays, like the last table
         results = self.query_one(Results)
         row = results.cursor_key
         if row is None:
             return
-        inputs = self._plan_inputs(plan)
+        inputs = self._plan_inputs(draft)
         if not force and self.chosen is not None and self.chosen.key == (inputs, row):
             return
         if self.live is not None and not self.live.loads:
             self.clear_notifications()  # "no longer loads" was about the plan being replaced
-        self.chosen = live_plan.choose(plan.request, est, plan.memory, row, inputs, snapshot=self.snapshot)
+        self.chosen = live_plan.choose(draft.request, est, draft.memory, row, inputs, snapshot=self.snapshot)
         self.live = None
         self._check_live(announce=False)
         self._show_plan()
@@ -413,8 +424,8 @@ class LanderApp(App[None]):
         else:
             lower.border_title = "VRAM curve · v: plan"
 
-    def _summary(self, plan: Plan, est: Any) -> str:
-        mem = plan.memory
+    def _summary(self, draft: Draft, est: Estimate | None) -> str:
+        mem = draft.memory
         if mem is None:
             return "no memory to plan on yet"
         return f"Planning on {mem.free_mib:,.0f} MiB: {mem.label} ({mem.detail}) · sizes in GiB"
@@ -425,7 +436,7 @@ class LanderApp(App[None]):
         if getattr(self.form, event.field) == event.value:
             return
         if event.field == "engine":
-            self.form = state.switch_engine(self.form, event.value, self._saved_engine_fields)
+            self.form = forms.switch_engine(self.form, event.value, self._saved_engine_fields)
             self.query_one(ModelForm).load(self.form)
         else:
             changes: dict[str, Any] = {event.field: event.value}
@@ -456,7 +467,7 @@ class LanderApp(App[None]):
 
     @on(GpuCard.Toggled)
     def _gpu_toggled(self, event: GpuCard.Toggled) -> None:
-        self.set_form(state.toggle_gpu(self.form, event.index))
+        self.set_form(forms.toggle_gpu(self.form, event.index))
 
     @on(WhatIfPicker.Picked)
     def _what_if_picked(self, event: WhatIfPicker.Picked) -> None:
@@ -524,10 +535,10 @@ class LanderApp(App[None]):
         self.query_one("#search", Input).focus()
 
     def action_cycle_gpu(self) -> None:
-        if not state.gpu_choices(self.snapshot):
+        if not forms.gpu_choices(self.snapshot):
             self.notify("no GPU to choose: press w to plan for a what-if GPU", severity="warning")
             return
-        self.set_form(state.next_gpu_choice(self.form, self.snapshot))
+        self.set_form(forms.next_gpu_choice(self.form, self.snapshot))
 
     def action_what_if(self) -> None:
         def picked(name: str | None) -> None:
@@ -537,10 +548,10 @@ class LanderApp(App[None]):
         self.push_screen(WhatIfScreen(self.form.what_if), picked)
 
     def action_cycle_engine(self) -> None:
-        self.set_form(state.next_engine(self.form, self._saved_engine_fields))
+        self.set_form(forms.next_engine(self.form, self._saved_engine_fields))
 
     def action_cycle_kv(self) -> None:
-        self.set_form(state.next_kv(self.form))
+        self.set_form(forms.next_kv(self.form))
 
     def action_context_up(self) -> None:
         self._step_context(up=True)
@@ -550,7 +561,7 @@ class LanderApp(App[None]):
 
     def _step_context(self, up: bool) -> None:
         model_max = self.model.spec.max_context if self.model is not None else 32768
-        self.set_form(state.step_context(self.form, model_max, up))
+        self.set_form(forms.step_context(self.form, model_max, up))
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -560,8 +571,8 @@ class LanderApp(App[None]):
             self.notify("live updates resumed", timeout=2)
 
     def _plan_ready(self, what: str) -> bool:
-        plan = self.plan
-        if self.estimate is None or plan is None or plan.request is None or plan.memory is None:
+        draft = self.draft
+        if self.estimate is None or draft is None or draft.request is None or draft.memory is None:
             self.notify(f"nothing to {what} yet: the plan has errors", severity="warning")
             return False
         if self._plan_pending or self.chosen is None:
@@ -573,8 +584,8 @@ class LanderApp(App[None]):
             return
         from lander_tui.ui.plan_text import plan_text
 
-        assert self.plan is not None and self.plan.request is not None
-        text = plan_text(self.plan.request, self.estimate, self.chosen)
+        assert self.draft is not None and self.draft.request is not None and self.estimate is not None
+        text = plan_text(self.draft.request, self.estimate, self.chosen)
         self.copy_to_clipboard(text)
         launch = " with the launch command" if self.chosen is not None and self.chosen.launch else ""
         self.notify(f"plan copied{launch} ({len(text.splitlines())} lines, OSC 52)", timeout=3)
@@ -584,11 +595,11 @@ class LanderApp(App[None]):
             return
         from datetime import datetime
 
-        from lander_tui.core.launch import export
+        from lander_tui.core.export import export
         from lander_tui.core.profile_cache import cache_dir
 
-        assert self.plan is not None and self.plan.request is not None
-        req = self.plan.request
+        assert self.draft is not None and self.draft.request is not None and self.estimate is not None
+        req = self.draft.request
         data = live_plan.export_data(req, self.estimate, self.chosen, self.live)
         text = export(data, fmt)
         if fmt == "md":
@@ -619,7 +630,7 @@ class LanderApp(App[None]):
 
     def action_replan(self) -> None:
         """Solve the chosen row again on the memory free now (★ again unless the user picked a row)."""
-        if self.plan is None or self.plan.request is None or self.estimate is None:
+        if self.draft is None or self.draft.request is None or self.estimate is None:
             self.notify("nothing to plan yet: the results have errors", severity="warning")
             return
         results = self.query_one(Results)

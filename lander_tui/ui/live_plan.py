@@ -14,12 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lander_tui.core.engines import get_engine
 from lander_tui.core.errors import LanderError
-from lander_tui.core.multi_gpu import Plan
-
-#: The live headroom shown moves only when it changed by at least this much (the warning itself
-#: never waits): a job's memory jitters by a few MiB every second and the screen should stay calm.
-HEADROOM_HYSTERESIS_MIB = 64.0
+from lander_tui.core.estimate import Estimate, EstimateRequest, plan_row
+from lander_tui.core.plan import Plan
+from lander_tui.core.planning_memory import HYSTERESIS_MIB, PlanningMemory
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,10 @@ class ChosenPlan:
     inputs: Any
     row: tuple[str, str]  # (quant, KV type) of the results row
     engine: str
-    memory: Any  # state.PlanMemory it was solved on
+    memory: PlanningMemory  # what it was solved on
     plan: Plan | None
     error: str = ""  # why there is no plan
     launch: str = ""
-    utilization: float | None = None  # vLLM --gpu-memory-utilization in the launch command
     needs: tuple[Need, ...] = ()
     host_available_mib: float | None = None
     #: Per GPU index, pid -> MiB each process held when the plan was made (to say who grew).
@@ -53,8 +51,7 @@ class ChosenPlan:
 
     @property
     def cpu_layers(self) -> int:
-        p = self.plan
-        return 0 if p is None else max(0, p.n_layers + 1 - p.gpu_layers)
+        return 0 if self.plan is None else self.plan.cpu_layers
 
 
 @dataclass(frozen=True)
@@ -89,36 +86,22 @@ class LiveCheck:
 # --- solving ---------------------------------------------------------------------------------
 
 
-def model_name(req: Any) -> str:
+def model_name(req: EstimateRequest) -> str:
     spec = req.model.spec
     return spec.hf_repo or req.model.detail or spec.name
 
 
-def launch_utilization(plan: Plan, memory: Any, configured: float) -> float:
-    """vLLM takes `utilization x total` on each GPU at start (and refuses to start unless that much
-    is free), then fits its KV cache in what is left: the configured value when that much is in the
-    plan's budget on every GPU, else just enough for the plan (others hold the rest)."""
-    pairs = [(share, total) for share, (_n, _f, total) in zip(plan.devices, memory.devices, strict=False) if total]
-    if not pairs or all(configured * total <= share.budget_mib for share, total in pairs):
-        return configured
-    need = max(share.total_mib / total for share, total in pairs)
-    return min(configured, max(0.05, math.ceil(need * 1000) / 1000))
-
-
-def _needs(plan: Plan, memory: Any, util: float | None) -> tuple[Need, ...]:
+def _needs(req: EstimateRequest, plan: Plan, memory: PlanningMemory) -> tuple[Need, ...]:
+    """What must be free on each real GPU for the plan to start (as the engine starts)."""
     idx = memory.indices
     if not idx:
         return ()
-    if len(plan.devices) != len(idx):  # Transformers over several GPUs: one total, their summed free
+    if len(plan.devices) != len(idx):  # an engine that does not split: one total, their summed free
         label = "GPU " + "+".join(str(i) for i in idx)
         return (Need(idx, label, plan.devices[0].total_mib),)
-    out = []
-    for i, share, (_n, _f, total) in zip(idx, plan.devices, memory.devices, strict=True):
-        need = share.total_mib
-        if plan.backend == "vllm" and util is not None and total:
-            need = util * total  # what vLLM grabs at start, whatever the model needs
-        out.append(Need((i,), f"GPU {i}", need))
-    return tuple(out)
+    engine = get_engine(plan.engine)
+    return tuple(Need((i,), f"GPU {i}", engine.startup_need_mib(share, device, plan))
+                 for i, share, device in zip(idx, plan.devices, memory.devices, strict=True))
 
 
 def _baseline(snapshot: Any, indices: tuple[int, ...]) -> dict[int, dict[int, float]]:
@@ -131,35 +114,26 @@ def _baseline(snapshot: Any, indices: tuple[int, ...]) -> dict[int, dict[int, fl
     return out
 
 
-def choose(req: Any, est: Any, memory: Any, row: tuple[str, str], inputs: Any, *, snapshot: Any = None,
-           host_available_mib: float | None = None) -> ChosenPlan:
+def choose(req: EstimateRequest, est: Estimate, memory: PlanningMemory, row: tuple[str, str], inputs: Any, *,
+           snapshot: Any = None, host_available_mib: float | None = None) -> ChosenPlan:
     """Solve the plan for one row (the same call `lander-tui estimate` makes) and its launch command."""
-    from lander_tui.core.launch import launch_command
-    from lander_tui.core.plan_view import plan_for_estimate
-
-    base = {"key": (inputs, row), "inputs": inputs, "row": row, "engine": est.backend, "memory": memory}
+    base = {"key": (inputs, row), "inputs": inputs, "row": row, "engine": est.engine, "memory": memory}
     try:
-        plan = plan_for_estimate(req, est, memory.core_devices(), row[0], row[1])
-    except (LanderError, StopIteration, ValueError) as err:
-        return ChosenPlan(plan=None, error=str(err) or type(err).__name__, **base)
+        plan = plan_row(req, est, row[0], row[1])
+    except LanderError as err:
+        return ChosenPlan(plan=None, error=str(err), **base)
     if plan is None:
         return ChosenPlan(plan=None, error=f"{row[0]} + KV {row[1]} loads nowhere here: nothing to launch", **base)
-    util = None
-    if plan.backend == "vllm":
-        util = launch_utilization(plan, memory, req.options.gpu_memory_utilization)
     try:
-        launch = launch_command(est.backend, model_name(req), plan, flash_attn=req.options.flash_attn is not False,
-                                n_parallel=req.options.n_parallel or 1,
-                                gpu_memory_utilization=util or req.options.gpu_memory_utilization)
+        launch = get_engine(est.engine).launch_command(model_name(req), plan, req.options)
     except LanderError as err:
         launch = f"# (no launch command: {err})"
-    needs = _needs(plan, memory, util)
     host = host_available_mib
     if host is None and plan.host_mib and not plan.fully_offloaded:
-        from lander_tui.core.plan_view import host_available_mib as read_host
+        from lander_tui.core.report import host_available_mib as read_host
 
         host = read_host()
-    return ChosenPlan(plan=plan, launch=launch, utilization=util, needs=needs, host_available_mib=host,
+    return ChosenPlan(plan=plan, launch=launch, needs=_needs(req, plan, memory), host_available_mib=host,
                       baseline=_baseline(snapshot, memory.indices) if memory.live else {}, **base)
 
 
@@ -199,8 +173,7 @@ def check(chosen: ChosenPlan, snapshot: Any) -> LiveCheck | None:
     return LiveCheck(tuple(out))
 
 
-def settle(shown: LiveCheck | None, new: LiveCheck | None,
-           threshold: float = HEADROOM_HYSTERESIS_MIB) -> LiveCheck | None:
+def settle(shown: LiveCheck | None, new: LiveCheck | None, threshold: float = HYSTERESIS_MIB) -> LiveCheck | None:
     """Keep what is shown while every GPU's state is unchanged and its headroom moved less than
     `threshold` MiB; a GPU falling short (or fitting again) always shows at once."""
     if shown is None or new is None or len(shown.gpus) != len(new.gpus):
@@ -216,7 +189,8 @@ def settle(shown: LiveCheck | None, new: LiveCheck | None,
 # --- export ----------------------------------------------------------------------------------
 
 
-def export_data(req: Any, est: Any, chosen: ChosenPlan | None, live: LiveCheck | None) -> dict[str, Any]:
+def export_data(req: EstimateRequest, est: Estimate, chosen: ChosenPlan | None,
+                live: LiveCheck | None) -> dict[str, Any]:
     """The estimate's JSON with the chosen plan, its launch command and the live headroom added."""
     data = est.as_json()
     if chosen is None:

@@ -3,8 +3,9 @@ No Textual here."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from lander_tui.core.engines import get_engine
+from lander_tui.core.estimate import Estimate, EstimateRequest
+from lander_tui.core.memory import PARTS
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
 from lander_tui.ui.text import gib
 
@@ -56,7 +57,7 @@ def table_lines(chosen: ChosenPlan, live: LiveCheck | None) -> tuple[list[str], 
         return [], []
     labels = _labels(chosen)
     headroom_head = "headroom now" if live is not None else "headroom"
-    head = ("", "layers", "weights", "KV", "compute", "overhead", "total", headroom_head)
+    head = ("", "layers", *(p.label.replace(" cache", "") for p in PARTS), "total", headroom_head)
     rows: list[tuple[str, ...]] = []
     short: list[bool] = [False]
     by_label = {g.label: g for g in live.gpus} if live is not None else {}
@@ -74,8 +75,7 @@ def table_lines(chosen: ChosenPlan, live: LiveCheck | None) -> tuple[list[str], 
         else:
             room = f"{d.headroom_mib:,.0f} MiB"
             short.append(not d.fits)
-        rows.append((label, layers, gib(d.weights_mib, 2), gib(d.kv_cache_mib, 2), gib(d.compute_mib, 2),
-                     gib(d.overhead_mib, 2), gib(d.total_mib, 2), room))
+        rows.append((label, layers, *(gib(getattr(d.memory, p.attr), 2) for p in PARTS), gib(d.total_mib, 2), room))
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     lines = []
     for r in (head, *rows):
@@ -99,15 +99,12 @@ def host_line(chosen: ChosenPlan) -> str:
 
 def notes_text(chosen: ChosenPlan) -> str:
     p = chosen.plan
-    notes = list(p.notes) if p is not None else []
-    if chosen.utilization is not None and chosen.plan is not None:
-        notes.append(f"vLLM takes {chosen.utilization:g} of each GPU's memory at start (--gpu-memory-utilization)")
-    return "\n".join(f"note: {n}" for n in notes)
+    return "\n".join(f"note: {n}" for n in (p.notes if p is not None else ()))
 
 
 def launch_title(chosen: ChosenPlan) -> str:
-    names = {"llama.cpp": "llama-server", "ollama": "Ollama", "vllm": "vllm serve", "transformers": "Transformers"}
-    return f"Run it ({names.get(chosen.engine, chosen.engine)}) · c copies the plan with it · e exports"
+    engine = get_engine(chosen.engine)
+    return f"Run it ({engine.command_name or engine.label}) · c copies the plan with it · e exports"
 
 
 def status(chosen: ChosenPlan | None, live: LiveCheck | None) -> tuple[str, str]:
@@ -135,14 +132,14 @@ def status(chosen: ChosenPlan | None, live: LiveCheck | None) -> tuple[str, str]
     return f"✓ {what} loads · headroom {rooms} MiB", "ok"
 
 
-def plan_text(req: Any, est: Any, chosen: ChosenPlan | None) -> str:
+def plan_text(req: EstimateRequest, est: Estimate, chosen: ChosenPlan | None) -> str:
     """For the clipboard: what `lander-tui estimate` prints for the same inputs, the chosen plan
     (split, offload, host RAM) and the command that runs it."""
-    from lander_tui.core.plan_view import format_plain, format_plan
+    from lander_tui.core.report import format_plain, format_plan
 
     memory = chosen.memory if chosen is not None else None
     head = f"{memory.label} ({memory.detail}), " if memory is not None else ""
-    lines = [f"# lander-tui plan: {head}engine {est.backend}"]
+    lines = [f"# lander-tui plan: {head}engine {est.engine}"]
     opts = []
     if req.context:
         opts.append(f"target context {req.context:,}")

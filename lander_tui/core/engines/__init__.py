@@ -1,25 +1,118 @@
-"""Per-engine memory accounting. `get_engine("vllm")` etc.; each engine lives in its own module."""
+"""The engines lander-tui knows, found through the `lander_tui.engines` entry-point group.
+
+Each entry point names an `Engine` subclass (or instance); lander-tui's own engines register the
+same way in its pyproject.toml, so a third-party package adds one by declaring
+
+    [project.entry-points."lander_tui.engines"]
+    myengine = "my_package.engine:MyEngine"
+
+A plugin that fails to import or answers badly is reported in one line (`plugin_problems()`) and
+skipped; the other engines keep working.
+"""
 
 from __future__ import annotations
 
-from lander_tui.core.engines.base import MIB, Breakdown, Engine, EngineOptions
-from lander_tui.core.engines.llamacpp import LlamaCpp, Ollama
-from lander_tui.core.engines.transformers import Transformers
-from lander_tui.core.engines.vllm import Vllm
-from lander_tui.core.errors import LanderError
+from dataclasses import dataclass
+from functools import cache
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any
 
-_ALL: tuple[Engine, ...] = (LlamaCpp(), Ollama(), Vllm(), Transformers())
-ENGINES: dict[str, Engine] = {e.name: e for e in _ALL}
-_ALIASES = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "llama": "llama.cpp", "llama-server": "llama.cpp",
-            "hf": "transformers", "huggingface": "transformers"}
+from lander_tui.core.engines.base import Budget, Engine, EngineOptions, Footprint
+from lander_tui.core.errors import LanderError
+from lander_tui.core.memory import MIB, Breakdown
+
+GROUP = "lander_tui.engines"
+#: The engine a new estimate or dashboard starts with.
+DEFAULT_ENGINE = "llama.cpp"
+#: lander-tui's own engines, as its pyproject declares them: used as they are when the package's
+#: metadata is not installed (running from a source tree), so the built-ins never go missing.
+BUILTIN = {
+    "llama.cpp": "lander_tui.core.engines.llamacpp:LlamaCpp",
+    "ollama": "lander_tui.core.engines.ollama:Ollama",
+    "vllm": "lander_tui.core.engines.vllm:Vllm",
+    "sglang": "lander_tui.core.engines.sglang:SGLang",
+    "transformers": "lander_tui.core.engines.transformers:Transformers",
+}
+
+
+@dataclass(frozen=True)
+class Registry:
+    engines: tuple[Engine, ...]
+    problems: tuple[str, ...]
+
+    def find(self, name: str) -> Engine | None:
+        key = name.strip().lower()
+        for e in self.engines:
+            if key == e.name.lower() or key in (a.lower() for a in e.aliases):
+                return e
+        return None
+
+
+def _load_path(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(import_module(module), attr)
+
+
+def _instance(obj: Any) -> Engine:
+    engine = obj() if isinstance(obj, type) else obj
+    if not isinstance(engine, Engine):
+        raise TypeError("it is not a lander_tui Engine (subclass lander_tui.core.engines.base.Engine)")
+    if not isinstance(engine.name, str) or not engine.name.strip() or not isinstance(engine.label, str):
+        raise TypeError("it has no name or label")
+    g = engine.granularity(EngineOptions())
+    if not isinstance(g, int) or g < 1:
+        raise TypeError(f"its granularity is {g!r}, not a positive whole number of tokens")
+    if not engine.quants or not all(isinstance(q, str) for q in engine.quants):
+        raise TypeError("it offers no default quants")
+    return engine
+
+
+def load_registry(eps: Any = None) -> Registry:
+    """Every engine the entry points name, each checked; built-ins first, then plugins by `order`."""
+    found: list[tuple[str, Any]] = [(ep.name, ep) for ep in (entry_points(group=GROUP) if eps is None else eps)]
+    names = {n for n, _ in found}
+    found += [(n, path) for n, path in BUILTIN.items() if n not in names]
+    engines: list[Engine] = []
+    problems: list[str] = []
+    for ep_name, ep in found:
+        try:
+            engine = _instance(_load_path(ep) if isinstance(ep, str) else ep.load())
+        except Exception as err:  # a broken plugin must not take the others down
+            problems.append(f"engine plugin {ep_name!r} skipped: {type(err).__name__}: {err}")
+            continue
+        clash = next((e for e in engines if e.name.lower() == engine.name.lower()), None)
+        if clash is not None:
+            problems.append(f"engine plugin {ep_name!r} skipped: the name {engine.name!r} is taken")
+            continue
+        engines.append(engine)
+    engines.sort(key=lambda e: (e.order, e.name))
+    return Registry(tuple(engines), tuple(problems))
+
+
+@cache
+def registry() -> Registry:
+    return load_registry()
+
+
+def all_engines() -> tuple[Engine, ...]:
+    return registry().engines
+
+
+def engine_names() -> tuple[str, ...]:
+    return tuple(e.name for e in registry().engines)
+
+
+def plugin_problems() -> tuple[str, ...]:
+    return registry().problems
 
 
 def get_engine(name: str) -> Engine:
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in ENGINES:
-        raise LanderError(f"unknown backend {name!r}; use one of: {', '.join(ENGINES)}")
-    return ENGINES[key]
+    engine = registry().find(name)
+    if engine is None:
+        raise LanderError(f"unknown backend {name!r}; use one of: {', '.join(engine_names())}")
+    return engine
 
 
-__all__ = ["ENGINES", "MIB", "Breakdown", "Engine", "EngineOptions", "get_engine"]
+__all__ = ["DEFAULT_ENGINE", "GROUP", "MIB", "Breakdown", "Budget", "Engine", "EngineOptions", "Footprint",
+           "all_engines", "engine_names", "get_engine", "load_registry", "plugin_problems", "registry"]

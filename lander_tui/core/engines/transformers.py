@@ -10,13 +10,15 @@ Calibrated on tests/data/ground-truth/transformers.jsonl (torch 2.11, transforme
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions
-from lander_tui.core.formats import kv_bytes_per_value, torch_dtype_format, weight_format
+from lander_tui.core.engines.base import Calibration, Engine, EngineOptions
+from lander_tui.core.formats import kv_bytes_per_value, weight_format
+from lander_tui.core.memory import MIB, Breakdown
+from lander_tui.core.model import ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
+from lander_tui.core.plan import Plan
 from lander_tui.core.weights import WeightSet, hf_weights
 
 
@@ -42,22 +44,19 @@ class TransformersCalibration(Calibration):
     weights_reserve: float = 0.01
 
 
-@dataclass(frozen=True)
-class Transformers:
-    name: str = "transformers"
-    label: str = "Transformers"
+class Transformers(Engine):
+    name = "transformers"
+    label = "Transformers"
+    aliases = ("hf", "huggingface")
+    order = 50
+    command_name = "Transformers"
+    quants = ("BF16", "NF4")
+    kv_types = ("bf16",)
+    kv_cycle = ("", "bf16")
+    builtin = True
 
-    def granularity(self, opts: EngineOptions) -> int:
-        return 256
-
-    def weights(self, model: Any, quant: str) -> WeightSet:
+    def weights(self, model: ResolvedModel, quant: str) -> WeightSet:
         return hf_weights(model.spec, quant)
-
-    def default_quant(self, model: Any) -> str:
-        return torch_dtype_format(model.spec.torch_dtype)
-
-    def default_kv(self) -> str:
-        return "bf16"
 
     @staticmethod
     def _act_per_token(spec: ModelSpec, kv_layer: float, cal: TransformersCalibration) -> float:
@@ -78,7 +77,8 @@ class Transformers:
         later_cache = kv_layer * (spec.n_layers - len(m.dense_layers))
         return max(moe, cal.act_ff_tensors * spec.intermediate_size * 2 + common - later_cache)
 
-    def memory(self, model: Any, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
+    def memory(self, model: ResolvedModel, quant: str, kv_type: str, ctx: np.ndarray,
+               opts: EngineOptions) -> Breakdown:
         spec: ModelSpec = model.spec
         cal = TransformersCalibration().with_overrides(opts.overrides)
         assert isinstance(cal, TransformersCalibration)
@@ -104,8 +104,24 @@ class Transformers:
             act = act + 2.0 * max((t.tensor.n_elements for t in w.tensors if t.dtype == "NF4"), default=0)
         reserve = cal.allocator_reserve * (kv + act) + cal.weights_reserve * weights
         ctx_mib = cal.cuda_context_mib * MIB
-        return Breakdown(
-            context=ctx, weights=weights, kv=kv, compute=np.asarray(act, dtype=np.float64),
-            overhead=reserve + ctx_mib, host=np.zeros(ctx.shape),
-            parts={"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
-        )
+        return Breakdown(weights, kv, np.asarray(act, dtype=np.float64), reserve + ctx_mib, np.zeros(ctx.shape),
+                         {"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
+                         context=ctx)
+
+    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
+        """A Python snippet: load the checkpoint as planned and generate within the planned context."""
+        quant = plan.quant.upper()
+        lines = ["import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
+        kwargs = ['device_map="auto"', "dtype=torch.bfloat16"]
+        if quant == "NF4":
+            lines[-1] += ", BitsAndBytesConfig"
+            kwargs.append('quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", '
+                          "bnb_4bit_compute_dtype=torch.bfloat16)")
+        lines += [
+            f'model = AutoModelForCausalLM.from_pretrained("{model_ref}", {", ".join(kwargs)})',
+            f'tok = AutoTokenizer.from_pretrained("{model_ref}")',
+            f"# prompt + new tokens must stay within {plan.context} tokens",
+            'ids = tok("Hello", return_tensors="pt").to(model.device)',
+            f"out = model.generate(**ids, max_new_tokens=min(512, {plan.context} - ids.input_ids.shape[1]))",
+        ]
+        return "\n".join(lines)

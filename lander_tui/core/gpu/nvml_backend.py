@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lander_tui.core.gpu import snapshot as S
+import lander_tui.core.gpu.snapshot as S
 from lander_tui.core.gpu.backend import cuda_indices
 from lander_tui.core.gpu.procs import ProcessResolver, ProcInfo
 from lander_tui.core.gpu.snapshot import MIB, GpuInfo, GpuProcess, Snapshot

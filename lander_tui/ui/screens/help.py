@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -11,11 +13,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-MEMORY_MODES = (
-    ("free now", "the selected GPU(s)' free memory right now, minus the safety margin"),
-    ("whole GPU", "the selected GPU(s) as if empty (total minus the driver's reserve)"),
-    ("what-if", "a catalog GPU or cloud instance (w), its usable memory"),
-)
+from lander_tui.core.planning_memory import HYSTERESIS_MIB, MODES
+
+MEMORY_MODES = tuple((label, text) for _key, label, text in MODES)
 
 FIELDS = (
     "Tab / Shift-Tab move between fields; Esc leaves a text field so single keys work.",
@@ -27,7 +27,7 @@ FIELDS = (
 
 PARAGRAPHS = (
     "The table follows the live GPUs: when a job grows, max context drops. Changes smaller than "
-    "64 MiB are ignored so the screen stays calm; the panel always shows the exact numbers.",
+    f"{HYSTERESIS_MIB:.0f} MiB are ignored so the screen stays calm; the panel always shows the exact numbers.",
     "The plan (v) is one row (★, or the row you move to) on the planned GPUs: the layers, weights, "
     "KV cache and buffers on each GPU, what runs on the CPU and the host RAM it needs, and the command "
     "that runs it. It is solved once, then checked against the free memory every second: when another "
@@ -36,7 +36,7 @@ PARAGRAPHS = (
 )
 
 
-def _grid(rows: list[tuple[str, ...]], widths: tuple[int, ...]) -> Table:
+def _grid(rows: Sequence[tuple[str, ...]], widths: tuple[int, ...]) -> Table:
     """Columns whose long cells wrap under themselves (not back to the left edge)."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(width=1)  # the indent under the section title

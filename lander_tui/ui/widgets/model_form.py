@@ -1,7 +1,7 @@
 """The model form: Hub/catalog search, the picked model's facts, and every knob of the plan.
 
 The widgets keep exactly what the user typed; the app turns it into a request through
-`ui.state` and hands back per-field errors, shown next to each field's label.
+`ui.form` and hands back per-field errors, shown next to each field's label.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from textual.widgets import Input, OptionList, Select
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from lander_tui.core.engines import engine_names
 from lander_tui.core.errors import LanderError
-from lander_tui.ui.state import (
-    ENGINE_NAMES,
+from lander_tui.core.model import model_facts
+from lander_tui.core.tensors import parameter_count
+from lander_tui.ui.form import (
     FLASH_CHOICES,
     MEMORY_LABELS,
     MEMORY_MODES,
@@ -94,12 +96,12 @@ def hub_search(text: str, search_models: Callable[..., list[Any]] | None = None)
 
 def catalog_hit(spec: Any) -> SearchHit:
     return SearchHit(spec.hf_repo or spec.name,
-                     f"{spec.name}  {params_text(spec.params)} · ctx {spec.max_context:,} · catalog")
+                     f"{spec.name}  {params_text(parameter_count(spec))} · ctx {spec.max_context:,} · catalog")
 
 
 def facts_text(model: Any) -> str:
     spec = model.spec
-    f = spec.facts()
+    f = model_facts(spec)
     head_dim = f"head dim {f['head_dim']}" + (f"/{spec.head_dim_v}" if spec.head_dim_v != spec.head_dim else "")
     feats = " · ".join(f["features"]) if f["features"] else "dense"
     line1 = (f"{params_text(f['params'])} params · {f['layers']} layers · hidden {f['hidden']:,} · "
@@ -136,6 +138,7 @@ class ModelForm(Vertical):
         self._picked_text = model_text
         self._errors: dict[str, str] = {}
         self._hits: list[SearchHit] = []
+        self._model: Any = None
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -158,7 +161,7 @@ class ModelForm(Vertical):
     def _control(self, name: str, kind: str) -> Widget:
         v = self._values
         if name == "engine":
-            return Select([(e, e) for e in ENGINE_NAMES], value=v.engine, allow_blank=False, compact=True,
+            return Select([(e, e) for e in engine_names()], value=v.engine, allow_blank=False, compact=True,
                           id=name)
         if name == "flash_attn":
             return Select([(c, c) for c in FLASH_CHOICES], value=v.flash_attn, allow_blank=False, compact=True,
@@ -192,8 +195,14 @@ class ModelForm(Vertical):
             elif getattr(old, name) != new and widget.value != new:  # type: ignore[attr-defined]
                 widget.value = new  # type: ignore[attr-defined]
         if old.engine != values.engine:
-            self.query_one("#quants", Input).placeholder = ",".join(default_quants(values.engine))
-            self.query_one("#kv_types", Input).placeholder = ",".join(default_kv(values.engine))
+            self.show_defaults(values.engine, self._model)
+
+    def show_defaults(self, engine: str, model: Any) -> None:
+        """The Quants and KV placeholders say what an empty field means for this engine and model
+        (a GGUF file: its own type)."""
+        self._model = model
+        self.query_one("#quants", Input).placeholder = ",".join(default_quants(engine, model))
+        self.query_one("#kv_types", Input).placeholder = ",".join(default_kv(engine, model))
 
     def show_errors(self, errors: dict[str, str]) -> None:
         if errors == self._errors:
@@ -223,6 +232,7 @@ class ModelForm(Vertical):
         if search.value != text:
             search.value = text
         self.query_one("#facts", Line).set(facts_text(model))
+        self.show_defaults(self._values.engine, model)
         self.query_one("#search-status", Line).set("")
         self.query_one("#search").remove_class("-invalid")
         self._hide_hits()

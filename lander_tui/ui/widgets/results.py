@@ -10,23 +10,28 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
 
+from lander_tui.core.memory import PARTS
 from lander_tui.ui.text import gib, short_tokens
 from lander_tui.ui.widgets.gpu_panel import Line
 from lander_tui.ui.widgets.table import RowTable
 
-HEADERS = ("  quant", "KV", "max ctx", "weights", "KV mem", "compute", "overhead", "total", "fits")
-RIGHT = (False, False, True, True, True, True, True, True, False)
-#: Breakdown segments: (name, glyph, component class). Glyphs differ so it reads without colour.
-SEGMENTS = (("weights", "█", "breakdown--weights"), ("KV", "▓", "breakdown--kv"),
-            ("compute", "▒", "breakdown--compute"), ("overhead", "░", "breakdown--overhead"))
+#: Table headers of the memory parts (the column must stay narrow: "KV mem" for "KV cache").
+_PART_HEADERS = {"kv": "KV mem"}
+HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits")
+RIGHT = (False, False, True, *(True for _ in PARTS), True, False)
+#: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
+#: without colour.
+_GLYPHS = ("█", "▓", "▒", "░")
+SEGMENTS = tuple((p.label.replace(" cache", ""), glyph, f"breakdown--{p.attr}")
+                 for p, glyph in zip(PARTS, _GLYPHS, strict=True))
 
 
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
     if r.error:
-        return (f"! {r.quant}", r.kv_cache, "error", "", "", "", "", "", "no")
+        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in PARTS), "", "no")
     mark = "★ " if recommended else "  "
-    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", gib(r.weights_mib, 2), gib(r.kv_cache_mib, 2),
-            gib(r.compute_mib, 2), gib(r.overhead_mib, 2), gib(r.total_mib, 2), "yes" if r.fits else "NO")
+    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", *(gib(getattr(r.memory, p.attr), 2) for p in PARTS),
+            gib(r.total_mib, 2), "yes" if r.fits else "NO")
 
 
 class BreakdownBar(Widget):
@@ -70,7 +75,7 @@ class BreakdownBar(Widget):
 
 
 class Results(Vertical):
-    """`show(estimate, plan)`; the row under the cursor drives the breakdown bar."""
+    """`show(estimate, summary, notes, prefer)`; the row under the cursor drives the breakdown bar."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -175,7 +180,7 @@ class Results(Vertical):
             bar.set((), 0.0)
             return
         budget = self._est.budget_mib
-        parts = (r.weights_mib, r.kv_cache_mib, r.compute_mib, r.overhead_mib)
+        parts = tuple(float(getattr(r.memory, p.attr)) for p in PARTS)
         legend = " ".join(f"{glyph} {name} {gib(v)}" for (name, glyph, _), v in zip(SEGMENTS, parts, strict=True))
         room = budget - r.total_mib
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"

@@ -1,8 +1,9 @@
 """The dashboard's form as plain data, and the one place that turns it into an `EstimateRequest`.
 
 Nothing here imports Textual: the widgets hold what the user typed (strings, kept as typed),
-`build_plan` validates every field, works out the memory to plan for from the selected GPUs (or a
-what-if GPU) and returns either a request or per-field error strings. The app only renders that.
+`build_request` validates every field, works out the memory to plan on from the selected GPUs (or
+a what-if GPU) with the same rules as `lander-tui estimate` (core/planning_memory.py), and returns
+a `Draft`: either a request or per-field error strings. The app only renders that.
 """
 
 from __future__ import annotations
@@ -12,31 +13,20 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lander_tui.core.engines import ENGINES, EngineOptions
+from lander_tui.core import planning_memory as pm
+from lander_tui.core.engines import DEFAULT_ENGINE, Engine, EngineOptions, engine_names, get_engine
 from lander_tui.core.errors import LanderError
-from lander_tui.core.estimate import DEFAULT_KV, DEFAULT_QUANTS, EstimateRequest
+from lander_tui.core.estimate import EstimateRequest
 from lander_tui.core.formats import kv_cache_type, weight_format
-from lander_tui.core.model_source import ResolvedModel
+from lander_tui.core.model import ResolvedModel
+from lander_tui.core.planning_memory import PlanningMemory
 
-ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 FLASH_CHOICES = ("auto", "on", "off")
-MEMORY_MODES = ("free", "whole", "what-if")
-#: Engines whose rows plan every GPU's own share (llama.cpp layer split, vLLM tensor parallel).
-MULTI_GPU_ENGINES = ("llama.cpp", "ollama", "vllm")
-MEMORY_LABELS = {"free": "free now", "whole": "whole GPU", "what-if": "what-if"}
-DEFAULT_MARGIN = "512"
-#: Live free VRAM must move by at least this much before the plan follows it (keeps the screen calm
-#: while a job's memory jitters by a few MiB; the GPU panel always shows the exact number).
-FREE_HYSTERESIS_MIB = 64.0
+MEMORY_MODES = tuple(key for key, _label, _help in pm.MODES)
+MEMORY_LABELS = {key: label for key, label, _help in pm.MODES}
+DEFAULT_MARGIN = f"{pm.DEFAULT_MARGIN_MIB:.0f}"
 MAX_CONTEXT_TOKENS = 1 << 24
 MIN_CONTEXT_STEP = 1024
-#: What `k` cycles through, per engine ("" = the engine's default pair).
-KV_CYCLE: dict[str, tuple[str, ...]] = {
-    "llama.cpp": ("", "f16", "q8_0", "q4_0"),
-    "ollama": ("", "f16", "q8_0", "q4_0"),
-    "vllm": ("", "auto", "fp8"),
-    "transformers": ("", "bf16"),
-}
 #: The field names errors are keyed by (one per form control).
 FIELDS = ("model", "engine", "quants", "kv_types", "context", "parallel", "flash_attn", "margin", "memory",
           "what_if")
@@ -49,7 +39,7 @@ FIELD_LABELS = {"model": "Model", "engine": "Engine", "quants": "Quants", "kv_ty
 class FormValues:
     """Everything the user set, as typed. Empty quants/KV/context/parallel mean "engine default"."""
 
-    engine: str = "llama.cpp"
+    engine: str = DEFAULT_ENGINE
     quants: str = ""
     kv_types: str = ""
     context: str = ""
@@ -62,41 +52,12 @@ class FormValues:
 
 
 @dataclass(frozen=True)
-class PlanMemory:
-    """The memory a plan may use. `free_mib` is after the safety margin (free-now mode only)."""
-
-    free_mib: float
-    total_mib: float | None
-    label: str  # where it comes from, e.g. "GPU 1 free now" or "what-if 2x RTX 4090 24GB"
-    detail: str  # the arithmetic, e.g. "26,821 - 512 margin"
-    key: tuple[Any, ...]  # what it is about (mode, GPUs); numbers may drift under the same key
-    devices: tuple[tuple[str, float, float | None], ...] = ()  # (name, free, total) per GPU, for plans
-    indices: tuple[int, ...] = ()  # the real GPUs (NVML index) behind `devices`; () for what-if
-
-    @property
-    def count(self) -> int:
-        return max(1, len(self.devices))
-
-    @property
-    def live(self) -> bool:
-        """Free memory of real GPUs right now: a plan made on it can be re-checked at every reading."""
-        return self.key[0] == "free" and bool(self.indices)
-
-    def core_devices(self) -> list[Any]:
-        """`multi_gpu.Device`s to plan on (one per GPU, free after the margin's share)."""
-        from lander_tui.core.multi_gpu import Device
-
-        return [Device(name, free, total) for name, free, total in self.devices] or [
-            Device(self.label, self.free_mib, self.total_mib)]
-
-
-@dataclass(frozen=True)
-class Plan:
+class Draft:
     """The outcome of one form + GPU state: a request, or why not (per field)."""
 
     request: EstimateRequest | None
     errors: dict[str, str] = field(default_factory=dict)
-    memory: PlanMemory | None = None
+    memory: PlanningMemory | None = None
     notes: tuple[str, ...] = ()
 
     @property
@@ -157,8 +118,8 @@ def format_tokens(n: int) -> str:
 def field_errors(form: FormValues) -> dict[str, str]:
     """One short message per field that is wrong; every field is checked on every change."""
     errors: dict[str, str] = {}
-    if form.engine not in ENGINES:
-        errors["engine"] = f"one of {', '.join(ENGINES)}"
+    if form.engine not in engine_names():
+        errors["engine"] = f"one of {', '.join(engine_names())}"
     for q in split_list(form.quants):
         try:
             weight_format(q)
@@ -196,37 +157,18 @@ def field_errors(form: FormValues) -> dict[str, str]:
     return errors
 
 
-def _what_if(name: str) -> Any:
-    from lander_tui.core.gpu import what_if
-
+def _what_if(name: str) -> PlanningMemory:
     if not name.strip():
         raise LanderError('type a GPU or instance, e.g. "RTX 4090", "2x A100 80GB", g5.12xlarge (w picks)')
-    return what_if(name)
+    return pm.what_if(name)
 
 
 # --- GPUs ------------------------------------------------------------------------------------
 
 
-def usable_gpus(snapshot: Any) -> list[Any]:
-    """Real GPUs a plan can target right now: not lost, memory known."""
-    if snapshot is None or not snapshot.ok:
-        return []
-    return [g for g in snapshot.gpus if not g.lost and not g.what_if and g.free_mib is not None
-            and g.total_mib is not None]
-
-
-def default_gpus(snapshot: Any) -> tuple[int, ...]:
-    """The GPU with the most free memory (what you would pick by eye), or () when none."""
-    gpus = usable_gpus(snapshot)
-    if not gpus:
-        return ()
-    best = max(gpus, key=lambda g: (g.free_mib, -g.index))
-    return (best.index,)
-
-
 def gpu_choices(snapshot: Any) -> list[tuple[int, ...]]:
     """What `g` cycles through: each usable GPU, then all of them together."""
-    idx = [g.index for g in usable_gpus(snapshot)]
+    idx = [g.index for g in pm.usable_gpus(snapshot)]
     out: list[tuple[int, ...]] = [(i,) for i in idx]
     if len(idx) > 1:
         out.append(tuple(idx))
@@ -256,57 +198,20 @@ def toggle_gpu(form: FormValues, index: int) -> FormValues:
     return replace(form, gpus=tuple(sorted(sel)), memory=mem)
 
 
-def planning_memory(form: FormValues, snapshot: Any) -> PlanMemory:
-    """The memory to plan for; raises LanderError (one line) when there is none."""
+def planning_memory(form: FormValues, snapshot: Any) -> PlanningMemory:
+    """The memory to plan on; raises LanderError (one line) when there is none."""
     if form.memory == "what-if":
-        w = _what_if(form.what_if)
-        total = float(sum(g.total_mib for g in w.gpus))
-        devices = tuple((g.name, float(g.usable_mib), float(g.total_mib)) for g in w.gpus)
-        detail = "catalog, usable" + (f", {len(w.gpus)} GPUs" if len(w.gpus) > 1 else "")
-        label = w.label.removeprefix("1x ")
-        return PlanMemory(float(w.usable_mib), total, f"what-if {label}", detail, ("what-if", w.label), devices)
-    if snapshot is None:
-        raise LanderError("waiting for the first GPU reading")
-    if not snapshot.ok:
+        return _what_if(form.what_if)
+    if snapshot is not None and not snapshot.ok:
         raise LanderError(f"{snapshot.message} (press w to plan for a what-if GPU)")
-    chosen = form.gpus or default_gpus(snapshot)
-    if not chosen:
+    chosen = form.gpus or pm.freest_gpu(snapshot)
+    if snapshot is not None and not chosen:
         raise LanderError("no GPU reports its memory right now; press w to plan for a what-if GPU")
-    by_index = {g.index: g for g in snapshot.gpus}
-    gpus = []
-    for i in chosen:
-        g = by_index.get(i)
-        if g is None:
-            raise LanderError(f"GPU {i} is gone; press g to pick another")
-        if g.lost:
-            raise LanderError(f"GPU {i} is lost ({g.note or 'fell off the bus'}); press g to pick another")
-        if g.free_mib is None or g.total_mib is None:
-            raise LanderError(f"GPU {i} does not report its memory; press g to pick another")
-        gpus.append(g)
-    names = "GPU " + "+".join(str(g.index) for g in gpus)
-    total = sum(g.total_mib for g in gpus)
-    if form.memory == "whole":
-        usable = [g.total_mib - (g.reserved_mib or 0.0) for g in gpus]
-        free = sum(usable)
-        devices = tuple((f"{g.index}: {g.name}", u, g.total_mib) for g, u in zip(gpus, usable, strict=True))
-        detail = "total - driver reserve"
-        return PlanMemory(free, total, f"{names} whole", detail, ("whole", tuple(chosen)), devices, tuple(chosen))
-    margin = parse_mib(form.margin)
-    raw = sum(g.free_mib for g in gpus)
-    per_gpu_margin = margin / len(gpus)
-    devices = tuple((f"{g.index}: {g.name}", max(0.0, g.free_mib - per_gpu_margin), g.total_mib) for g in gpus)
-    detail = f"{raw:,.0f} - {margin:,.0f} margin" if margin else f"{raw:,.0f} free"
-    return PlanMemory(max(0.0, raw - margin), total, f"{names} free now", detail, ("free", tuple(chosen), margin),
-                      devices, tuple(chosen))
-
-
-def settle(previous: PlanMemory | None, new: PlanMemory, threshold: float = FREE_HYSTERESIS_MIB) -> PlanMemory:
-    """Keep the previous memory while the same GPUs' free memory moved less than `threshold` MiB."""
-    if previous is None or previous.key != new.key or previous.total_mib != new.total_mib:
-        return new
-    if abs(previous.free_mib - new.free_mib) < threshold:
-        return previous
-    return new
+    try:
+        return pm.on_gpus(snapshot, chosen, form.memory, parse_mib(form.margin))
+    except LanderError as err:
+        raise LanderError(f"{err}; press g to pick another" if chosen and snapshot is not None else str(err)) \
+            from None
 
 
 # --- the request -----------------------------------------------------------------------------
@@ -318,35 +223,45 @@ def options_of(form: FormValues) -> EngineOptions:
     return EngineOptions(flash_attn=flash, n_parallel=par)
 
 
-def build_plan(form: FormValues, model: ResolvedModel | None, snapshot: Any,
-               previous: PlanMemory | None = None) -> Plan:
+def build_request(form: FormValues, model: ResolvedModel | None, snapshot: Any,
+                  previous: PlanningMemory | None = None) -> Draft:
     """Validate everything and build the one request the results show. Never raises."""
     errors = field_errors(form)
-    memory: PlanMemory | None = None
+    memory: PlanningMemory | None = None
     if "what_if" not in errors and "margin" not in errors:
         try:
-            memory = settle(previous, planning_memory(form, snapshot))
+            memory = pm.settle(previous, planning_memory(form, snapshot))
         except LanderError as err:
             errors["memory"] = str(err)
     if model is None:
         errors["model"] = "pick a model: type to search, Enter to choose"
     notes: list[str] = []
-    split = memory is not None and memory.count > 1 and form.engine in MULTI_GPU_ENGINES
-    if memory is not None and memory.count > 1:
-        notes.append(f"{memory.count} GPUs: each row is the whole plan across them (v shows the per-GPU split)"
-                     if split else f"{memory.count} GPUs: Transformers spreads the layers with device_map='auto'; "
-                     "the table plans on their summed memory")
-    if errors or memory is None or model is None:
-        return Plan(None, errors, memory, tuple(notes))
+    engine = _engine(form)
+    count = len(memory.devices) if memory is not None else 0
+    if memory is not None and count > 1 and engine is not None:
+        if engine.splits_across_gpus:
+            notes.append(f"{count} GPUs: each row is the whole plan across them (v shows the per-GPU split)")
+        else:
+            notes.append(f"{count} GPUs: {engine.label} spreads the layers with device_map='auto'; "
+                         "the table plans on their summed memory")
+    if errors or memory is None or model is None or engine is None:
+        return Draft(None, errors, memory, tuple(notes))
+    on = memory if engine.splits_across_gpus else memory.merged()
     try:
         req = EstimateRequest(
-            model=model, backend=form.engine, quants=split_list(form.quants), kv_types=split_list(form.kv_types),
-            free_mib=memory.free_mib, total_mib=memory.total_mib, context=parse_tokens(form.context),
-            options=options_of(form), devices=tuple(memory.core_devices()) if split else (),
+            model=model, engine=engine.name, quants=split_list(form.quants), kv_types=split_list(form.kv_types),
+            devices=on.devices, context=parse_tokens(form.context), options=options_of(form),
         )
     except LanderError as err:  # the core's own checks; should be covered above
-        return Plan(None, {"memory": str(err)}, memory, tuple(notes))
-    return Plan(req, {}, memory, tuple(notes))
+        return Draft(None, {"memory": str(err)}, memory, tuple(notes))
+    return Draft(req, {}, memory, tuple(notes))
+
+
+def _engine(form: FormValues) -> Engine | None:
+    try:
+        return get_engine(form.engine)
+    except LanderError:
+        return None
 
 
 # --- keyboard shortcuts as pure steps --------------------------------------------------------
@@ -360,13 +275,14 @@ def switch_engine(form: FormValues, engine: str, saved: dict[str, tuple[str, str
 
 
 def next_engine(form: FormValues, saved: dict[str, tuple[str, str]]) -> FormValues:
-    names = list(ENGINE_NAMES)
+    names = list(engine_names())
     pos = names.index(form.engine) + 1 if form.engine in names else 0
     return switch_engine(form, names[pos % len(names)], saved)
 
 
 def next_kv(form: FormValues) -> FormValues:
-    cycle = KV_CYCLE.get(form.engine, ("",))
+    engine = _engine(form)
+    cycle = engine.kv_cycle if engine is not None else ("",)
     current = form.kv_types.strip().lower()
     pos = cycle.index(current) + 1 if current in cycle else 0
     return replace(form, kv_types=cycle[pos % len(cycle)])
@@ -386,10 +302,16 @@ def step_context(form: FormValues, model_max: int, up: bool) -> FormValues:
     return replace(form, context=format_tokens(value))
 
 
-def default_quants(engine: str) -> tuple[str, ...]:
-    return DEFAULT_QUANTS.get(engine, ())
+def default_quants(engine: str, model: ResolvedModel | None = None) -> tuple[str, ...]:
+    """What the Quants field means when left empty (a GGUF file: its own type)."""
+    e = _engine(FormValues(engine=engine))
+    if e is None:
+        return ()
+    return e.default_quants(model) if model is not None else e.quants
 
 
-def default_kv(engine: str) -> tuple[str, ...]:
-    return DEFAULT_KV.get(engine, ())
-
+def default_kv(engine: str, model: ResolvedModel | None = None) -> tuple[str, ...]:
+    e = _engine(FormValues(engine=engine))
+    if e is None:
+        return ()
+    return e.default_kvs(model) if model is not None else e.kv_types

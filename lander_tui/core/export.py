@@ -1,0 +1,61 @@
+"""An estimate (and its plan and command) as JSON, CSV or Markdown, for files and pipes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from lander_tui.core.errors import LanderError
+from lander_tui.core.memory import PARTS
+
+_HEAD = ("quant", "kv_cache", "max_context", "model_max_context", "context")
+COLUMNS = (*_HEAD, *(p.json_key for p in PARTS), "total_mib", "fits")
+DEVICE_COLUMNS = (*(p.json_key for p in PARTS), "total_mib", "headroom_mib", "fits")
+
+
+def export(data: dict[str, Any], fmt: str) -> str:
+    """An estimate's JSON (`Estimate.as_json()`, optionally with "plan"/"launch") as json, md or csv."""
+    fmt = fmt.lower()
+    rows = data.get("results", [])
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["model", "backend", "free_vram_mib", *COLUMNS])
+        for r in rows:
+            head = [data.get("model"), data.get("backend"), data.get("free_vram_mib")]
+            w.writerow([*head, *[r.get(c) for c in COLUMNS]])
+        return buf.getvalue()
+    if fmt in ("md", "markdown"):
+        rec = data.get("recommendation") or {}
+        out = [f"# {data.get('model')} on {data.get('backend')} ({data.get('free_vram_mib')} MiB free)", "",
+               "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        out += ["| " + " | ".join(str(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+        out += ["", f"**Recommended:** {rec.get('quant')} with KV {rec.get('kv_cache')} — {rec.get('reason')}"]
+        if data.get("plan"):
+            out += ["", *_plan_md(data["plan"])]
+        if data.get("launch"):
+            out += ["", "```sh", data["launch"], "```"]
+        return "\n".join(out) + "\n"
+    raise LanderError(f"--format takes json, md or csv, not {fmt!r}")
+
+
+def _plan_md(plan: dict[str, Any]) -> list[str]:
+    """`Plan.as_json()` as Markdown: the headline, one table row per GPU, host RAM and notes."""
+    out = [f"## Plan: {plan.get('quant')} with KV {plan.get('kv_cache')} at {plan.get('context')} tokens", "",
+           f"{plan.get('gpu_layers')}/{(plan.get('n_layers') or 0) + 1} layers on GPU ({plan.get('cpu_gpu')}), "
+           f"fits: {plan.get('fits')}", "",
+           "| device | layers | " + " | ".join(DEVICE_COLUMNS) + " |", "|" + "---|" * (len(DEVICE_COLUMNS) + 2)]
+    for d in plan.get("devices", []):
+        layers = d.get("layers")
+        where = f"{layers[0]}-{layers[1]}" if layers else "all (TP rank)"
+        where += " +output" if d.get("has_output") else ""
+        out.append(f"| {d.get('name')} | {where} | " + " | ".join(str(d.get(c)) for c in DEVICE_COLUMNS) + " |")
+    if plan.get("host_mib"):
+        out += ["", f"Host RAM needed: {plan['host_mib']} MiB"]
+    if plan.get("notes"):
+        out += ["", *[f"- note: {n}" for n in plan["notes"]]]
+    return out

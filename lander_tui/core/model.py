@@ -1,0 +1,68 @@
+"""The two things every estimate is about: a resolved model and a GPU to plan on.
+
+A leaf module (it imports only the model shape and the tensor list), so the Hub client, the model
+resolver, the engines and the UI can all name these types without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.tensors import Tensor, parameter_count
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model plus what we know exactly about its weights.
+
+    `tensors` holds a real GGUF file's tensors (exact types and bytes) when we read one, and
+    `file_quant` that file's type (e.g. "Q4_K_M"). `gguf_files` maps quant -> file size in bytes for
+    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count.
+    """
+
+    spec: ModelSpec
+    origin: str
+    tensors: tuple[Tensor, ...] | None = None
+    file_quant: str | None = None
+    gguf_files: dict[str, int] = field(default_factory=dict)
+    dtype_params: dict[str, int] = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A GPU to plan on: what is free on it (MiB) and, when known, its total.
+
+    `index` is the real GPU (nvidia-smi numbering) behind it, None for numbers given by hand or a
+    what-if card; a plan on real GPUs can be checked against every later reading."""
+
+    name: str
+    free_mib: float
+    total_mib: float | None = None
+    index: int | None = None
+
+
+def model_facts(spec: ModelSpec) -> dict[str, Any]:
+    """The short facts the UI and `estimate` show about a model."""
+    feats = []
+    if spec.moe:
+        feats.append(f"MoE {spec.moe.n_used}/{spec.moe.n_experts}")
+    if spec.mla:
+        feats.append("MLA")
+    if spec.count(SWA):
+        feats.append(f"SWA {spec.count(SWA)}/{spec.n_layers} w{spec.sliding_window}")
+    if spec.count(RECURRENT):
+        feats.append(f"linear {spec.count(RECURRENT)}/{spec.n_layers}")
+    return {
+        "params": parameter_count(spec),
+        "layers": spec.n_layers,
+        "hidden": spec.hidden_size,
+        "heads": spec.n_heads,
+        "kv_heads": spec.n_kv_heads,
+        "head_dim": spec.head_dim,
+        "vocab": spec.vocab_size,
+        "context": spec.max_context,
+        "features": feats,
+    }

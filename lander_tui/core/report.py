@@ -1,0 +1,59 @@
+"""An estimate and a plan as plain text: what `lander-tui estimate` prints and the dashboard copies."""
+
+from __future__ import annotations
+
+from lander_tui.core.estimate import Estimate
+from lander_tui.core.memory import PARTS
+from lander_tui.core.plan import Plan
+
+
+def host_available_mib() -> float:
+    """Host RAM available now (psutil), MiB."""
+    import psutil
+
+    return float(psutil.virtual_memory().available) / 2**20
+
+
+def format_plan(plan: Plan, host_available: float | None = None) -> str:
+    """The plan as `lander-tui estimate` prints it: one line per GPU, host RAM, notes."""
+    lines = [f"plan: {plan.quant} kv {plan.kv_cache} at {plan.context} tokens, "
+             f"{plan.gpu_layers}/{plan.n_layers + 1} layers on GPU ({plan.cpu_gpu_split()}), fits: {plan.fits}"]
+    for d in plan.devices:
+        layers = f"layers {d.layers[0]}-{d.layers[1]}" if d.layers else "all layers (TP rank)"
+        parts = " + ".join(f"{p.short} {getattr(d.memory, p.attr):.0f}" for p in PARTS)
+        lines.append(f"  {d.name}: {layers}{' +output' if d.has_output else ''}: {parts} "
+                     f"= {d.total_mib:.0f} of {d.budget_mib:.0f} MiB")
+    if plan.host_mib:
+        avail = host_available_mib() if host_available is None else host_available
+        lines.append(f"  host RAM: {plan.host_mib:.0f} MiB needed, {avail:.0f} MiB available now"
+                     + ("" if plan.host_mib <= avail else " (NOT ENOUGH)"))
+    lines += [f"  note: {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def format_plain(est: Estimate) -> str:
+    """The estimate in LLM-Lander's plain format (what `lander-tui estimate` prints)."""
+    quants = ",".join(dict.fromkeys(r.quant for r in est.results))
+    lines = [f"=== {est.model} (quant={quants}) (params={est.params / 1e9:.2f}B) [{est.engine}] ===",
+             f"free_vram_mb: {est.free_mib:.2f}"]
+    if est.budget_mib != est.free_mib:
+        lines.append(f"budget_mb: {est.budget_mib:.2f}")
+    for r in est.results:
+        lines.append(f"[{r.quant}, kv {r.kv_cache}]")
+        if r.error:
+            lines.append(f"  error: {r.error}")
+            continue
+        lines += [
+            f"  max_context_length: {r.max_context}",
+            f"  model_max_context: {r.model_max_context}",
+            f"  at_context: {r.context}",
+            *[f"  {p.plain_key}: {getattr(r.memory, p.attr):.2f}" for p in PARTS],
+            f"  total_memory_mb: {r.total_mib:.2f}",
+            f"  fits_in_vram: {r.fits}",
+        ]
+        if r.max_concurrency is not None:
+            lines.append(f"  max_concurrency: {r.max_concurrency:.2f}")
+    rec = est.recommendation
+    lines.append(f"recommendation: {rec.quant or '-'} kv {rec.kv_cache or '-'} ({rec.reason})")
+    lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
