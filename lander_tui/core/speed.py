@@ -36,6 +36,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from lander_tui.core.gpu.specs import GpuSpec
 
 GB = 1e9
@@ -476,8 +478,6 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     the tensor name, as llama.cpp's `std::regex_search`). `tensor_parallel` splits every tensor evenly
     over the GPUs (vLLM/SGLang TP) instead. Adapt this one function when the plan shapes change.
     """
-    import re
-
     from lander_tui.core.formats import kv_cache_type
     from lander_tui.core.model_spec import FULL, RECURRENT, SWA
 
@@ -487,39 +487,27 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
         raise ValueError("a speed estimate needs at least one GPU")
     units = list(units) if units is not None else [0] * (L + 1)
     moe = spec.moe
-    used_frac = moe.n_used / moe.n_experts if moe else 1.0
-    override = re.compile(cpu_override) if cpu_override else None
-    acc = {k: [0.0] * (n_dev + 1) for k in ("dec", "all", "dense", "exp", "params")}  # last slot: host
-
-    def slot(t: Any) -> int:
+    tab = _tensor_table(weights, L, moe.n_used / moe.n_experts if moe else 1.0)
+    if tensor_parallel:
+        slot = np.full(len(tab.layer), -1)
+    else:
+        dev_of_unit = np.array([n_dev if u is None else int(u) for u in units])
+        slot = dev_of_unit[tab.layer]
+        on_cpu = slot == n_dev
+        if cpu_override:
+            on_cpu |= _override_mask(weights, tab, cpu_override)
+        if moe and cpu_moe:
+            on_cpu |= tab.expert & (tab.layer < cpu_moe)
+        slot = np.where(on_cpu, n_dev, slot)
+    acc = {}
+    for key, values in (("dec", tab.decode), ("all", tab.nbytes), ("dense", tab.dense_flops),
+                        ("exp", tab.expert_flops), ("params", tab.params)):
         if tensor_parallel:
-            return -2  # spread evenly below
-        dev = units[t.layer if t.layer is not None else L]
-        on_cpu = dev is None or (override is not None and override.search(t.name))
-        if not on_cpu and moe and t.layer is not None and t.layer < cpu_moe and "_exps" in t.name:
-            on_cpu = True
-        return n_dev if on_cpu else int(dev)  # type: ignore[arg-type]
-
-    moe_cpu_layers: set[int] = set()
-    for st in weights.tensors:
-        t = st.tensor
-        if t.name == "token_embd.weight":
-            if weights.has("output.weight"):
-                continue  # a row lookup per token; stays on the CPU
-            t = replace(t, name="output.weight", layer=None)  # tied: the GPU copy is the output matrix
-        expert = bool(t.n_experts)
-        dec = st.nbytes * (used_frac if expert else 1.0)
-        flops = 0.0 if t.name.startswith("output") or not t.is_matrix else 2.0 * t.n_elements
-        s = slot(t)
-        targets = range(n_dev) if s == -2 else [s]
-        share = 1.0 / n_dev if s == -2 else 1.0
-        for i in targets:
-            acc["dec"][i] += dec * share
-            acc["all"][i] += st.nbytes * share
-            acc["exp" if expert else "dense"][i] += flops * (used_frac if expert else 1.0) * share
-            acc["params"][i] += (t.n_elements if t.is_matrix else 0) * share
-        if s == n_dev and expert and t.layer is not None and units[t.layer] is not None:
-            moe_cpu_layers.add(t.layer)
+            acc[key] = [float(values.sum()) / n_dev] * n_dev + [0.0]
+        else:
+            acc[key] = np.bincount(slot, weights=values, minlength=n_dev + 1).tolist()
+    moe_cpu_layers = set() if tensor_parallel else {
+        int(layer) for layer in tab.layer[tab.expert & (slot == n_dev)] if layer < L and units[layer] is not None}
 
     kv = kv_cache_type(kv_type)
     bpv = kv.block_bytes / kv.block
@@ -570,22 +558,68 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     for g in gpus:
         if not g.known:
             notes.append(f"{g.name}: not in the GPU table; {g.source}")
-    fmt = _matrix_type(weights)
+    fmt = tab.matrix_type
     return SpeedInputs(engine=engine, devices=devices, weight_type=fmt, n_layers=L, hidden_size=spec.hidden_size,
                        host=host, split="tensor" if tensor_parallel else "layer", flash_attn=flash_attn,
                        n_ubatch=n_ubatch, n_batch=n_batch, moe_experts=moe.n_experts if moe else 0,
                        moe_used=moe.n_used if moe else 0, build=build, concurrency=concurrency, notes=tuple(notes))
 
 
-def _matrix_type(weights: Any) -> str:
-    """The storage type holding most of the matrix bytes (what the prompt kernels run on)."""
-    by: dict[str, int] = {}
+@dataclass(frozen=True)
+class _TensorTable:
+    """Per-tensor numbers the seam aggregates per device, computed once per `WeightSet`."""
+
+    layer: np.ndarray  # layer index, n_layers for the output layer (and a tied output's GPU copy)
+    expert: np.ndarray  # routed-expert tensor
+    nbytes: np.ndarray
+    decode: np.ndarray  # bytes one token reads (experts: n_used / n_experts of them)
+    dense_flops: np.ndarray  # per token, output matrix excluded (prompts compute one row of logits)
+    expert_flops: np.ndarray
+    params: np.ndarray  # matrix elements
+    names: tuple[str, ...]
+    matrix_type: str  # the storage type holding most matrix bytes (what prompt kernels run on)
+
+
+_TABLES: dict[int, tuple[Any, _TensorTable]] = {}
+
+
+def _tensor_table(weights: Any, n_layers: int, used_frac: float) -> _TensorTable:
+    hit = _TABLES.get(id(weights))
+    if hit is not None and hit[0] is weights:
+        return hit[1]
+    rows = []
+    by_type: dict[str, int] = {}
     for st in weights.tensors:
-        if st.tensor.is_matrix:
-            by[st.dtype] = by.get(st.dtype, 0) + st.nbytes
-    if not by:
-        return str(weights.quant)
-    return max(by, key=lambda k: by[k]).upper()
+        t = st.tensor
+        if t.name == "token_embd.weight":
+            if weights.has("output.weight"):
+                continue  # a row lookup per token; stays on the CPU
+            t = replace(t, name="output.weight", layer=None)  # tied: the GPU copy is the output matrix
+        expert = bool(t.n_experts)
+        frac = used_frac if expert else 1.0
+        flops = 0.0 if t.name.startswith("output") or not t.is_matrix else 2.0 * t.n_elements * frac
+        rows.append((n_layers if t.layer is None else t.layer, expert, st.nbytes, st.nbytes * frac,
+                     0.0 if expert else flops, flops if expert else 0.0, t.n_elements if t.is_matrix else 0, t.name))
+        if t.is_matrix:
+            by_type[st.dtype] = by_type.get(st.dtype, 0) + st.nbytes
+    cols = list(zip(*rows, strict=True))
+    table = _TensorTable(
+        layer=np.array(cols[0], dtype=np.int64), expert=np.array(cols[1], dtype=bool),
+        nbytes=np.array(cols[2], dtype=float), decode=np.array(cols[3], dtype=float),
+        dense_flops=np.array(cols[4], dtype=float), expert_flops=np.array(cols[5], dtype=float),
+        params=np.array(cols[6], dtype=float), names=tuple(cols[7]),
+        matrix_type=(max(by_type, key=lambda k: by_type[k]) if by_type else str(weights.quant)).upper())
+    if len(_TABLES) > 64:
+        _TABLES.clear()
+    _TABLES[id(weights)] = (weights, table)  # holding the WeightSet keeps its id from being reused
+    return table
+
+
+def _override_mask(weights: Any, tab: _TensorTable, pattern: str) -> np.ndarray:
+    import re
+
+    rx = re.compile(pattern)
+    return np.array([bool(rx.search(n)) for n in tab.names], dtype=bool)
 
 
 def offload_step(spec: Any, weights: Any, gpus: list[GpuSpec], units: list[int | None] | None = None,
