@@ -1,6 +1,6 @@
 """What a GPU can move and compute: the facts the speed model (`core/speed.py`) needs.
 
-One row per card of the what-if catalog (`catalog.GPUS`, same names; the catalog holds the memory
+One row per NVIDIA card of the what-if catalog (`catalog.GPUS`, same names; the catalog holds the memory
 facts, this table the speed facts). Figures are NVIDIA's:
 
 - `mem_bw_gbs`: peak memory bandwidth, GB/s (10^9), as the datasheet or product page gives it.
