@@ -92,7 +92,8 @@ def _nvidia_names(speed_dir):
     names = set()
     for line in (speed_dir / "llama-bench.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r["backend"].startswith("CUDA") or re.search(r"nvidia|geforce|rtx|gtx|tesla|quadro|jetson", r["gpu"], re.I):
+        if str(r.get("backend", "")).startswith("CUDA") or re.search(r"nvidia|geforce|rtx|gtx|tesla|quadro|jetson",
+                                                                   r["gpu"], re.I):
             names.add(r["gpu"])
     return names
 

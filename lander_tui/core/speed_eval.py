@@ -134,11 +134,14 @@ def _units(n_layers: int, n_dev: int, ngl: int) -> list[int | None]:
     return out
 
 
-def row_kind(r: dict[str, Any]) -> str:
+def row_kind(r: dict[str, Any], n_layers: int) -> str:
+    """Offload when anything stays on the CPU: fewer than all n_layers + 1 units on the GPUs (`-ngl`;
+    negative = all), `--n-cpu-moe` above 0 or an `-ot` override."""
     ncmoe = r.get("n_cpu_moe")
-    ngl = r.get("ngl")
-    offload = bool(r.get("override_tensor")) or (ncmoe not in (None, 0, "0")) or (ngl is not None and ngl < 99)
-    return OFFLOAD if offload else (MULTI if r.get("gpu_count", 1) > 1 else SINGLE)
+    ngl = str(r.get("ngl", ""))
+    partial = ngl.isdigit() and int(ngl) < n_layers + 1
+    offload = bool(r.get("override_tensor")) or (ncmoe not in (None, 0, "0")) or partial
+    return OFFLOAD if offload else (MULTI if int(r.get("gpu_count") or 1) > 1 else SINGLE)
 
 
 def load_rows(data_dir: Path) -> tuple[list[BenchRow], dict[str, int]]:
@@ -179,16 +182,17 @@ def load_rows(data_dir: Path) -> tuple[list[BenchRow], dict[str, int]]:
         if r.get("model_size_gib"):
             w = _scaled(w, float(r["model_size_gib"]) * 1024**3)
         n_dev = int(r.get("gpu_count") or 1)
-        ngl = int(r["ngl"]) if isinstance(r.get("ngl"), int) else 999
+        ngl = int(r["ngl"]) if str(r.get("ngl", "")).lstrip("-").isdigit() and int(r["ngl"]) >= 0 else 999
         ncmoe = r.get("n_cpu_moe")
         override = r.get("override_tensor")
         inputs = speed_inputs(
             spec, w, [gpu] * n_dev, units=_units(spec.n_layers, n_dev, ngl),
             cpu_moe=int(ncmoe) if isinstance(ncmoe, int) else 0,
             cpu_override=str(override).split(" ")[0].rsplit("=", 1)[0] if override else None,  # "<regex>=CPU"
-            flash_attn=r.get("fa") == 1, n_ubatch=int(r.get("n_ubatch") or 512), n_batch=int(r.get("n_batch") or 2048),
+            flash_attn=str(r.get("fa")).lower() in ("1", "true", "on", "enabled"),
+            n_ubatch=int(r.get("n_ubatch") or 512), n_batch=int(r.get("n_batch") or 2048),
             host_bw_gbs=host_bandwidth_from_text(r.get("ram")), build=_build(r.get("engine_version")))
-        kind = row_kind(r)
+        kind = row_kind(r, spec.n_layers)
         rows.append(BenchRow(id=str(r.get("id")), gpu=gpu, gpu_reported=str(r["gpu"]), model=spec.name, quant=quant,
                              test=m.group(1), n=int(m.group(2)), depth=int(m.group(3) or 0), kind=kind,
                              measured=float(r["tps"]), inputs=inputs, source=str(r.get("source", ""))))
