@@ -28,7 +28,7 @@ def test_catalog_numbers_are_consistent():
         # total is the card's nominal size within ECC/firmware carve-outs (at most ~7 % less)
         assert 0.90 <= g.total_mib / (g.memory_gb * 1024) <= 1.03, g.name
         assert g.source in ("measured", "reported", "estimated")
-        assert g.category in ("consumer", "workstation", "datacenter")
+        assert g.category in ("consumer", "workstation", "datacenter", "embedded")
 
 
 def test_issue_catalog_is_covered():
@@ -109,7 +109,8 @@ def test_what_if_parses_counts_and_fuzzy_names(query, count, name):
         ("V100", ["V100 16GB", "V100 32GB"]),
         ("rtx 3080", ["RTX 3080 10GB", "RTX 3080 12GB"]),
         ("rtx 6000", ["RTX A6000 48GB", "RTX 6000 Ada 48GB", "RTX PRO 6000 Blackwell 96GB"]),
-        ("4070 ti", ["RTX 4070 Ti SUPER 16GB", "did you mean"]),
+        ("4060 ti", ["RTX 4060 Ti 16GB", "RTX 4060 Ti 8GB", "say which"]),
+        ("max-q", ["RTX PRO 6000 Blackwell Max-Q 96GB", "did you mean"]),
         ("h10", ["H100"]),
         ("quantum gpu 9000", ["unknown", "--what-if list"]),
         ("g5", ["instance family", "g5.12xlarge"]),

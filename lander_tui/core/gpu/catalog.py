@@ -36,7 +36,7 @@ class CatalogGpu:
     name: str  # e.g. "RTX 4090 24GB"
     total_mib: int
     usable_mib: int
-    category: str  # "consumer", "workstation", "datacenter"
+    category: str  # "consumer", "workstation", "datacenter", "embedded" (memory shared with the CPU)
     source: str  # "measured", "reported", "estimated"
     vendor: str = "NVIDIA"
     memory_gb: int = 0
@@ -85,7 +85,11 @@ def _gpu(
 
 
 # fmt: off
+# Order matters twice: the what-if picker lists cards in this order, and where a reported name fits
+# several variants equally (an NVML name carries no memory size for GeForce cards), `match_gpu`
+# takes the first one listed, the common variant.
 GPUS: tuple[CatalogGpu, ...] = (
+    # the picker lists these first: common cards for planning
     # consumer (GeForce)
     _gpu("RTX 3060 12GB", 12, 12288, "consumer", 12042),           # CUDA total 11.76 GiB
     _gpu("RTX 3070 8GB", 8, 8192, "consumer"),
@@ -108,8 +112,8 @@ GPUS: tuple[CatalogGpu, ...] = (
          aliases=("RTX PRO 6000", "RTX PRO 6000 Blackwell Workstation Edition",
                   "RTX PRO 6000 Blackwell Server Edition")),
     # data centre
-    _gpu("V100 16GB", 16, 16160, "datacenter", aliases=("V100-SXM2-16GB", "V100-PCIE-16GB")),
-    _gpu("V100 32GB", 32, 32510, "datacenter", aliases=("V100-SXM2-32GB", "V100S-PCIE-32GB")),
+    _gpu("V100 16GB", 16, 16160, "datacenter", aliases=("V100-SXM2-16GB",)),
+    _gpu("V100 32GB", 32, 32510, "datacenter", aliases=("V100-SXM2-32GB",)),
     _gpu("T4 16GB", 16, 15360, "datacenter", 15104),               # CUDA total 14.75 GiB
     _gpu("A10 24GB", 24, 23028, "datacenter"),
     _gpu("A10G 24GB", 24, 23028, "datacenter"),
@@ -119,13 +123,120 @@ GPUS: tuple[CatalogGpu, ...] = (
     _gpu("A100 40GB", 40, 40960, "datacenter", 40509,              # CUDA total 39.56 GiB
          aliases=("A100-SXM4-40GB", "A100-PCIE-40GB")),
     _gpu("A100 80GB", 80, 81920, "datacenter", 81050,              # CUDA total 79.15 GiB
-         aliases=("A100-SXM4-80GB", "A100 80GB PCIe")),
+         aliases=("A100-SXM4-80GB",)),
     _gpu("H100 80GB", 80, 81559, "datacenter", 81079, "measured",
-         aliases=("H100 80GB HBM3", "H100 SXM5 80GB", "H100 PCIe 80GB")),
+         aliases=("H100 80GB HBM3", "H100 SXM5 80GB")),
     _gpu("H100 NVL 94GB", 94, 95830, "datacenter", aliases=("H100 94GB", "H100 NVL")),
-    _gpu("H200 141GB", 141, 143771, "datacenter", aliases=("H200 NVL 141GB",)),
+    _gpu("H200 141GB", 141, 143771, "datacenter"),
     _gpu("B200 180GB", 180, 183359, "datacenter", aliases=("B200 192GB",)),
     _gpu("MI300X 192GB", 192, 196608, "datacenter", vendor="AMD", aliases=("Instinct MI300X",)),
+    # more GeForce cards, Pascal on (for matching live GPUs and the speed model)
+    _gpu("GTX 1050 Ti 4GB", 4, 4096, "consumer"),
+    _gpu("GTX 1060 6GB", 6, 6144, "consumer"),
+    _gpu("GTX 1060 3GB", 3, 3072, "consumer"),
+    _gpu("GTX 1070 8GB", 8, 8192, "consumer"),
+    _gpu("GTX 1070 Ti 8GB", 8, 8192, "consumer"),
+    _gpu("GTX 1080 8GB", 8, 8192, "consumer"),
+    _gpu("GTX 1080 Ti 11GB", 11, 11264, "consumer"),
+    _gpu("TITAN X Pascal 12GB", 12, 12288, "consumer", aliases=("TITAN X (Pascal)",)),
+    _gpu("TITAN Xp 12GB", 12, 12288, "consumer"),
+    _gpu("GTX 1650 4GB", 4, 4096, "consumer"),
+    _gpu("GTX 1650 SUPER 4GB", 4, 4096, "consumer"),
+    _gpu("GTX 1660 6GB", 6, 6144, "consumer"),
+    _gpu("GTX 1660 SUPER 6GB", 6, 6144, "consumer"),
+    _gpu("GTX 1660 Ti 6GB", 6, 6144, "consumer"),
+    _gpu("RTX 2060 6GB", 6, 6144, "consumer"),
+    _gpu("RTX 2060 12GB", 12, 12288, "consumer"),
+    _gpu("RTX 2060 SUPER 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 2070 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 2070 SUPER 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 2080 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 2080 SUPER 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 2080 Ti 11GB", 11, 11264, "consumer"),
+    _gpu("TITAN RTX 24GB", 24, 24576, "consumer"),
+    _gpu("TITAN V 12GB", 12, 12288, "consumer"),
+    _gpu("RTX 3050 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 3060 Ti 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 3070 Ti 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 3080 Ti 12GB", 12, 12288, "consumer"),
+    _gpu("RTX 4060 8GB", 8, 8188, "consumer"),
+    _gpu("RTX 4060 Ti 8GB", 8, 8188, "consumer"),
+    _gpu("RTX 4070 12GB", 12, 12282, "consumer"),
+    _gpu("RTX 4070 SUPER 12GB", 12, 12282, "consumer"),
+    _gpu("RTX 4070 Ti 12GB", 12, 12282, "consumer"),
+    _gpu("RTX 4090 D 24GB", 24, 24564, "consumer"),
+    _gpu("RTX 5050 8GB", 8, 8151, "consumer"),
+    _gpu("RTX 5060 8GB", 8, 8151, "consumer"),
+    _gpu("RTX 5060 Ti 16GB", 16, 16303, "consumer"),
+    _gpu("RTX 5060 Ti 8GB", 8, 8151, "consumer"),
+    _gpu("RTX 5070 12GB", 12, 12227, "consumer"),
+    # laptops (NVML says "... Laptop GPU"; memory as most laptops ship it)
+    _gpu("RTX 3060 Laptop 6GB", 6, 6144, "consumer"),
+    _gpu("RTX 3070 Laptop 8GB", 8, 8192, "consumer"),
+    _gpu("RTX 3080 Laptop 16GB", 16, 16384, "consumer"),
+    _gpu("RTX 3080 Ti Laptop 16GB", 16, 16384, "consumer"),
+    _gpu("RTX 4050 Laptop 6GB", 6, 6141, "consumer"),
+    _gpu("RTX 4060 Laptop 8GB", 8, 8188, "consumer"),
+    _gpu("RTX 4070 Laptop 8GB", 8, 8188, "consumer"),
+    _gpu("RTX 4080 Laptop 12GB", 12, 12282, "consumer"),
+    _gpu("RTX 4090 Laptop 16GB", 16, 16376, "consumer"),
+    _gpu("RTX 5070 Laptop 8GB", 8, 8151, "consumer"),
+    _gpu("RTX 5070 Ti Laptop 12GB", 12, 12227, "consumer"),
+    _gpu("RTX 5080 Laptop 16GB", 16, 16303, "consumer"),
+    _gpu("RTX 5090 Laptop 24GB", 24, 24463, "consumer"),
+    # more workstation cards
+    _gpu("Quadro P4000 8GB", 8, 8192, "workstation"),
+    _gpu("Quadro P5000 16GB", 16, 16384, "workstation"),
+    _gpu("Quadro P6000 24GB", 24, 24576, "workstation"),
+    _gpu("Quadro GV100 32GB", 32, 32768, "workstation"),
+    _gpu("Quadro RTX 4000 8GB", 8, 8192, "workstation"),
+    _gpu("Quadro RTX 5000 16GB", 16, 16384, "workstation"),
+    _gpu("Quadro RTX 6000 24GB", 24, 24576, "workstation"),
+    _gpu("Quadro RTX 8000 48GB", 48, 49152, "workstation"),
+    _gpu("RTX A2000 12GB", 12, 12288, "workstation"),
+    _gpu("RTX A4000 16GB", 16, 16376, "workstation"),
+    _gpu("RTX A4500 20GB", 20, 20470, "workstation"),
+    _gpu("RTX A5000 24GB", 24, 24564, "workstation"),
+    _gpu("RTX A5500 24GB", 24, 24564, "workstation"),
+    _gpu("RTX 2000 Ada 16GB", 16, 16380, "workstation", aliases=("RTX 2000 Ada Generation",)),
+    _gpu("RTX 4000 SFF Ada 20GB", 20, 20475, "workstation", aliases=("RTX 4000 SFF Ada Generation",)),
+    _gpu("RTX 4000 Ada 20GB", 20, 20475, "workstation", aliases=("RTX 4000 Ada Generation",)),
+    _gpu("RTX 4500 Ada 24GB", 24, 24570, "workstation", aliases=("RTX 4500 Ada Generation",)),
+    _gpu("RTX 5000 Ada 32GB", 32, 32760, "workstation", aliases=("RTX 5000 Ada Generation",)),
+    _gpu("RTX 5880 Ada 48GB", 48, 49140, "workstation", aliases=("RTX 5880 Ada Generation",)),
+    _gpu("RTX PRO 2000 Blackwell 16GB", 16, 16303, "workstation"),
+    _gpu("RTX PRO 4000 Blackwell 24GB", 24, 24463, "workstation"),
+    _gpu("RTX PRO 4500 Blackwell 32GB", 32, 32607, "workstation"),
+    _gpu("RTX PRO 5000 Blackwell 48GB", 48, 48935, "workstation"),
+    _gpu("RTX PRO 6000 Blackwell Max-Q 96GB", 96, 97887, "workstation",
+         aliases=("RTX PRO 6000 Blackwell Max-Q Workstation Edition",)),
+    # more data-centre and embedded cards (embedded: memory shared with the CPU)
+    _gpu("K80 12GB", 12, 11441, "datacenter", aliases=("Tesla K80",)),  # one of the board's two GPUs
+    _gpu("M40 24GB", 24, 23040, "datacenter", aliases=("Tesla M40 24GB",)),
+    _gpu("P4 8GB", 8, 7680, "datacenter", aliases=("Tesla P4",)),
+    _gpu("P40 24GB", 24, 24576, "datacenter", aliases=("Tesla P40",)),
+    _gpu("P100 16GB", 16, 16384, "datacenter", aliases=("P100-PCIE-16GB",)),
+    _gpu("P100 12GB", 12, 12288, "datacenter", aliases=("P100-PCIE-12GB",)),
+    _gpu("P100 SXM2 16GB", 16, 16384, "datacenter", aliases=("P100-SXM2-16GB",)),
+    _gpu("V100 PCIe 16GB", 16, 16160, "datacenter", aliases=("V100-PCIE-16GB",)),
+    _gpu("V100 PCIe 32GB", 32, 32510, "datacenter", aliases=("V100-PCIE-32GB",)),
+    _gpu("V100S PCIe 32GB", 32, 32510, "datacenter", aliases=("V100S-PCIE-32GB",)),
+    _gpu("A2 16GB", 16, 15356, "datacenter"),
+    _gpu("A16 16GB", 16, 15356, "datacenter"),  # one of the board's four GPUs
+    _gpu("A30 24GB", 24, 24576, "datacenter"),
+    _gpu("A40 48GB", 48, 46068, "datacenter"),
+    _gpu("L20 48GB", 48, 46068, "datacenter"),
+    _gpu("A100 PCIe 80GB", 80, 81920, "datacenter", 81050, aliases=("A100 80GB PCIe",)),
+    _gpu("H100 PCIe 80GB", 80, 81559, "datacenter", 81079, aliases=("H100 PCIe",)),
+    _gpu("H20 96GB", 96, 97871, "datacenter"),
+    _gpu("GH200 96GB", 96, 97871, "datacenter", aliases=("GH200 480GB",)),
+    _gpu("GH200 144GB", 144, 146800, "datacenter", aliases=("GH200 624GB",)),
+    _gpu("H200 NVL 141GB", 141, 143771, "datacenter", aliases=("H200 NVL",)),
+    _gpu("B100 192GB", 192, 196608, "datacenter"),
+    _gpu("GB200 186GB", 186, 189471, "datacenter"),
+    _gpu("Jetson AGX Orin 64GB", 64, 62841, "embedded", aliases=("Orin",)),  # memory shared with the CPU
+    _gpu("Jetson AGX Orin 32GB", 32, 30536, "embedded"),
+    _gpu("GB10 128GB", 128, 124416, "embedded", aliases=("DGX Spark",)),  # unified LPDDR5X, shared with the CPU
 )
 # fmt: on
 
@@ -183,17 +294,72 @@ def _instance_key(name: str) -> str:
 
 _INSTANCE_BY_KEY = {_instance_key(i.name): i for i in INSTANCES}
 
-_DROP = {"nvidia", "geforce", "tesla", "gb", "gib"}
+_DROP = {"nvidia", "geforce", "tesla", "gpu"}
 _IGNORABLE_EXTRA = {"rtx"}
+_MEMORY = re.compile(r"(\d+)\s*gi?b\b")  # "80GB", "80 GB", "24GiB": the size, not the word
+_SYNONYMS = {"mobile": "laptop"}
 
 
 def _tokens(text: str) -> frozenset[str]:
-    return frozenset(t for t in re.findall(r"[a-z]+|\d+", text.lower()) if t not in _DROP)
+    words = re.findall(r"[a-z]+|\d+", _MEMORY.sub(r" \1 ", text.lower()))
+    return frozenset(_SYNONYMS.get(t, t) for t in words if t not in _DROP)
 
 
 _ALIAS_TOKENS: dict[str, tuple[frozenset[str], ...]] = {
     g.name: tuple(_tokens(a) for a in (g.name, *g.aliases)) for g in GPUS
 }
+
+
+@dataclass(frozen=True, slots=True)
+class GpuMatch:
+    """A reported GPU name matched to the catalog. `ambiguous` lists the other variants that fit the
+    name as well (the first listed was taken; a known memory size picks among them)."""
+
+    gpu: CatalogGpu
+    ambiguous: tuple[str, ...] = ()
+
+
+_SIZE_SUFFIX = re.compile(r"\s*\d+\s*GB$")
+#: Words that name another vendor: such a name only matches that vendor's cards ("Apple M4 Max
+#: (40-core GPU)" has the words of "M40", "AMD Radeon ..." is never an NVIDIA card).
+_VENDOR_WORDS = {"amd": "AMD", "radeon": "AMD", "instinct": "AMD", "apple": "Apple", "intel": "Intel",
+                 "arc": "Intel"}
+
+
+def _key_forms(g: CatalogGpu) -> tuple[frozenset[str], ...]:
+    """The words a reported name must contain to be this card: its catalog name without the memory
+    size (NVML names of GeForce cards carry none), or any alias in full."""
+    return (_tokens(_SIZE_SUFFIX.sub("", g.name)), *(_tokens(a) for a in g.aliases))
+
+
+_KEY_FORMS: dict[str, tuple[frozenset[str], ...]] = {g.name: _key_forms(g) for g in GPUS}
+
+
+def match_gpu(reported: str, memory_mib: float | None = None) -> GpuMatch | None:
+    """The catalog card a reported name means: NVML's "NVIDIA GeForce RTX 4090", a benchmark's
+    "RTX 3060 (12GB)" or "Tesla V100". Unlike `find_gpu` (what a user typed, which must be unambiguous)
+    the reported name may carry extra words; the card whose identifying words are all in it and are the
+    most of any card wins. Ties (RTX 3080 10GB/12GB) go to the card whose size is in the name or equals
+    `memory_mib` (rounded to GB), else to the first listed. None when no card fits: the caller says so.
+    """
+    q = _tokens(reported)
+    if memory_mib:
+        q = q | {str(round(memory_mib / 1024))}
+    vendors = {v for w, v in _VENDOR_WORDS.items() if w in q}
+    best: list[tuple[int, CatalogGpu]] = []
+    for g in GPUS:
+        if vendors and g.vendor not in vendors:
+            continue
+        sizes = [len(k) for k in _KEY_FORMS[g.name] if k and k <= q]
+        if sizes:
+            best.append((max(sizes), g))
+    if not best:
+        return None
+    top = max(n for n, _ in best)
+    tied = [g for n, g in best if n == top]
+    sized = [g for g in tied if str(g.memory_gb) in q]
+    chosen = (sized or tied)[0]
+    return GpuMatch(chosen, tuple(g.name for g in tied if g is not chosen))
 
 
 def catalog_names() -> list[str]:
