@@ -472,7 +472,7 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
 
     `spec` is a `ModelSpec`, `weights` the `WeightSet` of the chosen quant (per-tensor bytes), `gpus`
     one `GpuSpec` per device. `units` is llama.cpp's placement: the device index (or None = CPU) of each
-    layer and, last, of the output layer (`multi_gpu.layer_devices(n_layers, ngl, split)` returns exactly
+    layer and, last, of the output layer (`engines.llamacpp.layer_devices(n_layers, ngl, split)` returns exactly
     this); None = everything on device 0. `cpu_moe` keeps the experts of the first N layers on the CPU
     (`--n-cpu-moe N`); `cpu_override` is an `-ot` pattern whose tensors stay on the CPU (regex search on
     the tensor name, as llama.cpp's `std::regex_search`). `tensor_parallel` splits every tensor evenly
