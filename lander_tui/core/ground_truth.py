@@ -9,17 +9,25 @@ and return predicted-vs-measured rows; the test suite asserts the tolerances and
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lander_tui.core.engines import MIB, EngineOptions, get_engine
+from lander_tui.core.catalog import find_model
+from lander_tui.core.engines import MIB, EngineOptions, get_engine, vllm_profile
 from lander_tui.core.engines.transformers import TransformersCalibration
+from lander_tui.core.engines.vllm_profile import VllmRelease, VllmSettings
+from lander_tui.core.errors import LanderError
+from lander_tui.core.formats import torch_dtype_format
+from lander_tui.core.gpu.catalog import find_gpu
 from lander_tui.core.model_source import ResolvedModel
-from lander_tui.core.model_spec import from_hf_config
+from lander_tui.core.model_spec import ModelSpec, from_hf_config
+from lander_tui.core.quant_config import native_format
 from lander_tui.core.solver import max_fitting
+from lander_tui.core.weights import WeightSet, hf_weights
 
 
 @dataclass(frozen=True)
@@ -116,4 +124,164 @@ def format_table(rows: list[Row]) -> str:
                 err = (p - m) / m * 100 if m else 0.0
                 cells.append(f"{k}: {m:9.1f} -> {p:9.1f} ({err:+5.1f}%)")
         out.append(f"{row.case:55} " + "  ".join(cells))
+    return "\n".join(out)
+
+
+# --- wild logs (tests/data/ground-truth/wild) ----------------------------------------------------
+
+GIB = 1024**3
+
+#: vLLM release dates, to place a record that gives a date but no version (github.com/vllm-project/vllm
+#: releases). The latest release on or before the record's date is taken.
+VLLM_RELEASE_DATES: tuple[tuple[str, str], ...] = (
+    ("2025-07-24", "0.10.0"), ("2025-08-18", "0.10.1"), ("2025-09-13", "0.10.2"), ("2025-10-02", "0.11.0"),
+    ("2025-11-18", "0.11.1"), ("2025-12-03", "0.12.0"), ("2025-12-18", "0.13.0"),
+)
+
+
+@dataclass(frozen=True)
+class WildRow:
+    """One wild record: what the engine logged, what we predict, or why we cannot."""
+
+    id: str
+    engine: str
+    case: str
+    measured: dict[str, float]
+    predicted: dict[str, float]
+    reason: str | None = None  # set when the record cannot be explained
+    in_target: bool = False  # names model, GPU and utilization (issue 12's vLLM V1 target set)
+
+
+def wild_records(gt: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for p in sorted((gt / "wild").glob("*.jsonl")):
+        out += _read(p)
+    return out
+
+
+def _model_names(name: str) -> list[str]:
+    """Candidate names for a record's model: the Hub id, its last part, a local path's last part."""
+    raw = name.split(" (")[0].strip().rstrip("/")
+    last = raw.split("/")[-1]
+    names = [raw, last, raw.lower(), last.lower()]
+    if last.startswith("Meta-Llama-3.1"):  # the Hub renamed meta-llama/Meta-Llama-3.1-* to Llama-3.1-*
+        names.append(last.removeprefix("Meta-").lower())
+    # an -Instruct/-it/-Chat fine-tune has its base model's shapes
+    names += [re.sub(r"-(instruct|it|chat)$", "", n, flags=re.I) for n in list(names)]
+    return names
+
+
+def wild_spec(gt: Path, name: str | None) -> ModelSpec | None:
+    """The record's model from tests/data/ground-truth/wild/configs or the built-in catalog."""
+    if not name:
+        return None
+    for cand in _model_names(name):
+        cfg = gt / "wild" / "configs" / f"{cand}.json"
+        if cfg.is_file():
+            return from_hf_config(json.loads(cfg.read_text()), name=cand)
+    for cand in _model_names(name):
+        spec = find_model(cand)
+        if spec is not None:
+            return spec
+    return None
+
+
+def wild_gpu_bytes(rec: dict[str, Any]) -> float | None:
+    """The GPU's total memory as the engine saw it: the log's own figure, else the catalog's."""
+    gpu = rec.get("gpu") or {}
+    if gpu.get("total_gib"):
+        return float(gpu["total_gib"]) * GIB
+    name = str(gpu.get("name") or "")
+    if not name or "class" in name:
+        return None
+    short = name.split(" (")[0].replace("NVIDIA ", "").strip()
+    try:
+        return find_gpu(short).usable_mib * 2**20
+    except LanderError:  # e.g. "A100": 40 or 80 GB
+        return None
+
+
+def wild_release(rec: dict[str, Any]) -> VllmRelease:
+    if rec.get("engine_version"):
+        return VllmRelease.parse(str(rec["engine_version"]))
+    m = re.match(r"(\d{4}-\d{2}-\d{2})", str(rec.get("date") or ""))
+    if m:
+        older = [v for d, v in VLLM_RELEASE_DATES if d <= m.group(1)]
+        if older:
+            return VllmRelease.parse(older[-1])
+    return VllmRelease()
+
+
+def _vllm_unexplained(rec: dict[str, Any], spec: ModelSpec | None, total: float | None) -> str | None:
+    gen, ver = str(rec.get("engine_generation") or ""), str(rec.get("engine_version") or "")
+    gpu = rec.get("gpu") or {}
+    if rec["engine"] != "vllm" or "fork" in ver.lower() or "omni" in gen:
+        return "fork of vLLM (its own profiling)"
+    if gen.startswith("V0") or (not gen and not ver):
+        return "V0 engine or generation not stated (V1 only is modelled)"
+    if "rocm" in ver.lower() or "AMD" in str(gpu.get("name")):
+        return "ROCm build on an AMD GPU (NVIDIA CUDA only is modelled)"
+    if "unified" in str(gpu.get("name") or ""):
+        return "unified-memory GPU (GB10): vLLM's free/total memory is the system's"
+    if spec is None:
+        return "no config for this checkpoint here (not in the catalog or wild/configs)"
+    if total is None:
+        return "GPU not stated or its memory size ambiguous (e.g. A100 40/80 GB)"
+    if rec.get("speculative"):
+        return "speculative decoding: the draft model's weights and KV are not modelled"
+    if "node" in str(gpu.get("notes") or "") or "Ray" in str(rec.get("notes") or ""):
+        return "multi-node tensor parallel over Ray: NCCL network buffers, no custom all-reduce"
+    if rec.get("cpu_offload_gb") or rec.get("parallelism"):
+        return "CPU offload / pipeline parallel not modelled"
+    return None
+
+
+#: (our part name, the record's field) for what vLLM logs at start-up.
+_VLLM_FIELDS = (("weights", "weights_gib"), ("activation_peak", "torch_peak_increase_gib"),
+                ("non_torch", "non_torch_gib"), ("kv", "kv_cache_gib"), ("kv_tokens", "kv_cache_tokens"),
+                ("max_concurrency", "max_concurrency"))
+
+
+def vllm_wild_rows(gt: Path) -> list[WildRow]:
+    rows = []
+    for rec in wild_records(gt):
+        if not str(rec["engine"]).startswith("vllm"):
+            continue
+        spec = wild_spec(gt, rec.get("model"))
+        total = wild_gpu_bytes(rec)
+        measured = {k: float(rec[f]) for k, f in _VLLM_FIELDS if isinstance(rec.get(f), (int, float))}
+        in_target = bool(rec.get("model") and (rec.get("gpu") or {}).get("name")
+                         and rec.get("gpu_memory_utilization")
+                         and "V1" in str(rec.get("engine_generation") or "") and "kv" in measured)
+        reason = _vllm_unexplained(rec, spec, total)
+        case = f"{rec['id']} {str(rec.get('model') or '?')[:38]}"
+        if reason or spec is None or total is None:
+            rows.append(WildRow(rec["id"], "vllm", case, measured, {}, reason, in_target))
+            continue
+        b = vllm_profile.budget(spec, _hf_weights(spec), VllmSettings(
+            gpu_total_bytes=total, gpu_name=str((rec.get("gpu") or {}).get("name") or ""),
+            tp=int(rec.get("tensor_parallel_size") or 1), gpu_memory_utilization=rec.get("gpu_memory_utilization"),
+            max_num_seqs=rec.get("max_num_seqs"), max_num_batched_tokens=rec.get("max_num_batched_tokens"),
+            kv_cache_dtype=str(rec.get("kv_cache_dtype") or "auto"), block_size=int(rec.get("block_size") or 16),
+            enforce_eager=bool(rec.get("enforce_eager")), release=wild_release(rec)))
+        pred = {"weights": b.weights / GIB, "activation_peak": b.activation_peak / GIB,
+                "non_torch": b.non_torch / GIB, "kv": b.kv_available / GIB, "kv_tokens": float(b.kv_capacity_tokens)}
+        if rec.get("max_model_len"):
+            pred["max_concurrency"] = vllm_profile.max_concurrency(spec, b, int(rec["max_model_len"]))
+        rows.append(WildRow(rec["id"], "vllm", f"{case} [{b.settings.release.label}]", measured, pred, None, in_target))
+    return rows
+
+
+def _hf_weights(spec: ModelSpec) -> WeightSet:
+    """The checkpoint as it ships (its own quant), else its dtype: what vLLM/SGLang load by default."""
+    return hf_weights(spec, native_format(spec) or torch_dtype_format(spec.torch_dtype))
+
+
+def format_wild(rows: list[WildRow]) -> str:
+    explained = [r for r in rows if r.reason is None]
+    out = [format_table([Row(r.case, r.measured, r.predicted) for r in explained])]
+    unexplained = [r for r in rows if r.reason is not None]
+    if unexplained:
+        out.append("  not explained:")
+        out += [f"    {r.case:50} {r.reason}" for r in unexplained]
     return "\n".join(out)
