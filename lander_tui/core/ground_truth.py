@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lander_tui.core.catalog import find_model
-from lander_tui.core.engines import MIB, EngineOptions, get_engine, vllm_profile
+from lander_tui.core.engines import MIB, EngineOptions, get_engine, ollama_rules, sglang_pool, vllm_profile
 from lander_tui.core.engines.transformers import TransformersCalibration
 from lander_tui.core.engines.vllm_profile import VllmRelease, VllmSettings
 from lander_tui.core.errors import LanderError
@@ -163,7 +163,9 @@ def _model_names(name: str) -> list[str]:
     """Candidate names for a record's model: the Hub id, its last part, a local path's last part."""
     raw = name.split(" (")[0].strip().rstrip("/")
     last = raw.split("/")[-1]
-    names = [raw, last, raw.lower(), last.lower()]
+    first = last.split()[0].removesuffix(".gguf") if last.split() else last
+    tag = first.replace(":", "-")  # an Ollama tag `qwen3:4b` names the model `qwen3-4b`
+    names = [raw, last, raw.lower(), last.lower(), first.lower(), tag.lower()]
     if last.startswith("Meta-Llama-3.1"):  # the Hub renamed meta-llama/Meta-Llama-3.1-* to Llama-3.1-*
         names.append(last.removeprefix("Meta-").lower())
     # an -Instruct/-it/-Chat fine-tune has its base model's shapes
@@ -285,3 +287,90 @@ def format_wild(rows: list[WildRow]) -> str:
         out.append("  not explained:")
         out += [f"    {r.case:50} {r.reason}" for r in unexplained]
     return "\n".join(out)
+
+
+def sglang_wild_rows(gt: Path) -> list[WildRow]:
+    """SGLang records: the token pool `max_total_num_tokens` (and K size, weights) per record."""
+    rows = []
+    for rec in wild_records(gt):
+        if rec["engine"] != "sglang":
+            continue
+        spec = wild_spec(gt, rec.get("model"))
+        total = wild_gpu_bytes(rec)
+        tokens = rec.get("max_total_num_tokens") or rec.get("kv_cache_tokens")
+        measured = {k: float(v) for k, v in (("kv_tokens", tokens), ("k_size", rec.get("k_size_gb")),
+                                             ("weights", rec.get("weights_gb"))) if isinstance(v, (int, float))}
+        reason = None
+        if rec.get("speculative") or rec.get("draft_k_size_gb"):
+            reason = "speculative decoding: a draft model's weights and second pool"
+        elif spec is None:
+            reason = "no config for this checkpoint here (not in the catalog or wild/configs)"
+        elif total is None:
+            reason = "GPU not stated"
+        case = f"{rec['id']} {str(rec.get('model') or '?')[:38]}"
+        if reason or spec is None or total is None:
+            rows.append(WildRow(rec["id"], "sglang", case, measured, {}, reason))
+            continue
+        tp = int(rec.get("tensor_parallel_size") or 1)
+        w = vllm_profile.weights_per_gpu(spec, _hf_weights(spec), tp)
+        pool = sglang_pool.token_pool(spec, w, total, tp, rec.get("mem_fraction_static"),
+                                      str(rec.get("kv_cache_dtype") or "auto").split(" ")[0])
+        pred = {"kv_tokens": float(pool.max_total_num_tokens), "k_size": pool.k_size_gib, "weights": w / GIB}
+        rows.append(WildRow(rec["id"], "sglang", f"{case} mfs={pool.mem_fraction_static}", measured, pred))
+    return rows
+
+
+def ollama_wild_rows(gt: Path) -> list[WildRow]:
+    """llama.cpp/Ollama records: the KV buffer where the model's shapes are known here, and
+    `ollama ps` PROCESSOR where the record gives /api/ps sizes."""
+    eng = get_engine("llama.cpp")
+    rows = []
+    for rec in wild_records(gt):
+        if rec["engine"] not in ("llama.cpp", "ollama"):
+            continue
+        case = f"{rec['id']} {rec['engine']} {str(rec.get('model') or '?')[:34]}"
+        ps = rec.get("ollama_api_ps") or {}
+        if ps.get("size_bytes"):
+            rows.append(WildRow(rec["id"], "ollama", case + f" ps={ps.get('reported')}", {}, {},
+                                "PROCESSOR " + ollama_rules.processor(ps["size_bytes"], ps["size_vram_bytes"])
+                                + " (from /api/ps sizes; no model config here to predict them)"))
+            continue
+        spec = wild_spec(gt, rec.get("model"))
+        kv_mib = sum((rec.get("kv_buffer_mib") or {}).values()) if isinstance(rec.get("kv_buffer_mib"), dict) else None
+        if spec is None or not isinstance(rec.get("n_ctx"), int) or kv_mib is None:
+            why = ("GGUF/Ollama tag without a config here" if spec is None
+                   else "no numeric n_ctx or KV buffer line in the record")
+            rows.append(WildRow(rec["id"], rec["engine"], case, {}, {}, why))
+            continue
+        kv = str(rec.get("type_k") or "f16").split(" ")[0]
+        opts = EngineOptions(n_parallel=int(rec.get("n_parallel") or 1), flash_attn=bool(rec.get("flash_attn")))
+        # the KV buffer does not depend on the weights' type; F16 stands in for types llama.cpp
+        # gained after this project's table (MXFP4 gpt-oss files)
+        quant = str(rec.get("quant") or "F16").split(" ")[0]
+        try:
+            bd = eng.memory(ResolvedModel(spec, "catalog"), quant, kv, np.array([rec["n_ctx"]]), opts).at(0)
+        except LanderError:
+            bd = eng.memory(ResolvedModel(spec, "catalog"), "F16", kv, np.array([rec["n_ctx"]]), opts).at(0)
+        rows.append(WildRow(rec["id"], rec["engine"], case, {"kv_mib": kv_mib}, {"kv_mib": bd["kv_cache_mib"]}))
+    return rows
+
+
+def vllm_target_summary(rows: list[WildRow], low: float = -0.08, high: float = 0.02) -> str:
+    """The issue's vLLM V1 check: records naming model, GPU and utilization, KV within -8 %..+2 %."""
+    target = [r for r in rows if r.in_target]
+    done = [r for r in target if r.reason is None and "kv" in r.predicted]
+    ok = [r for r in done if within(r, low, high)]
+    above = [r.id for r in done if kv_error(r) > high]
+    return (f"vLLM V1 target set: {len(target)} records name model, GPU and utilization; "
+            f"{len(done)} explained, {len(ok)} within {low:+.0%}..{high:+.0%} of the logged KV memory"
+            f" ({len(ok) / max(1, len(done)):.0%}); above {high:+.0%}: {above or 'none'}")
+
+
+def kv_error(r: WildRow) -> float:
+    """Relative error of the predicted KV memory (on a negative figure: its sign counts)."""
+    m, p = r.measured["kv"], r.predicted["kv"]
+    return (p - m) / abs(m)
+
+
+def within(r: WildRow, low: float, high: float) -> bool:
+    return low <= kv_error(r) <= high

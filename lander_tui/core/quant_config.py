@@ -36,7 +36,7 @@ _HF_MODULE = {
     "ssm_in": "linear_attn.in_proj",
 }
 #: Never quantized by any of these quantizers (they only replace nn.Linear layers of the blocks).
-_NEVER = ("token_embd", "output.weight", "ffn_gate_inp", "exp_probs_b")
+_NEVER = ("token_embd", "output", "ffn_gate_inp", "exp_probs_b")
 
 
 def hf_name(t: Tensor) -> str:
@@ -93,7 +93,7 @@ class CheckpointQuant:
         return self.scheme.label
 
     def quantizes(self, t: Tensor) -> bool:
-        if not t.is_matrix or t.name.startswith(_NEVER):
+        if not t.is_matrix or t.kind in _NEVER:
             return False
         name = hf_name(t)
         return not any(_matches(name, p) for p in self.ignore)
