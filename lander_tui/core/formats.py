@@ -189,7 +189,8 @@ GGUF_FTYPE_DEFAULT: dict[str, str] = {
     "MXFP4_MOE": "MXFP4",
 }
 
-_DTYPE_BITS = {"FP8": 8, "INT8": 8, "INT4": 4}
+# MXFP4: e2m1 + one e8m0 scale per 32 (4.25 bits); NVFP4: e2m1 + one fp8 scale per 16 (4.5 bits).
+_DTYPE_BITS = {"FP8": 8, "INT8": 8, "INT4": 4, "MXFP4": 4.25, "NVFP4": 4.5}
 _ALIASES = {
     "FP16": "F16",
     "HALF": "F16",
@@ -219,6 +220,8 @@ def weight_format(name: str) -> WeightFormat:
         return WeightFormat(key, "gguf", ggml_type(GGUF_FTYPE_DEFAULT[key]).bits_per_weight)
     if key in _DTYPE_BITS:
         return WeightFormat(key, "dtype", float(_DTYPE_BITS[key]))
+    if key in ("MODELOPT", "FP4"):
+        return WeightFormat("NVFP4", "dtype", 4.5)
     if key == "NF4":
         return WeightFormat("NF4", "nf4", 4.0)
     if key.startswith(("GPTQ", "AWQ")):

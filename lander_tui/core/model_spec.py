@@ -96,6 +96,9 @@ class ModelSpec:
     rope: str = ""
     hf_repo: str | None = None
     exact_params: int | None = None
+    #: Parameters of a multimodal wrapper's vision tower and projector (bf16 in vLLM/Transformers;
+    #: llama.cpp keeps them in a separate mmproj file). None for a text-only model.
+    vision_params: int | None = None
     notes: tuple[str, ...] = field(default=())
 
     # --- derived facts -------------------------------------------------------------------
@@ -348,8 +351,29 @@ def from_hf_config(cfg: dict[str, Any], name: str = "model", hf_repo: str | None
         quantization=quant,
         rope=rope,
         hf_repo=hf_repo,
+        vision_params=_vision_params(cfg),
         **kw,
     )
+
+
+def _vision_params(cfg: dict[str, Any]) -> int | None:
+    """Vision tower + projector parameters of a multimodal config (ViT blocks: 4 h^2 attention,
+    2 or 3 h x i MLP matrices for CLIP/SigLIP vs Pixtral's gated MLP; the projector maps the
+    (spatially merged) vision width to the text width: transformers `LlavaMultiModalProjector`,
+    `Mistral3MultiModalProjector`)."""
+    v = cfg.get("vision_config")
+    t = cfg.get("text_config") or {}
+    if not isinstance(v, dict) or not v.get("hidden_size"):
+        return None
+    h, i = int(v["hidden_size"]), int(v.get("intermediate_size") or 4 * int(v["hidden_size"]))
+    n = int(v.get("num_hidden_layers") or 0)
+    gated = str(v.get("model_type") or "") == "pixtral"
+    block = 4 * h * h + (3 if gated else 2) * h * i + (0 if gated else 4 * h + i + 4 * h)
+    patch = int(v.get("patch_size") or 14)
+    text_h = int(t.get("hidden_size") or cfg.get("hidden_size") or h) if isinstance(t, dict) else h
+    merge = int(cfg.get("spatial_merge_size") or 1)
+    projector = (merge * merge * h * h if merge > 1 else 0) + h * text_h + text_h * text_h
+    return n * block + 3 * patch * patch * h + projector
 
 
 def _layer_kinds(c: dict[str, Any], mt: str, L: int) -> tuple[tuple[str, ...], int | None]:

@@ -15,6 +15,7 @@ from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import FLOAT_FORMATS, ggml_type, weight_format
 from lander_tui.core.ggml_quant import predict_tensor_types
 from lander_tui.core.model_spec import ModelSpec
+from lander_tui.core.quant_config import checkpoint_quant
 from lander_tui.core.tensors import Tensor, model_tensors
 
 
@@ -87,7 +88,14 @@ _KEEP_DTYPE = ("token_embd", "output.weight", "ffn_gate_inp")
 
 @lru_cache(maxsize=512)
 def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
-    """Weights as vLLM/Transformers hold them for a Hugging Face checkpoint in format `quant`."""
+    """Weights as vLLM/Transformers hold them for a Hugging Face checkpoint in format `quant`.
+
+    A pre-quantized checkpoint asked for in its own format (`quant_config.native_format`) is sized
+    as it ships: its quantized layers in that format, the layers it leaves out at the checkpoint dtype.
+    """
+    cq = checkpoint_quant(spec)
+    if cq is not None and quant.strip().upper() == cq.label.upper():
+        return _checkpoint_weights(spec)
     fmt = weight_format(quant)
     if fmt.kind == "gguf" and fmt.name not in FLOAT_FORMATS:
         raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ or NF4")
@@ -102,4 +110,25 @@ def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
         else:
             nbytes, dtype = t.n_elements * base_bytes, "BF16" if base_bytes == 2 else "F32"
         sized.append(SizedTensor(t, dtype, nbytes))
-    return WeightSet(fmt.name, tuple(sized), exact=False)
+    return WeightSet(fmt.name, tuple(sized) + _vision(spec), exact=False)
+
+
+def _vision(spec: ModelSpec) -> tuple[SizedTensor, ...]:
+    """A multimodal model's vision tower, loaded in 16 bits next to the language model."""
+    if not spec.vision_params:
+        return ()
+    return (SizedTensor(Tensor("v.vision_tower", spec.vision_params, 1), "BF16", 2 * spec.vision_params),)
+
+
+@lru_cache(maxsize=256)
+def _checkpoint_weights(spec: ModelSpec) -> WeightSet:
+    cq = checkpoint_quant(spec)
+    assert cq is not None
+    base_bytes = 4 if spec.torch_dtype == "float32" else 2
+    sized = []
+    for t in model_tensors(spec):
+        if cq.quantizes(t):
+            sized.append(SizedTensor(t, cq.label, cq.scheme.matrix_bytes(t)))
+        else:
+            sized.append(SizedTensor(t, "BF16" if base_bytes == 2 else "F32", t.n_elements * base_bytes))
+    return WeightSet(cq.label, tuple(sized) + _vision(spec), exact=False)
