@@ -162,3 +162,15 @@ async def test_plugin_is_in_the_dashboard_engine_cycle(plugin_site, monkeypatch)
             assert app.chosen is not None and app.chosen.launch.startswith("toy-serve ")
     finally:
         engines.registry.cache_clear()
+
+
+def test_builtins_register_through_the_entry_points_and_survive_without_them():
+    from importlib.metadata import entry_points
+
+    from lander_tui.core.engines import load_registry
+
+    declared = {ep.name for ep in entry_points(group="lander_tui.engines")}
+    assert {"llama.cpp", "ollama", "vllm", "sglang", "transformers"} <= declared
+    # a source tree without installed metadata still finds every built-in module's engine
+    assert [e.name for e in load_registry(eps=[]).engines] == ["llama.cpp", "ollama", "vllm", "sglang",
+                                                               "transformers"]

@@ -59,7 +59,8 @@ def test_transformers_max_context_within_7_percent_below(gt):
 
 # --- wild logs (issue 12) -------------------------------------------------------------------------
 
-from lander_tui.core.engines import ollama_rules, sglang_pool, vllm_profile  # noqa: E402
+from lander_tui.core.engines import ollama_rules, vllm_profile  # noqa: E402
+from lander_tui.core.engines.sglang import default_settings  # noqa: E402
 from lander_tui.core.ground_truth import (  # noqa: E402
     GIB,
     format_wild,
@@ -147,12 +148,11 @@ def test_sglang_token_pool_matches_logs(gt):
     for r in rows:
         assert abs(r.predicted["kv_tokens"] / r.measured["kv_tokens"] - 1) <= 0.02, r.case
     # the default fraction: L40S (44.52 GiB), TP1 -> reserved 512 + 4096*1.5 + 32*2 + 128 MiB
-    l40s = sglang_pool.default_mem_fraction_static(44.52 * 1024, 1)
-    assert l40s == round(1 - (512 + 6144 + 64 + 128) / (44.52 * 1024), 3)
+    assert default_settings(44.52 * 1024, 1) == (4096, 32, round(1 - (512 + 6144 + 64 + 128) / (44.52 * 1024), 3))
     # H100 class: chunked prefill 8192, 256 graphs: 512 + 12288 + 512 + 128 MiB, above the 10 GiB floor
-    assert sglang_pool.default_mem_fraction_static(80 * 1024, 1) == round(1 - 13440 / (80 * 1024), 3)
-    assert sglang_pool.default_mem_fraction_static(64 * 1024, 1, chunked_prefill_size=2048,
-                                                   cuda_graph_max_bs=8) == round(1 - 10240 / (64 * 1024), 3)
+    assert default_settings(80 * 1024, 1)[2] == round(1 - 13440 / (80 * 1024), 3)
+    # an A100 40GB class at TP 4: 160 graphs, and the TP share of the reserve
+    assert default_settings(40 * 1024, 4) == (4096, 160, round(1 - (512 + 6144 + 320 + 512) / (40 * 1024), 3))
 
 
 def test_llamacpp_wild_kv_buffers(gt):

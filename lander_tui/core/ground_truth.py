@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from lander_tui.core.catalog import find_model
-from lander_tui.core.engines import MIB, EngineOptions, get_engine, ollama_rules, sglang_pool, vllm_profile
+from lander_tui.core.engines import MIB, EngineOptions, get_engine, ollama_rules, vllm_profile
 from lander_tui.core.engines.transformers import TransformersCalibration
 from lander_tui.core.engines.vllm_profile import VllmRelease, VllmSettings
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import torch_dtype_format
 from lander_tui.core.gpu.catalog import find_gpu
-from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec, from_hf_config
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.solver import max_fitting
@@ -310,13 +310,32 @@ def sglang_wild_rows(gt: Path) -> list[WildRow]:
         if reason or spec is None or total is None:
             rows.append(WildRow(rec["id"], "sglang", case, measured, {}, reason))
             continue
-        tp = int(rec.get("tensor_parallel_size") or 1)
-        w = vllm_profile.weights_per_gpu(spec, _hf_weights(spec), tp)
-        pool = sglang_pool.token_pool(spec, w, total, tp, rec.get("mem_fraction_static"),
-                                      str(rec.get("kv_cache_dtype") or "auto").split(" ")[0])
-        pred = {"kv_tokens": float(pool.max_total_num_tokens), "k_size": pool.k_size_gib, "weights": w / GIB}
-        rows.append(WildRow(rec["id"], "sglang", f"{case} mfs={pool.mem_fraction_static}", measured, pred))
+        pred, mfs = sglang_pool(spec, rec, total)
+        rows.append(WildRow(rec["id"], "sglang", f"{case} mfs={mfs}", measured, pred))
     return rows
+
+
+def sglang_pool(spec: ModelSpec, rec: dict[str, Any], total_bytes: float) -> tuple[dict[str, float], float]:
+    """What the SGLang engine predicts for a record: the token pool (as `max_total_num_tokens`), the K
+    half of it in GiB, and the weights per rank, all through the engine lander-tui plans with. An idle
+    GPU: what SGLang sees free before it starts is the card's whole (CUDA) memory."""
+    eng = get_engine("sglang")
+    tp = int(rec.get("tensor_parallel_size") or 1)
+    kv = str(rec.get("kv_cache_dtype") or "auto").split(" ")[0]
+    kv = "fp8" if kv.startswith("fp8") else kv
+    given = {"mem_fraction_static": float(rec["mem_fraction_static"])} if rec.get("mem_fraction_static") else {}
+    opts = EngineOptions(overrides=given)
+    model = ResolvedModel(spec, "config")
+    quant = native_format(spec) or torch_dtype_format(spec.torch_dtype)
+    devices = [Device("GPU", total_bytes / MIB, total_bytes / MIB)] * tp
+    budget = eng.budget(devices, opts)
+    fp = eng.footprint(model, quant, kv, devices, opts)(np.array([1]))
+    parts = [d.at(0).to_mib() for d in fp.devices]
+    cap = eng.capacity(model, quant, kv, 1, parts, budget, opts)
+    tokens = cap["kv_capacity_tokens"]
+    cell = eng.cell_bytes(model, kv, tp)  # type: ignore[attr-defined]
+    mfs = eng.mem_fraction_static(devices[0], tp, opts)  # type: ignore[attr-defined]
+    return {"kv_tokens": tokens, "k_size": tokens * cell / 2 / GIB, "weights": parts[0].weights / 1024}, mfs
 
 
 def ollama_wild_rows(gt: Path) -> list[WildRow]:

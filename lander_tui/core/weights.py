@@ -132,3 +132,19 @@ def _checkpoint_weights(spec: ModelSpec) -> WeightSet:
         else:
             sized.append(SizedTensor(t, "BF16" if base_bytes == 2 else "F32", t.n_elements * base_bytes))
     return WeightSet(cq.label, tuple(sized) + _vision(spec), exact=False)
+
+
+def shard_bytes(spec: ModelSpec, w: WeightSet, tp: int) -> float:
+    """Weights on one tensor-parallel rank (vLLM and SGLang shard alike): matrices split across the
+    ranks (vocab-parallel embeddings and LM head too), 1-D tensors (norms, sinks) replicated, and K/V
+    projections kept in whole heads, so past `n_kv_heads` ranks each holds one replicated head."""
+    total = 0.0
+    for t in w.tensors:
+        nbytes = float(t.nbytes)
+        if not t.tensor.is_matrix:
+            total += nbytes
+        elif t.tensor.kind in ("attn_k", "attn_v") and spec.n_kv_heads < tp:
+            total += nbytes / spec.n_kv_heads
+        else:
+            total += nbytes / tp
+    return total

@@ -12,6 +12,7 @@ skipped; the other engines keep working.
 
 from __future__ import annotations
 
+import pkgutil
 from dataclasses import dataclass
 from functools import cache
 from importlib import import_module
@@ -25,15 +26,6 @@ from lander_tui.core.memory import MIB, Breakdown
 GROUP = "lander_tui.engines"
 #: The engine a new estimate or dashboard starts with.
 DEFAULT_ENGINE = "llama.cpp"
-#: lander-tui's own engines, as its pyproject declares them: used as they are when the package's
-#: metadata is not installed (running from a source tree), so the built-ins never go missing.
-BUILTIN = {
-    "llama.cpp": "lander_tui.core.engines.llamacpp:LlamaCpp",
-    "ollama": "lander_tui.core.engines.ollama:Ollama",
-    "vllm": "lander_tui.core.engines.vllm:Vllm",
-    "sglang": "lander_tui.core.engines.sglang:SGLang",
-    "transformers": "lander_tui.core.engines.transformers:Transformers",
-}
 
 
 @dataclass(frozen=True)
@@ -49,9 +41,17 @@ class Registry:
         return None
 
 
-def _load_path(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(import_module(module), attr)
+def _builtin_classes() -> list[tuple[str, Any]]:
+    """lander-tui's own engines found in this package, for a source tree whose metadata (and so its
+    entry points) is not installed: every module here that defines a built-in `Engine` subclass."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, Engine) and obj.__module__ == module.__name__
+                    and obj.builtin):
+                found.append((obj.name, obj))
+    return found
 
 
 def _instance(obj: Any) -> Engine:
@@ -71,13 +71,13 @@ def _instance(obj: Any) -> Engine:
 def load_registry(eps: Any = None) -> Registry:
     """Every engine the entry points name, each checked; built-ins first, then plugins by `order`."""
     found: list[tuple[str, Any]] = [(ep.name, ep) for ep in (entry_points(group=GROUP) if eps is None else eps)]
-    names = {n for n, _ in found}
-    found += [(n, path) for n, path in BUILTIN.items() if n not in names]
+    if not any(getattr(ep, "value", "").startswith(f"{__name__}.") for _, ep in found):
+        found = _builtin_classes() + found
     engines: list[Engine] = []
     problems: list[str] = []
     for ep_name, ep in found:
         try:
-            engine = _instance(_load_path(ep) if isinstance(ep, str) else ep.load())
+            engine = _instance(ep.load() if hasattr(ep, "load") else ep)
         except Exception as err:  # a broken plugin must not take the others down
             problems.append(f"engine plugin {ep_name!r} skipped: {type(err).__name__}: {err}")
             continue

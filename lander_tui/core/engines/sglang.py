@@ -34,11 +34,12 @@ from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
-from lander_tui.core.weights import WeightSet, hf_weights
+from lander_tui.core.weights import WeightSet, hf_weights, shard_bytes
 
+GIB = 1024**3
 #: (GPU memory below MiB, chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4), from
-#: `_handle_gpu_memory_settings`; above the last row: 16384 and 512.
-_GPU_CLASSES = (
+#: `_handle_gpu_memory_settings` (an L40S, 44.5 GiB, logs 4096 and 32); above the last row: 16384 and 512.
+GPU_CLASSES = (
     (20 * 1024, 2048, 8, 8),  # T4, RTX 4080
     (35 * 1024, 2048, 24, 80),  # A10, RTX 4090/5090
     (60 * 1024, 4096, 32, 160),  # A100 40GB, L40
@@ -54,20 +55,29 @@ class SGLangCalibration(Calibration):
     #: with 44.52 GiB logged 40.99 GiB free after 3.03 GiB of weights (tests/data/ground-truth/wild,
     #: vllm-sglang-106), so about 0.5 GiB went before the measurement.
     cuda_context_mib: float = 512.0
+    #: ... per rank with tensor parallelism (NCCL communicators, custom all-reduce buffers): the one
+    #: TP record with a stated GPU (Qwen3-235B-A22B-FP8, 4x H100, mem_fraction_static 0.93,
+    #: vllm-sglang-002) implies 2.3 GiB. Fitted on that record alone.
+    tp_context_mib: float = 2.3 * 1024
     #: `--mem-fraction-static`; 0 = SGLang's own default for the GPU's size and the TP size.
     mem_fraction_static: float = 0.0
 
+    def context_mib(self, tp: int) -> float:
+        return self.tp_context_mib if tp > 1 else self.cuda_context_mib
 
-def default_settings(gpu_mib: float, tp: int) -> tuple[int, int, float]:
+
+def default_settings(gpu_mib: float, tp: int, speculative: bool = False) -> tuple[int, int, float]:
     """(chunked_prefill_size, cuda_graph_max_bs, mem_fraction_static) SGLang picks for a GPU of this size."""
     chunk, graphs = 16384, 512
-    for below, c, small_tp, big_tp in _GPU_CLASSES:
+    for below, c, small_tp, big_tp in GPU_CLASSES:
         if gpu_mib < below:
             chunk, graphs = c, small_tp if tp < 4 else big_tp
             break
     reserved = 512 + max(chunk, 2048) * 1.5 + graphs * 2 + tp / 8 * 1024
     if gpu_mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
+    if speculative:
+        reserved += 2 * 1024  # an EAGLE draft model and its CUDA graphs
     return chunk, graphs, round((gpu_mib - reserved) / gpu_mib, 3)
 
 
@@ -103,7 +113,9 @@ class SGLang(Engine):
     def cell_bytes(self, model: ResolvedModel, kv: str, tp: int) -> float:
         """KV bytes of one token in the pool, on one rank."""
         spec = model.spec
-        per_value = kv_bytes_per_value(kv, ("F16", "BF16", "fp8", "F32"), "SGLang")  # auto = the model dtype
+        if kv.lower() == "auto":  # the model's dtype
+            kv = {"float32": "f32", "float16": "f16"}.get(str(spec.torch_dtype), "bf16")
+        per_value = kv_bytes_per_value(kv, ("F16", "BF16", "fp8", "F32"), "SGLang")
         if spec.mla:
             return (spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim) * spec.n_layers * per_value
         if spec.n_kv_heads < tp and tp % spec.n_kv_heads == 0:
@@ -121,9 +133,9 @@ class SGLang(Engine):
         if spec.n_heads % tp:
             raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
         cal = self.calibration(opts)
-        weights = float(self.weights(model, quant).total_bytes) / tp
+        weights = shard_bytes(spec, self.weights(model, quant), tp)
         cell = self.cell_bytes(model, kv, tp)
-        ctx_bytes = cal.cuda_context_mib * MIB
+        ctx_bytes = cal.context_mib(tp) * MIB
         free = min(d.free_mib for d in devices) * MIB
         reserve = max(0.0, free - ctx_bytes) * (1 - self.mem_fraction_static(devices[0], tp, opts))
         n_req = opts.n_parallel or 1

@@ -43,7 +43,7 @@ from functools import total_ordering
 from lander_tui.core.engines.base import Calibration
 from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
-from lander_tui.core.weights import WeightSet
+from lander_tui.core.weights import WeightSet, shard_bytes
 
 GIB = 1024**3
 
@@ -184,20 +184,10 @@ def weights_per_gpu(spec: ModelSpec, w: WeightSet, tp: int) -> float:
     """Weights on one TP rank: matrices are sharded (vocab-parallel embeddings and LM head too),
     1-D tensors (norms, sinks) replicated; KV projections stay whole heads (`max(1, kv // tp)`).
     MXFP4 experts use the layout vLLM repacks them into (`mxfp4_layout_bytes`)."""
-    total = 0.0
-    for t in w.tensors:
-        nbytes = float(t.nbytes)
-        if t.dtype == "MXFP4" and t.tensor.n_experts:
-            nbytes = mxfp4_layout_bytes(t.tensor.n_elements, t.tensor.row, t.tensor.rows, spec, tp)
-            total += nbytes / tp
-            continue
-        if not t.tensor.is_matrix:
-            total += nbytes
-        elif t.tensor.kind in ("attn_k", "attn_v") and spec.n_kv_heads < tp:
-            total += nbytes / spec.n_kv_heads
-        else:
-            total += nbytes / tp
-    return total
+    experts = [t for t in w.tensors if t.dtype == "MXFP4" and t.tensor.n_experts]
+    total = shard_bytes(spec, w, tp) - sum(float(t.nbytes) / tp for t in experts)
+    return total + sum(mxfp4_layout_bytes(t.tensor.n_elements, t.tensor.row, t.tensor.rows, spec, tp) / tp
+                       for t in experts)
 
 
 def mxfp4_layout_bytes(n: int, row: int, rows: int, spec: ModelSpec, tp: int) -> float:
