@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import FLOAT_FORMATS, ggml_type, weight_format
+from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, weight_format
 from lander_tui.core.ggml_quant import predict_tensor_types
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.quant_config import checkpoint_quant
@@ -60,12 +60,26 @@ class WeightSet:
         return 8.0 * self.total_bytes / max(1, n)
 
 
-def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] | None = None,
-                 file_quant: str | None = None) -> WeightSet:
-    """llama.cpp weights. A real file's tensors are exact when `quant` is that file's type."""
+def gguf_format(quant: str) -> WeightFormat:
+    """The format of a GGUF file type, or a one-line error for a format llama.cpp cannot load."""
     fmt = weight_format(quant)
     if fmt.kind != "gguf":
         raise LanderError(f"{quant} is not a GGUF type; llama.cpp/Ollama take e.g. Q4_K_M, Q8_0, F16")
+    return fmt
+
+
+def hf_format(quant: str) -> WeightFormat:
+    """The format of a Hugging Face checkpoint, or a one-line error for a GGUF-only type."""
+    fmt = weight_format(quant)
+    if fmt.kind == "gguf" and fmt.name not in FLOAT_FORMATS:
+        raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ or NF4")
+    return fmt
+
+
+def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] | None = None,
+                 file_quant: str | None = None) -> WeightSet:
+    """llama.cpp weights. A real file's tensors are exact when `quant` is that file's type."""
+    fmt = gguf_format(quant)
     if file_tensors is not None and (file_quant is None or file_quant.upper() == fmt.name):
         return WeightSet(fmt.name, tuple(
             SizedTensor(t, t.ggml_type or "F32", t.nbytes if t.nbytes is not None
@@ -96,9 +110,7 @@ def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
     cq = checkpoint_quant(spec)
     if cq is not None and quant.strip().upper() == cq.label.upper():
         return _checkpoint_weights(spec)
-    fmt = weight_format(quant)
-    if fmt.kind == "gguf" and fmt.name not in FLOAT_FORMATS:
-        raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ or NF4")
+    fmt = hf_format(quant)
     base_bytes = 4 if spec.torch_dtype == "float32" else 2
     sized = []
     for t in model_tensors(spec):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lander_tui.core.errors import LanderError
+from lander_tui.core.formats import kv_cache_type, weight_format
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts, total_parts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import DeviceShare, Plan
@@ -144,6 +145,14 @@ class Engine:
     def granularity(self, opts: EngineOptions) -> int:
         """Contexts are multiples of this (llama.cpp's 256 cells, vLLM's block size)."""
         return 256
+
+    def check_quant(self, quant: str) -> None:
+        """Raise a one-line LanderError when this engine cannot load weights in this format."""
+        weight_format(quant)
+
+    def check_kv(self, kv: str) -> None:
+        """Raise a one-line LanderError when this engine has no such KV-cache type."""
+        kv_cache_type(kv)
 
     # --- memory --------------------------------------------------------------------------------
     def weights(self, model: ResolvedModel, quant: str) -> WeightSet:

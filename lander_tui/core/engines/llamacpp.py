@@ -30,7 +30,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
-from lander_tui.core.weights import WeightSet, gguf_weights
+from lander_tui.core.weights import WeightSet, gguf_format, gguf_weights
 
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
 PIPELINE_COPIES = 4
@@ -141,6 +141,13 @@ class LlamaCpp(Engine):
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
 
+    def check_quant(self, quant: str) -> None:
+        gguf_format(quant)
+
+    def check_kv(self, kv: str) -> None:
+        if kv_cache_type(kv).name == "fp8":
+            raise LanderError("llama.cpp has no fp8 KV cache; use q8_0 (or f16, q5_1, q4_0 ...)")
+
     def weights(self, model: ResolvedModel, quant: str) -> WeightSet:
         return gguf_weights(model.spec, quant, model.tensors, model.file_quant)
 
@@ -154,9 +161,8 @@ class LlamaCpp(Engine):
 
     def check(self, spec: ModelSpec, kv_type: str, opts: EngineOptions) -> tuple[BlockType, bool]:
         """The KV type and whether flash attention is on; refuses what llama.cpp refuses."""
+        self.check_kv(kv_type)
         kv = kv_cache_type(kv_type)
-        if kv.name == "fp8":
-            raise LanderError("llama.cpp has no fp8 KV cache; use q8_0 (or f16, q5_1, q4_0 ...)")
         fa = True if opts.flash_attn is None else opts.flash_attn
         if kv.block > 1 and not fa and not spec.mla:
             raise LanderError(f"a quantized V cache ({kv_type}) needs flash attention in llama.cpp")

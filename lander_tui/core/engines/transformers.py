@@ -19,7 +19,7 @@ from lander_tui.core.memory import MIB, Breakdown
 from lander_tui.core.model import ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
-from lander_tui.core.weights import WeightSet, hf_weights
+from lander_tui.core.weights import WeightSet, hf_format, hf_weights
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class Transformers(Engine):
     kv_types = ("bf16",)
     kv_cycle = ("", "bf16")
     builtin = True
+
+    def check_quant(self, quant: str) -> None:
+        hf_format(quant)
+
+    def check_kv(self, kv: str) -> None:
+        kv_bytes_per_value(kv, ("F16", "BF16", "F32"), "Transformers' DynamicCache")
 
     def weights(self, model: ResolvedModel, quant: str) -> WeightSet:
         return hf_weights(model.spec, quant)

@@ -27,7 +27,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
-from lander_tui.core.weights import WeightSet, hf_weights
+from lander_tui.core.weights import WeightSet, hf_format, hf_weights
 
 #: Extra per-rank memory of NCCL and custom all-reduce buffers under tensor parallelism. vLLM PR #10511's
 #: profiling sample (Meta-Llama-3-8B, H100) shows non-torch memory going from 1.79 GiB at TP 1 to 3.58 GiB
@@ -71,6 +71,12 @@ class Vllm(Engine):
 
     def granularity(self, opts: EngineOptions) -> int:
         return opts.block_size
+
+    def check_quant(self, quant: str) -> None:
+        hf_format(quant)
+
+    def check_kv(self, kv: str) -> None:
+        kv_bytes_per_value(kv, ("F16", "BF16", "fp8", "F32"), "vLLM")
 
     def weights(self, model: ResolvedModel, quant: str) -> WeightSet:
         return hf_weights(model.spec, quant)
