@@ -53,8 +53,16 @@ class ToyEngine(Engine):
         return Breakdown(w, kv_bytes, np.zeros(ctx.shape), np.full(ctx.shape, 300.0 * MIB), np.zeros(ctx.shape),
                          context=ctx)
 
-    def launch_command(self, model_ref, plan, opts):
-        return shlex.join(["toy-serve", model_ref, "--ctx", str(plan.context)])
+    def launch_command(self, model, plan, opts):
+        return shlex.join(["toy-serve", model.spec.hf_repo or model.spec.name, "--ctx", str(plan.context)])
+
+
+class BadCommand(ToyEngine):
+    name = "badcommand"
+    label = "BadCommand"
+
+    def launch_command(self, model, plan, opts):
+        return shlex.join(["bad", model])  # a bug: passes the model object to shlex
 
 
 class Broken(Engine):
@@ -73,6 +81,7 @@ version = "0.1.0"
 
 [project.entry-points."lander_tui.engines"]
 toyengine = "toyengine:ToyEngine"
+badcommand = "toyengine:BadCommand"
 brokenengine = "toyengine:Broken"
 missing = "toyengine_does_not_exist:Engine"
 
@@ -130,6 +139,10 @@ def test_broken_plugins_are_reported_in_one_line_each_and_skipped(plugin_site):
     assert any("'brokenengine'" in w and "granularity" in w for w in warnings)
     assert any("'missing'" in w and "ModuleNotFoundError" in w for w in warnings)
     assert "Traceback" not in out.stderr
+    failing = run_cli(plugin_site, "estimate", "llama-3.1-8b", "--backend", "badcommand", "--free-vram", "24000",
+                      "--launch", "badcommand")
+    assert failing.returncode == 2 and "Traceback" not in failing.stderr
+    assert "the BadCommand plugin failed" in failing.stderr.splitlines()[-1]
     bad = run_cli(plugin_site, "estimate", "llama-3.1-8b", "--backend", "brokenengine", "--free-vram", "24000")
     assert bad.returncode == 2 and "unknown backend 'brokenengine'" in bad.stderr
 

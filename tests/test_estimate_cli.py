@@ -15,7 +15,7 @@ def test_plain_output_format(capsys):
     assert main(["estimate", "llama-3.1-8b", "--quant", "Q4_K_M", "--free-vram", "10316"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("=== llama-3.1-8b (quant=Q4_K_M) (params=8.03B)")
-    assert "free_vram_mb: 10316.00" in out
+    assert "free_vram_mib: 10316.00" in out and "_mb:" not in out  # MiB, named as the JSON names them (D17)
     assert "[Q4_K_M, kv f16]" in out and "[Q4_K_M, kv q8_0]" in out
     # the measured maximum for exactly this case (tests/data/ground-truth) is 40448: at most that, within 2 %
     max_ctx = int(out.split("max_context_length: ")[1].split()[0])

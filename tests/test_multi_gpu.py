@@ -10,6 +10,7 @@ import shlex
 
 import numpy as np
 import pytest
+from commands import command_lines
 
 from lander_tui.cli import main
 from lander_tui.core.catalog import get_model
@@ -41,7 +42,7 @@ def vllm_tp_plan(m, quant, kv, ctx, devices, opts):
 
 
 def launch_command(engine, model, plan):
-    return get_engine(engine).launch_command(model, plan, OPTS)
+    return get_engine(engine).command(_m(model) if isinstance(model, str) else model, plan, OPTS)
 
 
 def test_single_gpu_plan_equals_engine_total():
@@ -107,7 +108,7 @@ def test_vllm_tp_replicates_kv_heads_past_their_count():
 
 
 def _parse(cmd: str, flags: dict[str, type]) -> argparse.Namespace:
-    argv = shlex.split(cmd)
+    argv = shlex.split(command_lines(cmd)[0][0])
     p = argparse.ArgumentParser(add_help=False)
     for f, t in flags.items():
         p.add_argument(f, type=t)
@@ -136,20 +137,22 @@ def test_vllm_command_parses_back(capsys):
     data = json.loads(capsys.readouterr().out)
     ns = _parse(data["launch"], {"--max-model-len": int, "--gpu-memory-utilization": float,
                                  "--kv-cache-dtype": str, "--tensor-parallel-size": int, "--quantization": str})
-    assert ns.rest[0] == "meta-llama/Llama-3.3-70B-Instruct"
+    # AWQ needs a checkpoint made with AWQ: a placeholder naming the model, said so, and no on-load quantization
+    assert ns.rest[0] == "<AWQ checkpoint of meta-llama/Llama-3.3-70B-Instruct>"
+    assert data["launch"].startswith("# AWQ needs a checkpoint quantized with AWQ")
     assert ns.max_model_len == data["plan"]["context"] <= 131072
-    assert ns.tensor_parallel_size == 2 and ns.kv_cache_dtype == "fp8" and ns.quantization == "awq"
+    assert ns.tensor_parallel_size == 2 and ns.kv_cache_dtype == "fp8" and ns.quantization is None
     assert ns.gpu_memory_utilization == 0.9
 
 
 def test_ollama_and_transformers_outputs():
     m = _m("llama-3.1-8b")
     plan = plan_for(m, "ollama", "Q4_K_M", "q8_0", [Device("4090", 23000)], OPTS, context=32768)
-    cmd = launch_command("ollama", "meta-llama/Llama-3.1-8B", plan)
-    env = dict(kv.split("=") for kv in cmd.splitlines()[0].split()[:3])
+    cmd = launch_command("ollama", m, plan)
+    env = dict(kv.split("=") for kv in command_lines(cmd)[0][0].split()[:3])
     assert env == {"OLLAMA_CONTEXT_LENGTH": "32768", "OLLAMA_KV_CACHE_TYPE": "q8_0", "OLLAMA_FLASH_ATTENTION": "1"}
     assert "PARAMETER num_ctx 32768" in cmd
-    snippet = launch_command("transformers", "meta-llama/Llama-3.1-8B", plan)
+    snippet = launch_command("transformers", m, plan)
     compile(snippet, "<snippet>", "exec")  # valid Python
     assert "32768" in snippet
 
@@ -195,4 +198,4 @@ def test_markdown_export_carries_the_plan(capsys):
     for line, d in zip(rows, plan["devices"], strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == d["name"] and float(cells[6]) == d["total_mib"] and float(cells[7]) == d["headroom_mib"]
-    assert "+output" in rows[1] and "```sh\nllama-server" in md
+    assert "+output" in rows[1] and "```sh\n" in md and "\nllama-server -m " in md

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from commands import command_lines
 from textual.widgets import Input
 
 from lander_tui.core.estimate import EstimateRequest, plan_row, run_estimate
@@ -56,7 +57,7 @@ def line(app, selector: str) -> str:
 
 
 def parse_llama_server(cmd: str) -> argparse.Namespace:
-    words = shlex.split(cmd)
+    words = shlex.split(command_lines(cmd)[0][0])
     assert words[0] == "llama-server"
     p = argparse.ArgumentParser(prefix_chars="-", add_help=False)
     for flag, kind in (("-m", str), ("-c", int), ("-ngl", int), ("-ctk", str), ("-ctv", str), ("-fa", str),
@@ -227,7 +228,7 @@ async def test_vllm_command_takes_what_the_plan_needs_and_what_if_is_not_live():
         await pilot.press("b", "b")  # vLLM on GPU 1 (26,821 MiB free of 81,559: 0.9 x total is not free)
         await pilot.pause(0.1)
         chosen = app.chosen
-        words = shlex.split(chosen.launch)
+        words = shlex.split(command_lines(chosen.launch)[0][0])
         assert words[:2] == ["vllm", "serve"]
         util = float(words[words.index("--gpu-memory-utilization") + 1])
         assert int(words[words.index("--max-model-len") + 1]) == chosen.plan.context

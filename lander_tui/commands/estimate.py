@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 from lander_tui.core.errors import LanderError
 
 if TYPE_CHECKING:
+    from lander_tui.core.engines import EngineOptions
     from lander_tui.core.estimate import EstimateRequest
     from lander_tui.core.planning_memory import PlanningMemory
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from lander_tui.core.engines import DEFAULT_ENGINE, engine_names
+    from lander_tui.core.planning_memory import DEFAULT_MARGIN_MIB
 
     engines = " | ".join(engine_names())
     p = sub.add_parser("estimate", help="longest context that fits, per quant and KV-cache type")
@@ -24,27 +26,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="weight format(s): Q4_K_M, Q8_0, BF16, FP8, AWQ, GPTQ-4bit, NF4 ... (repeat or comma-separate)")
     p.add_argument("--kv-cache", "-k", action="append", default=[], metavar="T",
                    help="KV-cache type(s): f16, q8_0, q4_0, fp8 ... (repeat or comma-separate)")
-    p.add_argument("--backend", "-b", default=DEFAULT_ENGINE, help=f"inference engine: {engines}")
+    p.add_argument("--backend", "-b", metavar="ENGINE",
+                   help=f"inference engine: {engines} (default {DEFAULT_ENGINE}, or the --launch engine)")
     mem = p.add_mutually_exclusive_group()
     mem.add_argument("--free-vram", metavar="MIB[,MIB...]", help="free GPU memory to plan for, MiB (one per GPU)")
     mem.add_argument("--total-vram", metavar="MIB[,MIB...]", help="whole, empty GPUs of this size, MiB")
     mem.add_argument("--gpu", metavar="N[,N...]", help="take GPU N's free memory now (nvidia-smi index; 0,1 for two)")
     mem.add_argument("--what-if", metavar="NAME", help='plan for a catalog GPU, e.g. "RTX 4090", "2x A100 80GB"')
-    p.add_argument("--context", "-c", type=int, metavar="N", help="report memory at this context (default: at the max)")
-    p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp flash attention (default on)")
-    p.add_argument("--parallel", "-np", type=int, metavar="N", help="parallel sequences / slots / requests")
-    p.add_argument("--ubatch", type=int, default=512, metavar="N", help="llama.cpp -ub (default 512)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F", help="vLLM (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=8192, metavar="N", help="vLLM (default 8192)")
+    p.add_argument("--margin", metavar="MIB", default=f"{DEFAULT_MARGIN_MIB:.0f}",
+                   help="with --gpu or no memory flag: keep this much of the free memory spare "
+                        f"(default {DEFAULT_MARGIN_MIB:.0f}, like the dashboard; 1.5G works)")
+    p.add_argument("--context", "-c", metavar="N",
+                   help="report memory at this context: 32768, 32k, 1M (default: each row at its maximum)")
+    p.add_argument("--flash-attn", choices=["auto", "on", "off"], help="llama.cpp flash attention (default auto: on)")
+    p.add_argument("--parallel", "-np", type=int, metavar="N",
+                   help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
+    p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
+    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default 0.9)")
+    p.add_argument("--max-num-batched-tokens", type=int, metavar="N", help="vLLM (default 8192)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
     p.add_argument("--tensor-split", metavar="A,B,...",
-                   help="llama.cpp layer split across GPUs (default: by free memory)")
+                   help="llama.cpp layer split across GPUs, as shares (3,1); default: by free memory")
     p.add_argument("--launch", metavar="ENGINE",
-                   help=f"print the command that runs the plan: {engines}")
-    p.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit")
+                   help=f"print the command that runs the plan: {engines} (plans with that engine)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit (--json: as JSON)")
     p.set_defaults(func=run)
 
 
@@ -75,6 +84,30 @@ def _numbers(text: str, flag: str) -> list[float]:
     return vals
 
 
+def _shares(text: str, n_gpus: int) -> tuple[float, ...]:
+    """`--tensor-split 3,1`: one share per GPU, as llama.cpp takes them (0 leaves a GPU out)."""
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        vals = ()
+    if not vals or any(v < 0 for v in vals) or not any(vals):
+        raise LanderError(f"--tensor-split takes shares like 3,1 (one per GPU, at least one above 0), got {text!r}")
+    if len(vals) != n_gpus:
+        raise LanderError(f"--tensor-split has {len(vals)} shares for {n_gpus} GPUs")
+    return vals
+
+
+def engine_name(args: argparse.Namespace) -> str:
+    """--launch ENGINE plans with that engine (its numbers and its command agree); a different
+    --backend beside it would print one engine's command with another's numbers, so it is refused."""
+    from lander_tui.core.engines import DEFAULT_ENGINE, get_engine
+
+    if args.launch and args.backend and get_engine(args.launch) is not get_engine(args.backend):
+        raise LanderError(f"--launch {args.launch} plans with {get_engine(args.launch).label}'s rules; drop "
+                          f"--backend {args.backend} or make both the same engine")
+    return get_engine(args.launch or args.backend or DEFAULT_ENGINE).name
+
+
 def planning_memory(args: argparse.Namespace) -> PlanningMemory:
     """The GPUs to plan on, from the memory flag (or the freest GPU now), and where they came from."""
     from lander_tui.core import planning_memory as pm
@@ -85,46 +118,79 @@ def planning_memory(args: argparse.Namespace) -> PlanningMemory:
         return pm.whole_numbers(_numbers(str(args.total_vram), "--total-vram"))
     if args.what_if is not None:
         return pm.what_if(args.what_if)
-    snapshot = _poll()
+    snapshot = _poll(bool(getattr(args, "demo", False)))
+    margin = _margin(args.margin)
     if args.gpu is not None:
         parts = [p.strip() for p in str(args.gpu).split(",")]
         if not all(p.isdigit() for p in parts):
             raise LanderError(f"--gpu takes GPU indices like 0 or 0,1, got {args.gpu!r}")
-        return pm.on_gpus(snapshot, [int(p) for p in parts])
-    return pm.default_memory(snapshot)
+        return pm.on_gpus(snapshot, [int(p) for p in parts], "free", margin)
+    return pm.default_memory(snapshot, margin)
 
 
-def _poll() -> Any:
+def _margin(text: str) -> float:
+    from lander_tui.core.parsing import parse_mib
+
+    try:
+        return parse_mib(str(text))
+    except ValueError as err:
+        raise LanderError(f"--margin takes {err}, got {text!r}") from None
+
+
+def _poll(demo: bool) -> Any:
     from lander_tui.core.gpu import open_backend
 
-    backend = open_backend()
+    backend = open_backend(demo=demo)
     try:
         return backend.poll()
     finally:
         backend.close()
 
 
+#: EngineOptions fields the flags set, by flag (for "this engine ignores --x" warnings).
+_OPTION_FLAGS = {"flash_attn": "--flash-attn", "n_parallel": "--parallel", "n_ubatch": "--ubatch",
+                 "gpu_memory_utilization": "--gpu-memory-utilization",
+                 "max_num_batched_tokens": "--max-num-batched-tokens", "tensor_split": "--tensor-split"}
+
+
+def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, list[str]]:
+    """The engine options the flags give, and a warning for each flag this engine does not read."""
+    from lander_tui.core.engines import EngineOptions, get_engine
+
+    given: dict[str, Any] = {
+        "flash_attn": None if args.flash_attn in (None, "auto") else args.flash_attn == "on",
+        "n_parallel": args.parallel,
+        "n_ubatch": args.ubatch,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "tensor_split": _shares(args.tensor_split, n_gpus) if args.tensor_split else None,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    opts = EngineOptions(**given, overrides=_overrides(args.set))
+    engine = get_engine(engine_name(args))
+    warnings = [f"{_OPTION_FLAGS[k]} does not change {engine.label}'s numbers; {engine.label} ignores it"
+                for k in given if k not in engine.options_read]
+    if opts.n_ubatch > opts.n_batch and "n_ubatch" in engine.options_read:
+        warnings.append(f"--ubatch {opts.n_ubatch} is more than the batch ({opts.n_batch}); llama.cpp uses "
+                        f"{opts.n_batch}")
+    return opts, warnings
+
+
 def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateRequest:
-    from lander_tui.core.engines import EngineOptions
     from lander_tui.core.estimate import EstimateRequest
     from lander_tui.core.model_source import resolve_model
+    from lander_tui.core.parsing import parse_tokens
 
-    split = tuple(_numbers(args.tensor_split, "--tensor-split")) if args.tensor_split else None
-    if split and len(split) != len(memory.devices):
-        raise LanderError(f"--tensor-split has {len(split)} shares for {len(memory.devices)} GPUs")
-    opts = EngineOptions(
-        flash_attn=None if args.flash_attn is None else args.flash_attn == "on",
-        n_parallel=args.parallel,
-        n_ubatch=args.ubatch,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        max_num_batched_tokens=args.max_num_batched_tokens,
-        overrides=_overrides(args.set),
-        tensor_split=split,
-    )
+    opts, warnings = options_of(args, len(memory.devices))
+    for w in warnings:
+        print(f"lander-tui: warning: {w}", file=sys.stderr)
+    try:
+        context = parse_tokens(str(args.context)) if args.context is not None else None
+    except ValueError as err:
+        raise LanderError(f"--context takes {err}, got {args.context!r}") from None
     model = resolve_model(args.model)
-    return EstimateRequest(model=model, engine=args.backend, quants=_split(args.quant),
-                           kv_types=_split(args.kv_cache), devices=memory.devices, context=args.context,
-                           options=opts)
+    return EstimateRequest(model=model, engine=engine_name(args), quants=_split(args.quant),
+                           kv_types=_split(args.kv_cache), devices=memory.devices, context=context, options=opts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,19 +199,21 @@ def run(args: argparse.Namespace) -> int:
     from lander_tui.core.report import format_plain, format_plan
 
     if args.list_models:
-        from lander_tui.core.catalog import catalog_models
-        from lander_tui.core.tensors import parameter_count
-
-        for spec in catalog_models():
-            params = parameter_count(spec) / 1e9
-            print(f"{spec.name:34} {params:8.2f}B  ctx {spec.max_context:>7}  {spec.hf_repo or ''}")
-        return 0
+        return _list_models(args.json)
     if not args.model:
         raise LanderError("estimate needs a MODEL (try `lander-tui estimate llama-3.1-8b`, or --list-models)")
+    engine = get_engine(engine_name(args))
     memory = planning_memory(args)
+    notes = []
+    if len(memory.devices) > 1 and not engine.splits_across_gpus:
+        # the dashboard's rule too: an engine that spreads layers itself is planned on the summed memory
+        notes.append(f"{len(memory.devices)} GPUs: {engine.label} spreads the layers with device_map='auto'; "
+                     "planned on their summed memory")
+        memory = memory.merged()
     req = build_request(args, memory)
     est = run_estimate(req)
     data = est.as_json()
+    data["notes"] = [*data["notes"], *notes]
     data["memory_source"] = memory.source
     plan = None
     several = len(memory.devices) > 1
@@ -155,9 +223,8 @@ def run(args: argparse.Namespace) -> int:
             data["plan"] = plan.as_json()
     if args.launch:
         if plan is None:
-            raise LanderError("nothing fits, so there is no plan to launch")
-        data["launch"] = get_engine(args.launch).launch_command(req.model.spec.hf_repo or args.model, plan,
-                                                                req.options)
+            raise LanderError(f"{est.recommendation.reason}, so there is no command to print", exit_code=1)
+        data["launch"] = engine.command(req.model, plan, req.options)
     if args.format:
         from lander_tui.core.export import export
 
@@ -166,10 +233,29 @@ def run(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=2)
         print()
     else:
-        print(format_plain(est))
+        print(format_plain(est, notes))
         print(f"memory: {memory.source}")
         if plan is not None and (several or not plan.fully_offloaded):
             print(format_plan(plan))
         if args.launch:
             print(data["launch"])
+    if est.recommendation.quant is None and plan is None:
+        print(f"lander-tui: {est.recommendation.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _list_models(as_json: bool) -> int:
+    from lander_tui.core.catalog import catalog_models
+    from lander_tui.core.tensors import parameter_count
+
+    models = catalog_models()
+    if as_json:
+        json.dump([{"name": s.name, "params": parameter_count(s), "max_context": s.max_context, "hf_repo": s.hf_repo}
+                   for s in models], sys.stdout, indent=2)
+        print()
+        return 0
+    for spec in models:
+        params = parameter_count(spec) / 1e9
+        print(f"{spec.name:34} {params:8.2f}B  ctx {spec.max_context:>7}  {spec.hf_repo or ''}")
     return 0

@@ -81,9 +81,15 @@ class ConfigResult:
     def max_concurrency(self) -> float | None:
         return self.capacity.get("max_concurrency")
 
+    @property
+    def past_trained_max(self) -> bool:
+        """The memory holds more than the model was trained for: engines refuse or degrade past it."""
+        return self.max_context > self.model_max_context
+
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"quant": self.quant, "kv_cache": self.kv_cache, "max_context": self.max_context,
-                             "model_max_context": self.model_max_context, "context": self.context,
+                             "model_max_context": self.model_max_context,
+                             "past_model_max_context": self.past_trained_max, "context": self.context,
                              **self.memory.as_json(), "fits": self.fits, "exact_weights": self.exact_weights,
                              "bits_per_weight": self.bits_per_weight, "max_concurrency": self.max_concurrency,
                              "error": self.error}
@@ -254,10 +260,15 @@ def recommend(results: list[ConfigResult], target: int) -> Recommendation:
     if reach:
         best = max(reach, key=lambda r: (r.bits_per_weight, kv_cache_bits(r.kv_cache), r.max_context))
         return Recommendation(best.quant, best.kv_cache,
-                              f"highest precision that still reaches {target:,} tokens")
+                              f"highest precision that still reaches {tokens(target)}")
     best = max(loads, key=lambda r: (r.max_context, r.bits_per_weight))
     return Recommendation(best.quant, best.kv_cache,
-                          f"no choice reaches {target:,} tokens; this gives the longest context ({best.max_context:,})")
+                          f"no choice reaches {tokens(target)}; this gives the longest context ({best.max_context:,})")
+
+
+def tokens(n: int) -> str:
+    """`1 token`, `131,072 tokens`."""
+    return f"{n:,} token" + ("" if n == 1 else "s")
 
 
 def kv_cache_bits(name: str) -> float:

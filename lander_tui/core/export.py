@@ -51,7 +51,12 @@ def _plan_md(plan: dict[str, Any]) -> list[str]:
            "| device | layers | " + " | ".join(DEVICE_COLUMNS) + " |", "|" + "---|" * (len(DEVICE_COLUMNS) + 2)]
     for d in plan.get("devices", []):
         layers = d.get("layers")
-        where = f"{layers[0]}-{layers[1]}" if layers else "all (TP rank)"
+        if layers:
+            where = f"{layers[0]}-{layers[1]}"
+        elif (plan.get("tensor_parallel") or 1) > 1:
+            where = "all (TP rank)"
+        else:
+            where = "all" if plan.get("gpu_layers", 0) > (plan.get("n_layers") or 0) else "none"
         where += " +output" if d.get("has_output") else ""
         out.append(f"| {d.get('name')} | {where} | " + " | ".join(str(d.get(c)) for c in DEVICE_COLUMNS) + " |")
     if plan.get("host_mib"):

@@ -31,10 +31,10 @@ class Part:
 
 #: The GPU parts, in the order every table shows them. `total` is their sum.
 PARTS: tuple[Part, ...] = (
-    Part("weights", "weights_mib", "weights", "model_weight_mb", "weights"),
-    Part("kv", "kv_cache_mib", "KV cache", "kv_cache_mb", "kv"),
-    Part("compute", "compute_mib", "compute", "compute_mb", "compute"),
-    Part("overhead", "overhead_mib", "overhead", "overhead_mb", "overhead"),
+    Part("weights", "weights_mib", "weights", "model_weight_mib", "weights"),
+    Part("kv", "kv_cache_mib", "KV cache", "kv_cache_mib", "kv"),
+    Part("compute", "compute_mib", "compute", "compute_mib", "compute"),
+    Part("overhead", "overhead_mib", "overhead", "overhead_mib", "overhead"),
 )
 
 

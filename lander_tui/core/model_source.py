@@ -29,6 +29,9 @@ def resolve_model(text: str, *, offline: bool | None = None) -> ResolvedModel:
 
         g = read_gguf(path)
         return ResolvedModel(g.spec, "gguf", tensors=g.tensors, file_quant=g.file_type, detail=str(path))
+    if raw.startswith(("./", "../", "/", "~")) or raw.lower().endswith(".json"):
+        if not path.exists():
+            raise LanderError(f"no such file or folder: {raw}")
     if path.exists():
         cfg = load_config_file(path)
         name = (path if path.is_dir() else path.parent).name or "model"

@@ -153,14 +153,17 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
                     for g in gpus)
     detail = f"{raw:,.0f} - {margin_mib:,.0f} margin" if margin_mib else f"{raw:,.0f} free"
     source = f"{names} ({gpus[0].name}) free now" if len(gpus) == 1 else f"{names} free now"
+    if margin_mib:
+        source += f", less a {margin_mib:,.0f} MiB margin"
     return PlanningMemory(devices, f"{names} free now", detail, ("free", tuple(indices), margin_mib), source)
 
 
-def default_memory(snapshot: Any) -> PlanningMemory:
-    """No memory named: the GPU with the most free memory now, else the what-if card (and say so)."""
+def default_memory(snapshot: Any, margin_mib: float = 0.0) -> PlanningMemory:
+    """No memory named: the GPU with the most free memory now (less the margin), else the what-if card
+    (and say so)."""
     best = freest_gpu(snapshot)
     if best:
-        return on_gpus(snapshot, best)
+        return on_gpus(snapshot, best, "free", margin_mib)
     w = what_if(NO_GPU_WHAT_IF)
     return PlanningMemory(w.devices, w.label, w.detail, w.key,
                           f"no GPU seen: {w.label} (use --free-vram, --gpu or --what-if)")

@@ -7,6 +7,15 @@ from lander_tui.core.memory import PARTS
 from lander_tui.core.plan import Plan
 
 
+def params_text(n: int) -> str:
+    """8.03B, 0.50B, 2.1M: the size a person reads (not 0.00B for a small test model)."""
+    if n >= 999.5e6:
+        return f"{n / 1e9:.2f}B"
+    if n >= 999.5e3:
+        return f"{n / 1e6:.1f}M"
+    return f"{n:,}"
+
+
 def host_available_mib() -> float:
     """Host RAM available now (psutil), MiB."""
     import psutil
@@ -19,7 +28,12 @@ def format_plan(plan: Plan, host_available: float | None = None) -> str:
     lines = [f"plan: {plan.quant} kv {plan.kv_cache} at {plan.context} tokens, "
              f"{plan.gpu_layers}/{plan.n_layers + 1} layers on GPU ({plan.cpu_gpu_split()}), fits: {plan.fits}"]
     for d in plan.devices:
-        layers = f"layers {d.layers[0]}-{d.layers[1]}" if d.layers else "all layers (TP rank)"
+        if d.layers:
+            layers = f"layers {d.layers[0]}-{d.layers[1]}"
+        elif plan.tensor_parallel > 1:
+            layers = "all layers (TP rank)"
+        else:
+            layers = "all layers" if plan.fully_offloaded else "no layers"
         parts = " + ".join(f"{p.short} {getattr(d.memory, p.attr):.0f}" for p in PARTS)
         lines.append(f"  {d.name}: {layers}{' +output' if d.has_output else ''}: {parts} "
                      f"= {d.total_mib:.0f} of {d.budget_mib:.0f} MiB")
@@ -31,29 +45,34 @@ def format_plan(plan: Plan, host_available: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def format_plain(est: Estimate) -> str:
+def format_plain(est: Estimate, extra_notes: list[str] | tuple[str, ...] = ()) -> str:
     """The estimate in LLM-Lander's plain format (what `lander-tui estimate` prints)."""
     quants = ",".join(dict.fromkeys(r.quant for r in est.results))
-    lines = [f"=== {est.model} (quant={quants}) (params={est.params / 1e9:.2f}B) [{est.engine}] ===",
-             f"free_vram_mb: {est.free_mib:.2f}"]
+    lines = [f"=== {est.model} (quant={quants}) (params={params_text(est.params)}) [{est.engine}] ===",
+             f"free_vram_mib: {est.free_mib:.2f}"]
     if est.budget_mib != est.free_mib:
-        lines.append(f"budget_mb: {est.budget_mib:.2f}")
+        lines.append(f"budget_mib: {est.budget_mib:.2f}")
     for r in est.results:
         lines.append(f"[{r.quant}, kv {r.kv_cache}]")
         if r.error:
             lines.append(f"  error: {r.error}")
             continue
+        past = f"  (past the trained {r.model_max_context:,}: engines refuse or degrade there)" \
+            if r.past_trained_max else ""
         lines += [
-            f"  max_context_length: {r.max_context}",
+            f"  max_context_length: {r.max_context}{past}",
             f"  model_max_context: {r.model_max_context}",
             f"  at_context: {r.context}",
             *[f"  {p.plain_key}: {getattr(r.memory, p.attr):.2f}" for p in PARTS],
-            f"  total_memory_mb: {r.total_mib:.2f}",
+            f"  total_memory_mib: {r.total_mib:.2f}",
             f"  fits_in_vram: {r.fits}",
         ]
         if r.max_concurrency is not None:
             lines.append(f"  max_concurrency: {r.max_concurrency:.2f}")
     rec = est.recommendation
-    lines.append(f"recommendation: {rec.quant or '-'} kv {rec.kv_cache or '-'} ({rec.reason})")
-    lines += [f"note: {n}" for n in est.notes]
+    if rec.quant:
+        lines.append(f"recommendation: {rec.quant} kv {rec.kv_cache} ({rec.reason})")
+    else:
+        lines.append(f"recommendation: none ({rec.reason})")
+    lines += [f"note: {n}" for n in (*est.notes, *extra_notes)]
     return "\n".join(lines)

@@ -86,11 +86,6 @@ class LiveCheck:
 # --- solving ---------------------------------------------------------------------------------
 
 
-def model_name(req: EstimateRequest) -> str:
-    spec = req.model.spec
-    return spec.hf_repo or req.model.detail or spec.name
-
-
 def _needs(req: EstimateRequest, plan: Plan, memory: PlanningMemory) -> tuple[Need, ...]:
     """What must be free on each real GPU for the plan to start (as the engine starts)."""
     idx = memory.indices
@@ -125,7 +120,7 @@ def choose(req: EstimateRequest, est: Estimate, memory: PlanningMemory, row: tup
     if plan is None:
         return ChosenPlan(plan=None, error=f"{row[0]} + KV {row[1]} loads nowhere here: nothing to launch", **base)
     try:
-        launch = get_engine(est.engine).launch_command(model_name(req), plan, req.options)
+        launch = get_engine(est.engine).command(req.model, plan, req.options)
     except LanderError as err:
         launch = f"# (no launch command: {err})"
     host = host_available_mib

@@ -33,9 +33,11 @@ def short_tokens(n: int) -> str:
 def params_text(n: int | None) -> str:
     if not n:
         return "?"
-    if n >= 1e9:
+    if n >= 999.5e6:
         return f"{n / 1e9:.1f}B" if n < 1e11 else f"{n / 1e9:.0f}B"
-    return f"{n / 1e6:.0f}M"
+    if n >= 999.5e3:
+        return f"{n / 1e6:.0f}M"
+    return f"{n / 1e3:.0f}k"
 
 
 def count_text(n: int | None) -> str:

@@ -57,6 +57,8 @@ class EngineOptions:
             raise LanderError("--gpu-memory-utilization must be between 0.05 and 1.0")
         if self.n_ubatch < 1 or self.n_batch < 1:
             raise LanderError("batch sizes must be at least 1")
+        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
+            raise LanderError("--max-num-batched-tokens and --max-num-seqs must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class Calibration:
         bad = sorted(set(overrides) - known)
         if bad:
             raise LanderError(f"unknown setting {bad[0]!r} for this engine; known: {', '.join(sorted(known))}")
+        negative = sorted(k for k, v in overrides.items() if v < 0)
+        if negative:
+            raise LanderError(f"{negative[0]} must be 0 or more, not {overrides[negative[0]]:g}")
         return replace(self, **overrides)
 
 
@@ -131,6 +136,9 @@ class Engine:
     splits_across_gpus: bool = False
     #: Part of lander-tui itself (a plugin's errors are contained, a built-in's are bugs).
     builtin: bool = False
+    #: The `EngineOptions` fields this engine's numbers depend on (a flag for any other is ignored,
+    #: and the CLI says so). `overrides` always applies.
+    options_read: frozenset[str] = frozenset({"n_parallel"})
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
@@ -215,5 +223,18 @@ class Engine:
         return share.total_mib
 
     # --- running it ----------------------------------------------------------------------------
-    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
+    def command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        """`launch_command`, with a plugin's own bug turned into one line (a built-in's stays a bug)."""
+        try:
+            return self.launch_command(model, plan, opts)
+        except LanderError:
+            raise
+        except Exception as err:
+            if self.builtin:
+                raise
+            raise LanderError(f"the {self.label} plugin failed to write its command: {type(err).__name__}: {err}") \
+                from None
+
+    def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        """The command (or snippet) that runs the plan as planned; `core.checkpoint` says which file."""
         raise LanderError(f"{self.label} has no launch command")

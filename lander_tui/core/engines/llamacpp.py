@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lander_tui.core.checkpoint import gguf_checkpoint
 from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import BlockType, kv_cache_type
@@ -129,8 +130,11 @@ class LlamaCpp(Engine):
     kv_cycle = ("", "f16", "q8_0", "q4_0")
     splits_across_gpus = True
     builtin = True
+    options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split"})
     pad_cells = 256
     defaults_parallel = 1
+    #: Whether a plan may keep MoE experts on the CPU (`--n-cpu-moe`) before moving whole layers.
+    moe_offload = True
 
     def granularity(self, opts: EngineOptions) -> int:
         return self.pad_cells
@@ -336,7 +340,7 @@ class LlamaCpp(Engine):
         if full.fits:
             return full
         L = model.spec.n_layers
-        if model.spec.moe and at(cpu_moe=L).fits:
+        if self.moe_offload and model.spec.moe and at(cpu_moe=L).fits:
             lo_n, hi_n = 1, L  # fewest layers whose experts must stay on the CPU (--n-cpu-moe)
             while lo_n < hi_n:
                 mid = (lo_n + hi_n) // 2
@@ -355,8 +359,10 @@ class LlamaCpp(Engine):
         return at(ngl=lo)
 
     # --- running it ----------------------------------------------------------------------------
-    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
-        args = ["llama-server", "-m", gguf_file_name(model_ref, plan.quant), "-c", str(plan.context),
+    def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        ckpt = gguf_checkpoint(model, plan.quant)
+        source = ["-hf", ckpt.ref] if ckpt.kind == "gguf-repo" else ["-m", ckpt.ref]
+        args = ["llama-server", *source, "-c", str(plan.context),
                 "-ngl", str(plan.gpu_layers if plan.gpu_layers <= plan.n_layers else 999),
                 "-ctk", plan.kv_cache, "-ctv", plan.kv_cache, "-fa", "off" if opts.flash_attn is False else "on"]
         # always explicit: llama-server's automatic -np is 4, which grows sliding-window and recurrent caches
@@ -366,12 +372,7 @@ class LlamaCpp(Engine):
         if plan.cpu_moe:
             args += ["--n-cpu-moe", str(plan.cpu_moe)]
         args += ["-fit", "off"]  # the plan is already fitted; keep llama.cpp from changing it
-        return shlex.join(args)
-
-
-def gguf_file_name(model_ref: str, quant: str) -> str:
-    base = model_ref.split("/")[-1]
-    return base if base.endswith(".gguf") else f"{base}-{quant}.gguf"
+        return ckpt.comment() + shlex.join(args)
 
 
 def _ratios(split: tuple[float, ...]) -> list[float]:

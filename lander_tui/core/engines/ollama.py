@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lander_tui.core.checkpoint import gguf_checkpoint
 from lander_tui.core.engines.base import EngineOptions
 from lander_tui.core.engines.llamacpp import LlamaCpp, LlamaCppCalibration
 from lander_tui.core.model import Device, ResolvedModel
@@ -28,6 +29,8 @@ class Ollama(LlamaCpp):
     aliases = ()
     order = 20
     command_name = "Ollama"
+    #: A Modelfile sets `num_gpu` (layers on the GPU) but has no way to keep only the experts on the CPU.
+    moe_offload = False
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration(margin_mib=1024.0).with_overrides(opts.overrides)  # type: ignore[return-value]
@@ -39,14 +42,15 @@ class Ollama(LlamaCpp):
         return (f"Ollama picks num_ctx {default_context(mem):,} by itself on {mem / 1024:.0f} GiB; "
                 "set OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx) to the context you plan for",)
 
-    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
+    def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         flash = opts.flash_attn is not False
         env = [f"OLLAMA_CONTEXT_LENGTH={plan.context}", f"OLLAMA_KV_CACHE_TYPE={plan.kv_cache}",
                f"OLLAMA_FLASH_ATTENTION={1 if flash else 0}"]
-        tag = model_ref if ":" in model_ref else f"{model_ref}:{plan.quant}"
-        src = f"hf.co/{tag}" if "/" in model_ref else tag
+        ckpt = gguf_checkpoint(model, plan.quant)
+        # `FROM hf.co/ORG/NAME:QUANT` pulls only from GGUF repositories; anything else is a local GGUF file
+        src = f"hf.co/{ckpt.ref}" if ckpt.kind == "gguf-repo" else ckpt.ref
         modelfile = f"FROM {src}\nPARAMETER num_ctx {plan.context}\n"
         if plan.gpu_layers <= plan.n_layers:
             modelfile += f"PARAMETER num_gpu {plan.gpu_layers}\n"
-        return (" ".join(env) + " ollama serve\n# or per model, in a Modelfile:\n"
+        return (ckpt.comment() + " ".join(env) + " ollama serve\n# or per model, in a Modelfile:\n"
                 + "".join(f"#   {line}\n" for line in modelfile.splitlines())).rstrip("\n")

@@ -28,12 +28,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
+from lander_tui.core.quant_config import native_format
 from lander_tui.core.weights import WeightSet, hf_format, hf_weights, shard_bytes
 
 GIB = 1024**3
@@ -176,8 +178,10 @@ class SGLang(Engine):
         base = super().plan(model, quant, kv, ctx, devices, budget, opts)
         return replace(base, settings={"mem_fraction_static": self.mem_fraction_static(devices[0], len(devices), opts)})
 
-    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
-        args = ["python", "-m", "sglang.launch_server", "--model-path", model_ref,
+    def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        ckpt = hf_checkpoint(model, plan.quant)
+        env = ["SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"] if plan.context > model.spec.max_context else []
+        args = [*env, "python", "-m", "sglang.launch_server", "--model-path", ckpt.ref,
                 "--context-length", str(plan.context)]
         mfs = plan.settings.get("mem_fraction_static")
         if mfs is not None:
@@ -187,7 +191,7 @@ class SGLang(Engine):
         if plan.kv_cache.lower() not in ("auto", "bf16", "f16"):
             args += ["--kv-cache-dtype", "fp8_e4m3" if plan.kv_cache.lower() == "fp8" else plan.kv_cache]
         q = _QUANT_FLAG.get(plan.quant.split("-")[0].upper())
-        if q:
+        if q and ckpt.kind != "placeholder" and not native_format(model.spec):
             args += ["--quantization", q]
-        return shlex.join(args)
+        return ckpt.comment() + shlex.join(args)
 

@@ -13,13 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Calibration, Engine, EngineOptions
 from lander_tui.core.formats import kv_bytes_per_value, weight_format
 from lander_tui.core.memory import MIB, Breakdown
 from lander_tui.core.model import ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
+from lander_tui.core.quant_config import native_format
 from lander_tui.core.weights import WeightSet, hf_format, hf_weights
+
+#: bitsandbytes on load: the BitsAndBytesConfig arguments per format.
+_BNB = {"NF4": 'load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16',
+        "INT8": "load_in_8bit=True"}
 
 
 @dataclass(frozen=True)
@@ -114,20 +120,26 @@ class Transformers(Engine):
                          {"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
                          context=ctx)
 
-    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
+    def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         """A Python snippet: load the checkpoint as planned and generate within the planned context."""
-        quant = plan.quant.upper()
-        lines = ["import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
-        kwargs = ['device_map="auto"', "dtype=torch.bfloat16"]
-        if quant == "NF4":
-            lines[-1] += ", BitsAndBytesConfig"
-            kwargs.append('quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", '
-                          "bnb_4bit_compute_dtype=torch.bfloat16)")
-        lines += [
-            f'model = AutoModelForCausalLM.from_pretrained("{model_ref}", {", ".join(kwargs)})',
-            f'tok = AutoTokenizer.from_pretrained("{model_ref}")',
-            f"# prompt + new tokens must stay within {plan.context} tokens",
-            'ids = tok("Hello", return_tensors="pt").to(model.device)',
-            f"out = model.generate(**ids, max_new_tokens=min(512, {plan.context} - ids.input_ids.shape[1]))",
-        ]
-        return "\n".join(lines)
+        ckpt = hf_checkpoint(model, plan.quant)
+        quant = plan.quant.split("-")[0].upper()
+        imports = ["AutoModelForCausalLM", "AutoTokenizer"]
+        kwargs = ['device_map="auto"']
+        if ckpt.kind == "placeholder" or native_format(model.spec):
+            kwargs.append('dtype="auto"')  # a quantized checkpoint brings its own quantization_config
+        elif quant in _BNB:
+            imports.append("BitsAndBytesConfig")
+            kwargs += ["dtype=torch.bfloat16", f"quantization_config=BitsAndBytesConfig({_BNB[quant]})"]
+        elif quant == "FP8":
+            imports.append("FineGrainedFP8Config")
+            kwargs += ["dtype=torch.bfloat16", "quantization_config=FineGrainedFP8Config()"]
+        else:
+            kwargs.append("dtype=torch.bfloat16" if quant != "F16" else "dtype=torch.float16")
+        lines = ["import torch", f"from transformers import {', '.join(imports)}",
+                 f"model = AutoModelForCausalLM.from_pretrained({ckpt.ref!r}, {', '.join(kwargs)})",
+                 f"tok = AutoTokenizer.from_pretrained({ckpt.ref!r})",
+                 f"# prompt + new tokens must stay within {plan.context} tokens",
+                 'ids = tok("Hello", return_tensors="pt").to(model.device)',
+                 f"out = model.generate(**ids, max_new_tokens=min(512, {plan.context} - ids.input_ids.shape[1]))"]
+        return ckpt.comment() + "\n".join(lines)

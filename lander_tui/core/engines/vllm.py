@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value, torch_dtype_format
@@ -27,6 +28,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
+from lander_tui.core.quant_config import native_format
 from lander_tui.core.weights import WeightSet, hf_format, hf_weights
 
 #: Extra per-rank memory of NCCL and custom all-reduce buffers under tensor parallelism. vLLM PR #10511's
@@ -68,6 +70,8 @@ class Vllm(Engine):
     kv_cycle = ("", "auto", "fp8")
     splits_across_gpus = True
     builtin = True
+    options_read = frozenset({"n_parallel", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs",
+                              "block_size", "cuda_graphs"})
 
     def granularity(self, opts: EngineOptions) -> int:
         return opts.block_size
@@ -89,7 +93,12 @@ class Vllm(Engine):
         less is free the rows are planned at the utilization that does fit, and a note says which."""
         util = opts.gpu_memory_utilization
         if not all(d.total_mib for d in devices):
-            return Budget(tuple(d.free_mib * MIB for d in devices))
+            # a number typed as free memory names no card: plan as if it were the whole (empty) card, so
+            # the command's --gpu-memory-utilization and the budget are the same number
+            note = (f"vLLM takes a fraction of each GPU's total memory and no total was given: planned as if "
+                    f"{', '.join(f'{d.free_mib:,.0f}' for d in devices)} MiB were the whole card, at "
+                    f"--gpu-memory-utilization {util} (--total-vram, --gpu or --what-if name the real card)")
+            return Budget(tuple(d.free_mib * util * MIB for d in devices), (note,), {"gpu_memory_utilization": util})
         need = [d.total_mib * util for d in devices if d.total_mib]
         if all(n <= d.free_mib for n, d in zip(need, devices, strict=True)):
             return Budget(tuple(n * MIB for n in need), settings={"gpu_memory_utilization": util})
@@ -132,6 +141,10 @@ class Vllm(Engine):
                          {"cuda_graphs": np.full(ctx.shape, graphs),
                           "non_torch": np.full(ctx.shape, cal.non_torch_mib * MIB)},
                          context=pad(ctx, block))
+
+    def notes(self, model: ResolvedModel, devices: Sequence[Device], opts: EngineOptions) -> tuple[str, ...]:
+        return ("vLLM takes its whole budget at start and fills what the model leaves with KV blocks: nvidia-smi "
+                "shows the budget, whatever the context; the parts show what one request of each context needs",)
 
     def rank(self, model: ResolvedModel, quant: str, kv_type: str, ctx: np.ndarray, tp: int,
              opts: EngineOptions) -> Breakdown:
@@ -201,15 +214,19 @@ class Vllm(Engine):
         util = plan.settings.get("gpu_memory_utilization")
         return util * device.total_mib if util is not None and device.total_mib else share.total_mib
 
-    def launch_command(self, model_ref: str, plan: Plan, opts: EngineOptions) -> str:
+    def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         util = plan.settings.get("gpu_memory_utilization", opts.gpu_memory_utilization)
-        args = ["vllm", "serve", model_ref, "--max-model-len", str(plan.context),
+        ckpt = hf_checkpoint(model, plan.quant)
+        env = []
+        if plan.context > model.spec.max_context:  # asked for: vLLM refuses it unless told
+            env = ["VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"]
+        args = [*env, "vllm", "serve", ckpt.ref, "--max-model-len", str(plan.context),
                 "--gpu-memory-utilization", f"{util:g}"]
         if plan.kv_cache not in ("auto", "bf16", "f16"):
             args += ["--kv-cache-dtype", plan.kv_cache]
         if plan.tensor_parallel > 1:
             args += ["--tensor-parallel-size", str(plan.tensor_parallel)]
         q = _QUANT_FLAG.get(plan.quant.split("-")[0].upper())
-        if q:
-            args += ["--quantization", q]
-        return shlex.join(args)
+        if q and ckpt.kind != "placeholder" and not native_format(model.spec):
+            args += ["--quantization", q]  # quantize a 16-bit checkpoint on load (a quantized one says so itself)
+        return ckpt.comment() + shlex.join(args)
