@@ -39,8 +39,13 @@ REDISCOVER_S = 15.0
 def identify_kind(client: LiveClient, url: str) -> str:
     """The kind of engine answering at `url` (a URL the user gave without one)."""
     for reader in READERS:
-        if reader.identify(client, url):
-            return reader.kind
+        try:
+            if reader.identify(client, url):
+                return reader.kind
+        except ReadFailure as err:  # slow or dead: say so for the URL, not for the probe's path
+            reason = "connection refused" if "refused" in str(err) else str(err).rsplit("(", 1)[-1].rstrip(")")
+            msg = f"nothing answers at {url} ({reason})" if err.state != SLOW else f"no answer from {url} in time"
+            raise ReadFailure(err.state, msg) from None
     tried = ", ".join(r.kind for r in READERS)
     raise ReadFailure(MALFORMED, f"{url} does not answer like any engine lander-tui reads ({tried}); "
                                  "name it as KIND=URL")

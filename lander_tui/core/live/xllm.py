@@ -68,7 +68,12 @@ class Xllm:
             notes.append(f"/v0/metrics: {err}")
         models = tuple(_models(health))
         if not models:
-            notes.append("xLLM loads models on demand; none is reported loaded")
+            doc, _ = optional(client.get_json, url_join(base_url, "/v1/models"))
+            data = doc.get("data") if isinstance(doc, dict) else None
+            rows = data if isinstance(data, list) else []
+            ids = [str(d.get("id")) for d in rows if isinstance(d, dict) and d.get("id")]
+            can = f"; it can run {', '.join(ids[:5])}" + (" ..." if len(ids) > 5 else "") if ids else ""
+            notes.append(f"xLLM loads models on demand and reports none loaded{can}")
         progress = as_float(health.get("progress") or health.get("loading_progress"))
         state, message = OK, ""
         if status in _NOT_READY:
