@@ -137,9 +137,11 @@ def spawn_engine(tmp: Path, program: str | None, args: list[str], *, kind: str, 
         argv = [sys.executable, "-m", module, *args]
     else:
         assert program is not None
-        first = args[0] if args and args[0] in ("serve",) else None
-        script = _main_dir(work, first, runner_body) if first else _main_dir(tmp / "lib", f"{program}-main", runner_body)
-        argv = [link(program), first or str(script), *(args[1:] if first else args)]
+        if args[:1] == ["serve"]:  # `ollama serve`: the script folder IS the engine's second word
+            _main_dir(work, "serve", runner_body)
+            argv = [link(program), "serve", *args[1:]]
+        else:
+            argv = [link(program), str(_main_dir(tmp / "lib", f"{program}-main", runner_body)), *args]
     proc = subprocess.Popen(argv, cwd=work if work.exists() else tmp, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     spawned = Spawned(proc, None)
