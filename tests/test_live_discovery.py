@@ -16,6 +16,17 @@ from lander_tui.core.live.poller import read_endpoint
 from lander_tui.core.live.registry import READERS, reader_for
 
 
+@pytest.fixture(autouse=True)
+def _fresh_readers():
+    """Readers remember versions per URL; a port reused by the next test's fake is another server."""
+    from lander_tui.core.live.registry import forget_all
+
+    forget_all()
+    yield
+    forget_all()
+
+
+
 @pytest.fixture
 def engines(tmp_path):
     """Start fake engine processes; every one (and its children) is ended after the test."""

@@ -10,8 +10,9 @@ memory models in core/engines.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from lander_tui.core.live.cmdline import ProcessView
@@ -91,3 +92,30 @@ def optional(fn: Any, *args: Any) -> tuple[Any, ReadFailure | None]:
         if err.state in (SLOW, DEAD):
             raise
         return None, err
+
+
+class Remembered:
+    """Answers that do not change while a server runs (its version), asked again after `ttl_s`.
+
+    Each reading then costs one request fewer; an engine upgraded in place is seen within a minute.
+    """
+
+    def __init__(self, ttl_s: float = 60.0) -> None:
+        self.ttl_s = ttl_s
+        self._seen: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, ask: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._seen.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        value = ask()
+        with self._lock:
+            self._seen[key] = (now, value)
+        return value
+
+    def forget(self) -> None:
+        with self._lock:
+            self._seen.clear()

@@ -1,4 +1,4 @@
-"""llama.cpp's llama-server: recognised by its binary, read through /health, /props, /slots, /metrics.
+"""llama.cpp's llama-server: recognised by its binary, read through /props, /slots and /metrics.
 
 Field names, from ggml-org/llama.cpp `tools/server/` (server-context.cpp and server-task.cpp of
 2026; the README's endpoint section says the same):
@@ -119,7 +119,8 @@ class LlamaServer:
         return isinstance(props, dict) and "total_slots" in props and "default_generation_settings" in props
 
     def read(self, client: LiveClient, base_url: str, proc: ProcessView | None = None) -> EngineState:
-        client.get_json(url_join(base_url, "/health"))  # LOADING (503) / DEAD / SLOW stop here
+        # /props answers 503 "Loading model" like every route until the model is up (the server-state
+        # middleware), so it also says what /health would; one request fewer per reading.
         props = need_dict(client.get_json(url_join(base_url, "/props")), "/props")
         gen = need_dict(need_key(props, "default_generation_settings", "/props"), "default_generation_settings")
         slot_ctx = as_int(gen.get("n_ctx"))
@@ -158,9 +159,11 @@ class LlamaServer:
         cells = config.cells()
         if kv_used is None and cached_tokens is not None and cells:
             kv_used = min(1.0, cached_tokens / cells)
-        name = (props.get("model_alias") or _basename(config.model) or "?")
-        if isinstance(name, list):  # router-era builds send a list of aliases
-            name = name[0] if name else "?"
+        alias = props.get("model_alias")
+        if isinstance(alias, list):  # router-era builds send a list of aliases
+            alias = alias[0] if alias else None
+        # without --alias the server's alias is the model path itself: show the file name
+        name = _basename(str(alias)) if alias else (_basename(config.model) or "?")
         return EngineState(
             self.kind, base_url, OK, "", version=_str(props.get("build_info")),
             models=(LoadedModel(str(name), config),), slots_total=total, slots_busy=busy,

@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from lander_tui.core.live import cmdline as cl
-from lander_tui.core.live.base import need_dict, need_list, optional, url_join
+from lander_tui.core.live.base import Remembered, need_dict, need_list, optional, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient
 from lander_tui.core.live.llama_server import llamacpp_config
@@ -72,6 +72,13 @@ class Ollama:
     def __init__(self) -> None:
         self._shown: dict[tuple[str, str], dict[str, Any]] = {}  # (url, digest) -> /api/show answer
         self._lock = threading.Lock()
+        self._versions = Remembered()
+
+    def forget(self) -> None:
+        """Drop what was remembered about servers (a new server may now answer at the same URL)."""
+        with self._lock:
+            self._shown.clear()
+        self._versions.forget()
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
         if cl.program(argv) != "ollama" or cl.command_args(argv)[:1] != ["serve"]:
@@ -88,8 +95,8 @@ class Ollama:
         return isinstance(ps, dict) and isinstance(ps.get("models"), list) and isinstance(version, dict)
 
     def read(self, client: LiveClient, base_url: str, proc: ProcessView | None = None) -> EngineState:
-        version, _ = optional(client.get_json, url_join(base_url, "/api/version"))
         ps = need_dict(client.get_json(url_join(base_url, "/api/ps")), "/api/ps")
+        version = self._versions.get(base_url, lambda: optional(client.get_json, url_join(base_url, "/api/version"))[0])
         rows = [need_dict(m, "an /api/ps model") for m in need_list(ps.get("models") or [], "/api/ps models")]
         runners = list(proc.children) if proc else []
         env = proc.env if proc else None

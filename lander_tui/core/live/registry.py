@@ -30,3 +30,11 @@ def reader_for(kind: str) -> EngineReader:
 
 def kinds() -> list[str]:
     return list(_BY_KIND)
+
+
+def forget_all() -> None:
+    """Forget what readers remember between readings (versions, Ollama's /api/show answers)."""
+    for r in READERS:
+        forget = getattr(r, "forget", None)
+        if forget is not None:
+            forget()

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lander_tui.core.live import cmdline as cl
-from lander_tui.core.live.base import need_dict, need_list, optional, url_join
+from lander_tui.core.live.base import Remembered, need_dict, need_list, optional, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient, ReadFailure
 from lander_tui.core.live.metrics import as_float, as_int, parse_metrics
@@ -36,6 +36,12 @@ class Vllm:
     kind = "vllm"
     label = "vLLM"
     default_port = 8000  # vllm/entrypoints/openai/cli_args.py: FrontendArgs.port = 8000
+
+    def __init__(self) -> None:
+        self._versions = Remembered()
+
+    def forget(self) -> None:
+        self._versions.forget()
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
         args = cl.command_args(argv)
@@ -77,7 +83,7 @@ class Vllm:
         kv_used = m.mean("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
         if "vllm:kv_cache_usage_perc" not in m and kv_used is not None:
             notes.append("KV use from vllm:gpu_cache_usage_perc (a vLLM before the rename)")
-        version_doc, _ = optional(client.get_json, url_join(base_url, "/version"))
+        version_doc = self._versions.get(base_url, lambda: optional(client.get_json, url_join(base_url, "/version"))[0])
         argv = proc.argv if proc else ()
         card: dict[str, object] = {}
         if models_doc is not None:
