@@ -22,10 +22,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from live_fake_server import Recording, start_server
 
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "live_fake_server.py"
+
+
+@pytest.fixture
+def fresh_readers():
+    """Readers remember versions per URL; a port reused by the next test's fake is another server."""
+    from lander_tui.core.live.registry import forget_all
+
+    forget_all()
+    yield
+    forget_all()
 
 
 def free_port() -> int:

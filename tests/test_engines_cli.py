@@ -11,22 +11,13 @@ import sys
 
 import pytest
 from gguf_fixtures import write_llama_gguf
-from live_fakes import dead_url, free_port, spawn_engine
+from live_fakes import dead_url, free_port, fresh_readers, spawn_engine  # noqa: F401 - the fixture
 
 from lander_tui import cli
 from lander_tui.commands import engines as engines_cmd
 from lander_tui.core.live import EngineConfig, LoadedModel, history, predict
 
-
-@pytest.fixture(autouse=True)
-def _fresh_readers():
-    """Readers remember versions per URL; a port reused by the next test's fake is another server."""
-    from lander_tui.core.live.registry import forget_all
-
-    forget_all()
-    yield
-    forget_all()
-
+pytestmark = pytest.mark.usefixtures("fresh_readers")
 
 
 @pytest.fixture

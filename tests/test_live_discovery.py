@@ -6,7 +6,7 @@ listening sockets, their GPU processes through their parents; and never anything
 from __future__ import annotations
 
 import pytest
-from live_fakes import free_port, spawn_engine
+from live_fakes import free_port, fresh_readers, spawn_engine  # noqa: F401 - the fixture
 
 from lander_tui.core.errors import LanderError
 from lander_tui.core.gpu import FakeBackend
@@ -15,16 +15,7 @@ from lander_tui.core.live.discovery import process_table
 from lander_tui.core.live.poller import read_endpoint
 from lander_tui.core.live.registry import READERS, reader_for
 
-
-@pytest.fixture(autouse=True)
-def _fresh_readers():
-    """Readers remember versions per URL; a port reused by the next test's fake is another server."""
-    from lander_tui.core.live.registry import forget_all
-
-    forget_all()
-    yield
-    forget_all()
-
+pytestmark = pytest.mark.usefixtures("fresh_readers")
 
 
 @pytest.fixture

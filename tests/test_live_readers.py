@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from live_fake_server import DATA
-from live_fakes import FakeEngine, dead_url
+from live_fakes import FakeEngine, dead_url, fresh_readers  # noqa: F401 - the fixture
 
 from lander_tui.core.live import (
     AUTH,
@@ -33,15 +33,7 @@ from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.metrics import parse_metrics
 from lander_tui.core.live.poller import with_rate
 
-
-@pytest.fixture(autouse=True)
-def _fresh_readers():
-    """Readers remember versions per URL; a port reused by the next test's fake is another server."""
-    from lander_tui.core.live.registry import forget_all
-
-    forget_all()
-    yield
-    forget_all()
+pytestmark = pytest.mark.usefixtures("fresh_readers")
 
 
 RECORDINGS = sorted((p.parent.parent.name, p.parent.name) for p in DATA.glob("*/*/routes.json"))

@@ -202,7 +202,7 @@ def processor(c: Comparison) -> str:
         return f"{cpu}%/{100 - cpu}% CPU/GPU"
     if c.gpus:
         return "GPU"
-    return "CPU" if c.engine.ok else "-"
+    return "CPU" if c.engine.ok and c.gpu_known else "-"  # no GPU reading: unknown, not CPU
 
 
 def _mib(v: float | None) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient, ReadFailure
+from lander_tui.core.live.metrics import Metrics, parse_metrics
 from lander_tui.core.live.state import DEAD, MALFORMED, SLOW, EngineState
 
 
@@ -92,6 +93,15 @@ def optional(fn: Any, *args: Any) -> tuple[Any, ReadFailure | None]:
         if err.state in (SLOW, DEAD):
             raise
         return None, err
+
+
+def optional_metrics(client: LiveClient, base_url: str, path: str = "/metrics") -> tuple[Metrics | None,
+                                                                                         ReadFailure | None]:
+    """An engine's Prometheus page when it serves one (often behind a flag); its failure otherwise."""
+    text, err = optional(client.get_text, url_join(base_url, path))
+    if err is not None or not text:
+        return None, err
+    return parse_metrics(text, url_join(base_url, path)), None
 
 
 class Remembered:

@@ -29,10 +29,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lander_tui.core.live import cmdline as cl
-from lander_tui.core.live.base import need_dict, need_key, need_list, optional, url_join
+from lander_tui.core.live.base import need_dict, need_key, need_list, optional, optional_metrics, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient, ReadFailure
-from lander_tui.core.live.metrics import as_int, parse_metrics
+from lander_tui.core.live.metrics import as_int
 from lander_tui.core.live.state import AUTH, OK, EngineConfig, EngineState, LoadedModel
 
 _ON = ("on", "1", "true", "enabled")
@@ -145,12 +145,11 @@ class LlamaServer:
         env = proc.env if proc else None
         config = llamacpp_config(argv, env, model=props.get("model_path") or None, slot_ctx=slot_ctx, slots=total)
         kv_used, tokens_total, rate, running, waiting = None, None, None, None, None
-        text, err = optional(client.get_text, url_join(base_url, "/metrics"))
-        if err is not None:
-            notes.append("/metrics is off (start with --metrics for tokens/s)" if err.status in (501, 404)
-                         else f"/metrics: {err}")
+        m, err = optional_metrics(client, base_url)
+        if m is None:
+            off = err is None or err.status in (501, 404)
+            notes.append("/metrics is off (start with --metrics for tokens/s)" if off else f"/metrics: {err}")
         else:
-            m = parse_metrics(text, url_join(base_url, "/metrics"))
             tokens_total = m.value("llamacpp:tokens_predicted_total")
             rate = m.value("llamacpp:predicted_tokens_seconds")
             running = as_int(m.value("llamacpp:requests_processing"))

@@ -58,6 +58,7 @@ class Comparison:
     held_mib: float | None = None  # NVML: memory of the processes that hold this model
     gpus: tuple[int, ...] = ()  # the GPU indices those processes are on
     gpu_names: tuple[str, ...] = ()
+    gpu_known: bool = False  # a GPU reading was there to look in (else "not on a GPU" means "unknown")
 
     @property
     def diff_mib(self) -> float | None:
@@ -205,6 +206,7 @@ def _parts(row: Any) -> dict[str, float]:
 def compare(states: list[EngineState], snapshot: Any = None) -> list[Comparison]:
     """One Comparison per loaded model of every engine (one per engine when it reports none)."""
     by_pid = _gpu_memory(snapshot)
+    known = snapshot is not None and bool(getattr(snapshot, "ok", False))
     out = []
     for st in states:
         models: list[LoadedModel | None] = list(st.models) or [None]
@@ -214,13 +216,13 @@ def compare(states: list[EngineState], snapshot: Any = None) -> list[Comparison]
             names = tuple(_gpu_name(snapshot, g) for g in gpus)
             total = _gpu_total(snapshot, gpus[0]) if gpus else None
             if m is None:
-                out.append(Comparison(st, None, None, "no model loaded", held, gpus, names))
+                out.append(Comparison(st, None, None, "no model loaded", held, gpus, names, known))
                 continue
             try:
                 p = predict(st.kind, m, total)
-                out.append(Comparison(st, m, p, "", held, gpus, names))
+                out.append(Comparison(st, m, p, "", held, gpus, names, known))
             except LanderError as err:
-                out.append(Comparison(st, m, None, str(err), held, gpus, names))
+                out.append(Comparison(st, m, None, str(err), held, gpus, names, known))
     return out
 
 

@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lander_tui.core.live import cmdline as cl
-from lander_tui.core.live.base import need_dict, optional, url_join
+from lander_tui.core.live.base import need_dict, optional, optional_metrics, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient
-from lander_tui.core.live.metrics import as_float, as_int, parse_metrics
+from lander_tui.core.live.metrics import as_float, as_int
 from lander_tui.core.live.state import OK, EngineConfig, EngineState, LoadedModel
 
 GIB = 1 << 30  # SGLang reports memory_usage in GiB: bytes / (1 << 30) (mem_cache/memory_pool.py)
@@ -73,9 +73,8 @@ class SGLang:
         waiting = _sum_int(states, "waiting_queue_size")
         notes: list[str] = []
         kv_used, tokens_total = None, None
-        text, merr = optional(client.get_text, url_join(base_url, "/metrics"))
-        if merr is None and text:
-            m = parse_metrics(text, url_join(base_url, "/metrics"))
+        m, _ = optional_metrics(client, base_url)
+        if m is not None:
             kv_used = m.mean("sglang:token_usage")
             tokens_total = m.value("sglang:generation_tokens_total")
             running = as_int(m.value("sglang:num_running_reqs")) if running is None else running

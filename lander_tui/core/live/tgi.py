@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lander_tui.core.live import cmdline as cl
-from lander_tui.core.live.base import need_dict, need_key, optional, url_join
+from lander_tui.core.live.base import need_dict, need_key, optional, optional_metrics, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient
-from lander_tui.core.live.metrics import as_int, parse_metrics
+from lander_tui.core.live.metrics import as_int
 from lander_tui.core.live.state import OK, EngineConfig, EngineState, LoadedModel
 
 _PROGRAMS = ("text-generation-launcher", "text-generation-router")
@@ -53,9 +53,8 @@ class Tgi:
         notes: list[str] = []
         running = waiting = None
         tokens_total = None
-        text, err = optional(client.get_text, url_join(base_url, "/metrics"))
-        if err is None and text:
-            m = parse_metrics(text, url_join(base_url, "/metrics"))
+        m, err = optional_metrics(client, base_url)
+        if m is not None:
             running = as_int(m.value("tgi_batch_current_size"))
             waiting = as_int(m.value("tgi_queue_size"))
             tokens_total = m.value("tgi_request_generated_tokens_sum")

@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lander_tui.core.live import cmdline as cl
-from lander_tui.core.live.base import need_dict, need_key, optional, url_join
+from lander_tui.core.live.base import need_dict, need_key, optional, optional_metrics, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient
-from lander_tui.core.live.metrics import as_float, as_int, parse_metrics
+from lander_tui.core.live.metrics import as_float, as_int
 from lander_tui.core.live.state import LOADING, OK, EngineConfig, EngineState, LoadedModel
 
 _NOT_READY = ("loading", "offline", "starting")
@@ -58,9 +58,8 @@ class Xllm:
         notes: list[str] = []
         running = as_int(load.get("active_requests"))
         tokens_total = rate = None
-        text, err = optional(client.get_text, url_join(base_url, "/v0/metrics"))
-        if err is None and text:
-            m = parse_metrics(text, url_join(base_url, "/v0/metrics"))
+        m, err = optional_metrics(client, base_url, "/v0/metrics")
+        if m is not None:
             tokens_total = m.value("xllm_tokens_total")
             rate = m.value("xllm_tokens_per_second")
             running = as_int(m.value("xllm_requests_active")) if running is None else running
