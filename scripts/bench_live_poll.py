@@ -14,6 +14,7 @@ under 2 % of a core idle; the engine poller's share should be a small part of it
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -83,6 +84,7 @@ def main() -> int:
     finally:
         for s in started:
             s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
