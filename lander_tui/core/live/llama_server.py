@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lander_tui.core.live import cmdline as cl
+import lander_tui.core.live.cmdline as cl
 from lander_tui.core.live.base import need_dict, need_key, need_list, optional, optional_metrics, url_join
 from lander_tui.core.live.cmdline import ProcessView
 from lander_tui.core.live.http import LiveClient, ReadFailure

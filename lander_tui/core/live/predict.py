@@ -24,6 +24,7 @@ from typing import Any
 
 from lander_tui.core.errors import LanderError
 from lander_tui.core.live.state import EngineConfig, EngineState, LoadedModel
+from lander_tui.core.memory import PARTS
 
 #: Budget handed to the estimator when only the memory of one configuration is asked for: large
 #: enough that any real configuration "fits", so the numbers are taken at the engine's context.
@@ -78,9 +79,10 @@ def estimate_memory(model: Any, backend: str, kv_type: str | None, context: int,
                     free_mib: float, total_mib: float | None) -> Any:
     """THE seam into the estimator: one configuration's ConfigResult (MiB figures at `context`)."""
     from lander_tui.core.estimate import EstimateRequest, run_estimate
+    from lander_tui.core.model import Device
 
-    req = EstimateRequest(model=model, backend=backend, kv_types=(kv_type,) if kv_type else (),
-                          free_mib=free_mib, total_mib=total_mib, context=context, options=options)
+    req = EstimateRequest(model=model, engine=backend, kv_types=(kv_type,) if kv_type else (),
+                          devices=(Device("live", free_mib, total_mib),), context=context, options=options)
     row = run_estimate(req).results[0]
     if row.error:
         raise LanderError(row.error)
@@ -199,8 +201,7 @@ def _all_layers(ngl: str, resolved: Any) -> bool:
 
 
 def _parts(row: Any) -> dict[str, float]:
-    return {"weights": row.weights_mib, "kv_cache": row.kv_cache_mib, "compute": row.compute_mib,
-            "overhead": row.overhead_mib}
+    return {p.json_key.removesuffix("_mib"): float(getattr(row.memory, p.attr)) for p in PARTS}
 
 
 def compare(states: list[EngineState], snapshot: Any = None) -> list[Comparison]:
