@@ -1,0 +1,174 @@
+"""Which metric and label names each GPU exporter writes into Prometheus, and the PromQL that reads them.
+
+Two exporters are understood; which one a fleet uses is found from the series' own names, per GPU:
+
+* NVIDIA's dcgm-exporter: names from its default counters, `etc/default-counters.csv` in
+  NVIDIA/dcgm-exporter (memory in MiB, power in W, temperature in C, utilisation in %), labels
+  from `internal/pkg/rendermetrics/render_metrics.go`: `gpu` (nvidia-smi index), `UUID` (`uuid`
+  with --use-old-namespace), `modelName`, and `Hostname` (renamed `hostname` in May 2026, #655).
+  `DCGM_FI_DEV_FB_TOTAL` and `DCGM_FI_DEV_POWER_MGMT_LIMIT` are read when a custom counters file
+  adds them. DCGM has no per-process memory series.
+* nvitop-exporter (XuehaiPan/nvitop, `nvitop-exporter/nvitop_exporter/exporter.py`): prometheus_client
+  gauges whose unit is appended to the name (`gpu_memory_used` + unit `MiB` -> `gpu_memory_used_MiB`,
+  as its Grafana dashboard queries them), labels `hostname`, `index`, `devicename`, `uuid`; per
+  process `process_gpu_memory_MiB` and `process_info_info` (labels `pid`, `username`, `command`).
+
+Every query groups by the union of both exporters' label names (a label a series lacks is simply
+absent from the result), so one query serves both, and hosts without a host label fall back to
+Prometheus' `instance`. Only the few labels needed travel back: a 4,000-GPU fleet is megabytes
+of JSON per refresh otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOST_LABELS = ("Hostname", "hostname")  # dcgm-exporter before/after #655; nvitop's is `hostname`
+INSTANCE_LABEL = "instance"  # Prometheus' own target label: the host when the exporter names none
+GPU_LABELS = ("gpu", "index")  # dcgm-exporter, nvitop
+UUID_LABELS = ("UUID", "uuid")
+MODEL_LABELS = ("modelName", "devicename")
+PROCESS_LABELS = ("pid", "username", "command")
+PART_LABEL = "lander_part"  # added by label_replace so the parts of one `or` query never collide
+
+#: Prometheus' default global scrape_interval, assumed when the targets API does not say.
+DEFAULT_SCRAPE_INTERVAL_S = 60.0
+#: A host is stale once its newest sample is older than this many of its scrape intervals.
+STALE_SCRAPES = 3
+#: GPUs that reported within this window are remembered (shown stale) after their host stops.
+REMEMBER_S = 600
+
+
+@dataclass(frozen=True)
+class Family:
+    """One exporter's metric names. Units are the same for both: MiB, %, degrees C, W."""
+
+    name: str
+    free: str
+    used: str
+    reserved: str | None
+    total: str | None
+    util: str
+    mem_bw: str | None  # NVML "memory utilisation" = bandwidth, not capacity
+    temp: str
+    power: str
+    power_cap: str | None
+    process_memory: str | None = None
+    process_info: str | None = None
+
+    def value_metrics(self) -> tuple[str, ...]:
+        """Per-GPU numbers other than `free` (which carries the GPU's identity labels)."""
+        names = (self.used, self.reserved, self.total, self.util, self.mem_bw, self.temp, self.power, self.power_cap)
+        return tuple(n for n in names if n)
+
+
+DCGM = Family(
+    name="dcgm",
+    free="DCGM_FI_DEV_FB_FREE",
+    used="DCGM_FI_DEV_FB_USED",
+    reserved="DCGM_FI_DEV_FB_RESERVED",
+    total="DCGM_FI_DEV_FB_TOTAL",
+    util="DCGM_FI_DEV_GPU_UTIL",
+    mem_bw="DCGM_FI_DEV_MEM_COPY_UTIL",
+    temp="DCGM_FI_DEV_GPU_TEMP",
+    power="DCGM_FI_DEV_POWER_USAGE",
+    power_cap="DCGM_FI_DEV_POWER_MGMT_LIMIT",
+)
+NVITOP = Family(
+    name="nvitop",
+    free="gpu_memory_free_MiB",
+    used="gpu_memory_used_MiB",
+    reserved=None,  # derived: total - used - free (nvitop reads NVML memory v2 where it can)
+    total="gpu_memory_total_MiB",
+    util="gpu_utilization_Percentage",
+    mem_bw="gpu_memory_utilization_Percentage",
+    temp="gpu_temperature_C",
+    power="gpu_power_usage_W",
+    power_cap="gpu_power_limit_W",
+    process_memory="process_gpu_memory_MiB",
+    process_info="process_info_info",
+)
+FAMILIES = (DCGM, NVITOP)  # order = preference when two exporters report the same GPU (same UUID)
+FAMILY_OF = {m: f for f in FAMILIES for m in (f.free, *f.value_metrics(), f.process_memory, f.process_info) if m}
+
+
+def _names(metrics: list[str]) -> str:
+    return '{__name__=~"' + "|".join(metrics) + '"}'
+
+
+def _by(*groups: tuple[str, ...]) -> str:
+    return ", ".join(label for g in groups for label in g)
+
+
+def _part(expr: str, part: str) -> str:
+    return f'label_replace({expr}, "{PART_LABEL}", "{part}", "", "")'
+
+
+HOST = (*HOST_LABELS, INSTANCE_LABEL)
+IDENTITY = (*HOST, *GPU_LABELS, *UUID_LABELS, *MODEL_LABELS)
+FREE_METRICS = [f.free for f in FAMILIES]
+
+
+def live_query() -> str:
+    """Everything one refresh needs, in one request: identity + free memory per GPU, the other
+    numbers per GPU, each host's newest sample time (`timestamp()` gives the sample's own time,
+    and nothing once Prometheus has marked a dead target's series stale), and per-process memory."""
+    values = [m for f in FAMILIES for m in f.value_metrics()]
+    procs = [m for f in FAMILIES for m in (f.process_memory, f.process_info) if m]
+    parts = [
+        _part(f"max by (__name__, {_by(IDENTITY)}) ({_names(FREE_METRICS)})", "id"),
+        _part(f"max by (__name__, {_by(HOST, GPU_LABELS)}) ({_names(values)})", "value"),
+        _part(f"max by ({_by(HOST)}) (timestamp({_names(FREE_METRICS)}))", "seen"),
+        _part(f"max by (__name__, {_by(HOST, GPU_LABELS, PROCESS_LABELS)}) ({_names(procs)})", "process"),
+    ]
+    return " or ".join(parts)
+
+
+def remembered_query(window_s: int = REMEMBER_S) -> str:
+    """Every GPU that reported in the last `window_s`: `last_over_time` skips the staleness
+    markers a failed scrape writes, so a host that died before we looked is still listed."""
+    return _part(f"max by ({_by(IDENTITY)}) (last_over_time({_names(FREE_METRICS)}[{int(window_s)}s]))",
+                 "remembered")
+
+
+def _regex_escape(text: str) -> str:
+    """Escape for a PromQL (RE2) regex inside a double-quoted string."""
+    special = set(".^$*+?()[]{}|\\")
+    out = "".join("\\" + c if c in special else c for c in text)
+    return out.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def used_history_query(hosts: tuple[str, ...] = (), per_host: bool = False) -> str:
+    """Used memory over time, per GPU (or summed per host), optionally for some hosts only."""
+    used = [f.used for f in FAMILIES]
+    group = _by(HOST) if per_host else _by(HOST, GPU_LABELS)
+    agg = "sum" if per_host else "max"
+    if not hosts:
+        return f"{agg} by ({group}) ({_names(used)})"
+    pattern = "|".join(_regex_escape(h) for h in hosts)
+    selectors = []
+    for label in HOST:
+        sel = '{__name__=~"' + "|".join(used) + f'", {label}=~"{pattern}"' + "}"
+        selectors.append(f"{agg} by ({group}) ({sel})")
+    return " or ".join(selectors)
+
+
+def host_of(labels: dict[str, str]) -> str:
+    for name in HOST_LABELS:
+        if labels.get(name):
+            return labels[name]
+    return labels.get(INSTANCE_LABEL, "")
+
+
+def gpu_of(labels: dict[str, str]) -> str:
+    for name in GPU_LABELS:
+        if name in labels:
+            return labels[name]
+    return ""
+
+
+def first(labels: dict[str, str], names: tuple[str, ...]) -> str:
+    for name in names:
+        if labels.get(name):
+            return labels[name]
+    return ""

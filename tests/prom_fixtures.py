@@ -1,0 +1,264 @@
+"""A real Prometheus (Debian's `prometheus` binary) scraping fake GPU hosts that speak the exporters' formats.
+
+* `DcgmHost`: dcgm-exporter's exposition, byte for byte as its template writes it
+  (NVIDIA/dcgm-exporter `internal/pkg/rendermetrics/render_metrics.go`: `# HELP`/`# TYPE` per
+  counter, labels `gpu, UUID, pci_bus_id, device, modelName[, Hostname|hostname]` then attributes
+  such as `DCGM_FI_DRIVER_VERSION`; help texts from `etc/default-counters.csv`; floats as Go's `%f`).
+* `NvitopHost`: nvitop-exporter's gauges, registered with the same names, units and label names as
+  `nvitop-exporter/nvitop_exporter/exporter.py` in the real `prometheus_client` it uses, so the
+  `_MiB`/`_Percentage` suffixes and `process_info_info` come from the library, not from us.
+* `Exporter`: one such host on 127.0.0.1:<free port>; `stop()` closes the port, as a dead host does.
+* `Prometheus`: the real server on 127.0.0.1:<free port>, a generated config and a temp TSDB.
+
+A missing `prometheus` binary fails the test with the command that installs it (no skip).
+"""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+INSTALL_PROMETHEUS = "install Debian's prometheus: apt-get install prometheus"
+SCRAPE_INTERVAL_S = 1
+# Prometheus' scrape manager applies target changes every 5 s, so the first scrape of a new
+# server lands 5-6 s after start; everything after that follows the 1 s interval.
+FIRST_SCRAPE_WAIT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_prometheus() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        pytest.fail(f"the `prometheus` binary is not on PATH: {INSTALL_PROMETHEUS}", pytrace=False)
+    return path
+
+
+@dataclass
+class Gpu:
+    """One fake GPU: memory in MiB as the exporters report it (used + free + reserved = total)."""
+
+    uuid: str
+    model: str = "NVIDIA H100 80GB HBM3"
+    total: int = 81559
+    used: int = 0
+    reserved: int = 480
+    util: float = 0.0
+    temp: float = 35.0
+    power: float = 70.0
+    power_cap: float = 700.0
+    processes: list[dict[str, Any]] = field(default_factory=list)  # nvitop only: pid, user, command, used
+
+    @property
+    def free(self) -> int:
+        return self.total - self.reserved - self.used
+
+
+# (field, help) in etc/default-counters.csv order; help texts verbatim from that file.
+_DCGM_COUNTERS = (
+    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."),
+    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_DEV_FB_RESERVED", "Framebuffer memory reserved (in MiB)."),
+)
+
+
+@dataclass
+class DcgmHost:
+    """A dcgm-exporter. `host_label`: "Hostname" (releases before May 2026), "hostname" (after
+    #655), or "" (run with --no-hostname: Prometheus' `instance` names the host)."""
+
+    name: str
+    gpus: list[Gpu]
+    host_label: str = "Hostname"
+    driver: str = "570.86.15"
+    frozen_at_ms: int | None = None  # serve explicit sample timestamps (a stuck federation source)
+
+    def exposition(self) -> str:
+        lines = []
+        for fieldname, help_text in _DCGM_COUNTERS:
+            lines.append(f"# HELP {fieldname} {help_text}")
+            lines.append(f"# TYPE {fieldname} gauge")
+            for i, g in enumerate(self.gpus):
+                value = {
+                    "DCGM_FI_DEV_GPU_TEMP": str(int(g.temp)),
+                    "DCGM_FI_DEV_POWER_USAGE": f"{g.power:f}",
+                    "DCGM_FI_DEV_GPU_UTIL": str(int(g.util)),
+                    "DCGM_FI_DEV_FB_FREE": str(g.free),
+                    "DCGM_FI_DEV_FB_USED": str(g.used),
+                    "DCGM_FI_DEV_FB_RESERVED": str(g.reserved),
+                }[fieldname]
+                host = f',{self.host_label}="{self.name}"' if self.host_label else ""
+                labels = (f'gpu="{i}",UUID="{g.uuid}",pci_bus_id="00000000:{0x18 + i:02X}:00.0",device="nvidia{i}",'
+                          f'modelName="{g.model}"{host},DCGM_FI_DRIVER_VERSION="{self.driver}"')
+                stamp = f" {self.frozen_at_ms}" if self.frozen_at_ms is not None else ""
+                lines.append(f"{fieldname}{{{labels}}} {value}{stamp}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class NvitopHost:
+    """An nvitop-exporter (its `hostname` label defaults to the host's IP address)."""
+
+    name: str
+    gpus: list[Gpu]
+
+    def exposition(self) -> str:
+        from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
+
+        reg = CollectorRegistry()
+        gpu_labels = ["hostname", "index", "devicename", "uuid"]
+        proc_labels = [*gpu_labels, "pid", "username"]
+
+        def gauge(name: str, doc: str, unit: str, labels: list[str] = gpu_labels) -> Gauge:
+            return Gauge(name=name, documentation=doc, unit=unit, labelnames=labels, registry=reg)
+
+        util = gauge("gpu_utilization", "GPU utilization (%).", "Percentage")
+        mem_util = gauge("gpu_memory_utilization", "GPU memory utilization (%).", "Percentage")
+        total = gauge("gpu_memory_total", "GPU memory total (MiB).", "MiB")
+        used = gauge("gpu_memory_used", "GPU memory used (MiB).", "MiB")
+        free = gauge("gpu_memory_free", "GPU memory free (MiB).", "MiB")
+        power = gauge("gpu_power_usage", "GPU power usage (W).", "W")
+        limit = gauge("gpu_power_limit", "GPU power limit (W).", "W")
+        temp = gauge("gpu_temperature", "GPU temperature (C).", "C")
+        info = Info(name="process_info", documentation="Process information.", labelnames=proc_labels, registry=reg)
+        pmem = gauge("process_gpu_memory", "Process GPU memory (MiB).", "MiB", proc_labels)
+        for i, g in enumerate(self.gpus):
+            lab = dict(hostname=self.name, index=str(i), devicename=g.model, uuid=g.uuid)
+            for metric, value in ((util, g.util), (mem_util, g.util / 2), (total, g.total), (used, g.used),
+                                  (free, g.free), (power, g.power), (limit, g.power_cap), (temp, g.temp)):
+                metric.labels(**lab).set(value)
+            for p in g.processes:
+                plab = dict(lab, pid=str(p["pid"]), username=p["user"])
+                info.labels(**plab).info({"status": "running", "command": p["command"]})
+                pmem.labels(**plab).set(p["used"])
+        return generate_latest(reg).decode()
+
+
+class Exporter:
+    """One host's /metrics on 127.0.0.1; the host object can be changed between scrapes."""
+
+    def __init__(self, host: DcgmHost | NvitopHost) -> None:
+        self.host = host
+        self.lock = threading.Lock()
+        self.scrapes = 0
+        exporter = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with exporter.lock:
+                    body = exporter.host.exposition().encode()
+                    exporter.scrapes += 1
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # Prometheus gave up on this scrape (its timeout) or is shutting down
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.address = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        self.alive = True
+
+    def change(self, fn: Callable[[Any], None]) -> int:
+        """Apply `fn(host)` under the lock; returns the scrape count at that moment."""
+        with self.lock:
+            fn(self.host)
+            return self.scrapes
+
+    def stop(self) -> None:
+        if self.alive:
+            self.server.shutdown()
+            self.server.server_close()
+            self.alive = False
+
+
+class Prometheus:
+    """The real server: `prometheus --config.file --storage.tsdb.path --web.listen-address`."""
+
+    def __init__(self, workdir: Path, targets: dict[str, list[str]], extra_args: tuple[str, ...] = (),
+                 web_config: str | None = None, scheme: str = "http") -> None:
+        binary = require_prometheus()
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        lines = ["global:", f"  scrape_interval: {SCRAPE_INTERVAL_S}s", f"  scrape_timeout: {SCRAPE_INTERVAL_S}s",
+                 "scrape_configs:"]
+        for job, addresses in targets.items():
+            lines += [f"  - job_name: {job}", "    honor_timestamps: true", "    static_configs:",
+                      "      - targets: [" + ", ".join(f'"{a}"' for a in addresses) + "]"]
+        if not targets:
+            lines[-1] = "scrape_configs: []"
+        config = workdir / "prometheus.yml"
+        config.write_text("\n".join(lines) + "\n")
+        args = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *extra_args]
+        if web_config is not None:
+            web = workdir / "web.yml"
+            web.write_text(web_config)
+            args.append(f"--web.config.file={web}")
+        self.log = workdir / "prometheus.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(args, stdout=self._log_file, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 20.0, context: Any = None) -> None:
+        """Until /-/ready answers (any HTTP answer counts when auth or TLS guard it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"prometheus exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1, context=context):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"prometheus not ready after {timeout:.0f} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log_file.close()
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = FIRST_SCRAPE_WAIT_S, every: float = 0.2) -> Any:
+    """Poll `check()` until it returns something truthy; fail with `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"no {what} within {timeout:.0f} s (last: {last!r})")
