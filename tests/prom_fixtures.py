@@ -92,25 +92,65 @@ class DcgmHost:
     frozen_at_ms: int | None = None  # serve explicit sample timestamps (a stuck federation source)
 
     def exposition(self) -> str:
+        return dcgm_exposition([self])
+
+    def sample_lines(self, fieldname: str) -> list[str]:
         lines = []
-        for fieldname, help_text in _DCGM_COUNTERS:
-            lines.append(f"# HELP {fieldname} {help_text}")
-            lines.append(f"# TYPE {fieldname} gauge")
-            for i, g in enumerate(self.gpus):
-                value = {
-                    "DCGM_FI_DEV_GPU_TEMP": str(int(g.temp)),
-                    "DCGM_FI_DEV_POWER_USAGE": f"{g.power:f}",
-                    "DCGM_FI_DEV_GPU_UTIL": str(int(g.util)),
-                    "DCGM_FI_DEV_FB_FREE": str(g.free),
-                    "DCGM_FI_DEV_FB_USED": str(g.used),
-                    "DCGM_FI_DEV_FB_RESERVED": str(g.reserved),
-                }[fieldname]
-                host = f',{self.host_label}="{self.name}"' if self.host_label else ""
-                labels = (f'gpu="{i}",UUID="{g.uuid}",pci_bus_id="00000000:{0x18 + i:02X}:00.0",device="nvidia{i}",'
-                          f'modelName="{g.model}"{host},DCGM_FI_DRIVER_VERSION="{self.driver}"')
-                stamp = f" {self.frozen_at_ms}" if self.frozen_at_ms is not None else ""
-                lines.append(f"{fieldname}{{{labels}}} {value}{stamp}")
-        return "\n".join(lines) + "\n"
+        for i, g in enumerate(self.gpus):
+            value = {
+                "DCGM_FI_DEV_GPU_TEMP": str(int(g.temp)),
+                "DCGM_FI_DEV_POWER_USAGE": f"{g.power:f}",
+                "DCGM_FI_DEV_GPU_UTIL": str(int(g.util)),
+                "DCGM_FI_DEV_FB_FREE": str(g.free),
+                "DCGM_FI_DEV_FB_USED": str(g.used),
+                "DCGM_FI_DEV_FB_RESERVED": str(g.reserved),
+            }[fieldname]
+            host = f',{self.host_label}="{self.name}"' if self.host_label else ""
+            labels = (f'gpu="{i}",UUID="{g.uuid}",pci_bus_id="00000000:{0x18 + i:02X}:00.0",device="nvidia{i}",'
+                      f'modelName="{g.model}"{host},DCGM_FI_DRIVER_VERSION="{self.driver}"')
+            stamp = f" {self.frozen_at_ms}" if self.frozen_at_ms is not None else ""
+            lines.append(f"{fieldname}{{{labels}}} {value}{stamp}")
+        return lines
+
+
+def dcgm_exposition(hosts: list[DcgmHost]) -> str:
+    """One /metrics page for these hosts (one host = one dcgm-exporter; many = a federation-style
+    page, each counter's HELP/TYPE once as the text format requires)."""
+    lines = []
+    for fieldname, help_text in _DCGM_COUNTERS:
+        lines.append(f"# HELP {fieldname} {help_text}")
+        lines.append(f"# TYPE {fieldname} gauge")
+        for h in hosts:
+            lines.extend(h.sample_lines(fieldname))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class DcgmFleet:
+    """Many hosts behind one scrape target (as a federating Prometheus or a push gateway serves
+    them), so a 500-host fleet costs one scrape, not 500. The page is built once."""
+
+    hosts: list[DcgmHost]
+    _page: str = ""
+
+    def exposition(self) -> str:
+        if not self._page:
+            self._page = dcgm_exposition(self.hosts)
+        return self._page
+
+
+def make_fleet(n_hosts: int, gpus_per_host: int = 8) -> DcgmFleet:
+    """`node-001`..: H100s whose used memory follows a fixed pattern (every 7th GPU full, others 0-30 GiB)."""
+    hosts = []
+    for h in range(n_hosts):
+        gpus = []
+        for i in range(gpus_per_host):
+            k = h * gpus_per_host + i
+            used = 80_000 if k % 7 == 0 else (k * 3_517) % 30_000
+            gpus.append(Gpu(uuid=f"GPU-{h:05d}{i:03d}-0000-4000-8000-000000000000", used=used, util=k % 101,
+                            temp=30 + k % 50, power=60 + k % 600))
+        hosts.append(DcgmHost(f"node-{h + 1:03d}", gpus))
+    return DcgmFleet(hosts)
 
 
 @dataclass
@@ -155,7 +195,7 @@ class NvitopHost:
 class Exporter:
     """One host's /metrics on 127.0.0.1; the host object can be changed between scrapes."""
 
-    def __init__(self, host: DcgmHost | NvitopHost) -> None:
+    def __init__(self, host: DcgmHost | NvitopHost | DcgmFleet) -> None:
         self.host = host
         self.lock = threading.Lock()
         self.scrapes = 0
@@ -202,12 +242,12 @@ class Prometheus:
     """The real server: `prometheus --config.file --storage.tsdb.path --web.listen-address`."""
 
     def __init__(self, workdir: Path, targets: dict[str, list[str]], extra_args: tuple[str, ...] = (),
-                 web_config: str | None = None, scheme: str = "http") -> None:
+                 web_config: str | None = None, scheme: str = "http", interval_s: int = SCRAPE_INTERVAL_S) -> None:
         binary = require_prometheus()
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        lines = ["global:", f"  scrape_interval: {SCRAPE_INTERVAL_S}s", f"  scrape_timeout: {SCRAPE_INTERVAL_S}s",
+        lines = ["global:", f"  scrape_interval: {interval_s}s", f"  scrape_timeout: {interval_s}s",
                  "scrape_configs:"]
         for job, addresses in targets.items():
             lines += [f"  - job_name: {job}", "    honor_timestamps: true", "    static_configs:",

@@ -1,18 +1,20 @@
 """Every host's GPUs from a Prometheus server: a `GpuBackend` like NVML's, for a whole fleet.
 
 lander-tui does not collect anything itself here: people who run GPU clusters already scrape
-NVIDIA's dcgm-exporter (or nvitop-exporter) into Prometheus, and this reads that. One refresh is
-one instant query (see `prometheus_schema.live_query`); which exporter a GPU comes from is read
-off its series' names. A host whose newest sample is older than `STALE_SCRAPES` scrape intervals,
-or whose series Prometheus has marked stale (a failed scrape does that at once), is *stale*: its
-GPUs are listed with `stale=True` and no free memory, so nothing plans on numbers that may be
-long gone. Failures (unreachable, not Prometheus, refused credentials, a query error, no GPU
-series) come back as `Snapshot.state` with one actionable line, never as exceptions.
+NVIDIA's dcgm-exporter (or nvitop-exporter) into Prometheus, and this reads that. A refresh is
+one instant query for the numbers that change (`prometheus_schema.live_query`); identity and
+static facts come from a slower query (`facts_query`) once a minute or when a GPU appears.
+Which exporter a GPU comes from is read off its series' names.
+
+A host whose newest sample is older than `STALE_SCRAPES` scrape intervals, or whose series
+Prometheus has marked stale (a failed scrape does that at once), is *stale*: its GPUs are listed
+with `stale=True` and no free memory, so nothing plans on numbers that may be long gone.
+Failures (unreachable, not Prometheus, refused credentials, a query error, no GPU series) come
+back as `Snapshot.state` with one actionable line, never as exceptions.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,37 +25,35 @@ from lander_tui.core.gpu import prometheus_schema as P
 from lander_tui.core.gpu import snapshot as S
 from lander_tui.core.gpu.fleet import natural_key
 from lander_tui.core.gpu.prometheus_api import PrometheusApi, PromFailure
+from lander_tui.core.gpu.prometheus_targets import TargetBook, short_error
 from lander_tui.core.gpu.snapshot import GpuInfo, GpuProcess, Snapshot
 
 #: Polls closer together than this return the previous snapshot: exporters sample every 1-30 s
 #: (dcgm-exporter's default collect interval is 30 s, `-c 30000` in pkg/cmd/app.go) and each
 #: refresh is a fleet-wide query, so the dashboard's 1 s tick must not become 1 query/s.
 DEFAULT_MIN_INTERVAL_S = 5.0
-#: How often to re-read the remembered GPUs (hosts that died before we looked) and the targets.
-SLOW_REFRESH_S = 60.0
-TARGETS_RETRY_S = 30.0  # at most this often for a stale host's scrape error
-NEW_TARGET_RETRY_S = 2.0  # a host on a target the last read did not list: read again soon
+#: How often the slow query (identity, static facts, hosts that died before we looked) runs; it
+#: also runs at once when a GPU shows up that its last run did not list.
+FACTS_EVERY_S = 60.0
+
+Key = tuple[str, str]  # (host, the exporter's GPU number label)
 
 
 @dataclass
-class _Gpu:
-    """One GPU as gathered from the series of one refresh (mutable while parsing)."""
+class _Identity:
+    uuid: str
+    model: str
+    instance: str  # the Prometheus target it is scraped from
+    known_at: float  # Prometheus time it was last known to report
 
-    family: str
-    host: str
-    gpu: str
-    uuid: str = ""
-    model: str = ""
-    instance: str = ""  # the Prometheus target it was scraped from
+
+@dataclass
+class _Live:
+    """One GPU's numbers from one refresh, from one exporter family."""
+
+    family: P.Family
     values: dict[str, float] = field(default_factory=dict)
     processes: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Target:
-    interval_s: float
-    health: str
-    last_error: str
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,8 @@ def _float(raw: Any) -> float | None:
     return None if v != v else v  # NaN (a stale or failed field) = not reported
 
 
-def _parse_duration(text: str) -> float | None:
-    """Prometheus durations as the targets API prints them: `15s`, `1m`, `1m30s`, `500ms`."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text or "")
-    if not parts:
-        return None
-    return sum(float(n) * units[u] for n, u in parts)
+def _key(labels: dict[str, str]) -> Key:
+    return P.host_of(labels), P.gpu_of(labels)
 
 
 class PrometheusBackend:
@@ -104,18 +99,16 @@ class PrometheusBackend:
         self._lock = threading.Lock()
         self._last: Snapshot | None = None
         self._last_at = 0.0
-        # GPUs known to exist though not reporting now -> (identity, when last known, Prometheus clock):
-        # from our own earlier polls and from `remembered_query`, forgotten after REMEMBER_S.
-        self._remembered: dict[tuple[str, str], tuple[_Gpu, float]] = {}
-        self._remembered_at: float | None = None
-        self._targets: dict[str, _Target] = {}
-        self._targets_at: float | None = None
-        self._targets_supported = True
-        self._unlisted: set[str] = set()  # instances the last targets read did not list
-        self._stale_before: set[str] = set()  # hosts stale at the previous refresh
-        self._indices: dict[tuple[str, str], int] = {}
-        self._totals: dict[tuple[str, str], float] = {}  # last known total MiB, shown for stale GPUs
-        self._last_seen: dict[str, float] = {}  # host -> newest sample time seen so far
+        self._targets = TargetBook(self.api)
+        self._identity: dict[Key, _Identity] = {}  # every GPU known to exist, alive or not
+        self._static: dict[tuple[str, Key], dict[str, float]] = {}  # (family, key) -> reserve, total, cap
+        self._facts_at: float | None = None
+        self._unlisted: set[Key] = set()  # live GPUs the last facts query did not list
+        self._indices: dict[Key, int] = {}  # stable across refreshes: the UI selects GPUs by index
+        self._order: list[Key] = []  # display order: hosts and GPU numbers in natural order
+        self._totals: dict[Key, float] = {}  # last known total MiB, still shown for a stale GPU
+        self._last_seen: dict[str, float] = {}  # host -> its newest sample time seen so far
+        self._stale_before: set[str] = set()
 
     # -- GpuBackend -------------------------------------------------------------------------------
 
@@ -149,11 +142,9 @@ class PrometheusBackend:
             return FleetHistory({}, err.state, err.message)
         out: dict[str, list[tuple[float, float]]] = {}
         for item in result:
-            labels = item.get("metric", {})
-            host = P.host_of(labels)
-            key = host if per_host else f"{host}:{P.gpu_of(labels)}"
-            points_ = [(float(t), v) for t, raw in item.get("values", []) if (v := _float(raw)) is not None]
-            out.setdefault(key, []).extend(points_)
+            host, gpu = _key(item.get("metric", {}))
+            series = out.setdefault(host if per_host else f"{host}:{gpu}", [])
+            series.extend((float(t), v) for t, raw in item.get("values", []) if (v := _float(raw)) is not None)
         for series in out.values():
             series.sort()
         return FleetHistory(out)
@@ -162,38 +153,39 @@ class PrometheusBackend:
 
     def _refresh(self, now: float) -> Snapshot:
         evaluated, result = self.api.query(P.live_query())
-        live: dict[tuple[str, str], _Gpu] = {}
-        seen: dict[str, tuple[float, str]] = {}  # host -> (newest sample time, instance)
+        prom_now = evaluated or self._wall()
+        live: dict[tuple[str, Key], _Live] = {}
+        seen: dict[str, tuple[float, str]] = {}  # host -> (newest sample time, its target)
         for item in result:
             self._take(item, live, seen)
-        prom_now = evaluated or self._wall()
-        if self._remembered_at is None or now - self._remembered_at >= SLOW_REFRESH_S:
-            self._remember(now)
-        gpus = self._dedupe(live)
-        uuids = {g.uuid for g in gpus.values() if g.uuid}
-        for key, g in gpus.items():
-            self._remembered[key] = (_Gpu("", g.host, g.gpu, g.uuid, g.model, g.instance), prom_now)
-        for key, (g, when) in list(self._remembered.items()):
-            if prom_now - when > P.REMEMBER_S:
-                del self._remembered[key]
-            elif key not in gpus and g.uuid not in uuids:
-                gpus[key] = g
-        if not gpus:
+        unknown = {key for _, key in live if key not in self._identity}
+        if self._facts_at is None or now - self._facts_at >= FACTS_EVERY_S or unknown - self._unlisted:
+            self._read_facts(now)
+            self._unlisted = {key for key in unknown if key not in self._identity}
+        gpus = self._one_per_gpu(live)
+        for key in gpus:
+            if key in self._identity:
+                self._identity[key].known_at = prom_now
+        for key, ident in list(self._identity.items()):
+            if prom_now - ident.known_at > P.REMEMBER_S:
+                del self._identity[key]
+        listed = {ident.uuid for key, ident in self._identity.items() if key in gpus and ident.uuid}
+        everything = {**{k: None for k, i in self._identity.items() if k not in gpus and i.uuid not in listed}, **gpus}
+        if not everything:
             names = ", ".join(P.FREE_METRICS)
             raise PromFailure(S.NO_GPU_SERIES, f"Prometheus at {self.url} has no GPU series (looked for {names}): "
                               "is dcgm-exporter or nvitop-exporter running and scraped by it?")
-        stale_hosts = self._stale_hosts(now, prom_now, gpus, seen)
-        infos = self._infos(gpus, live, stale_hosts)
-        message = self._message(infos, stale_hosts)
-        return Snapshot(tuple(infos), S.OK, message, self._wall(), None, "prometheus")
+        self._targets.refresh(now, [inst for _, inst in seen.values()])
+        stale = self._stale_hosts(now, prom_now, {k[0] for k in everything}, seen)
+        infos = self._infos(everything, stale)
+        return Snapshot(tuple(infos), S.OK, self._message(infos, stale), self._wall(), None, "prometheus")
 
-    def _take(self, item: dict[str, Any], live: dict[tuple[str, str], _Gpu],
+    def _take(self, item: dict[str, Any], live: dict[tuple[str, Key], _Live],
               seen: dict[str, tuple[float, str]]) -> None:
         labels: dict[str, str] = item.get("metric", {})
-        value = _float(item.get("value", [0, "nan"])[1])
-        part = labels.get(P.PART_LABEL)
-        host = P.host_of(labels)
-        if part == "seen":
+        value = _float(item.get("value", (0, "nan"))[1])
+        if labels.get(P.PART_LABEL) == "seen":
+            host = P.host_of(labels)
             if value is not None and value > seen.get(host, (0.0, ""))[0]:
                 seen[host] = (value, labels.get(P.INSTANCE_LABEL, ""))
             return
@@ -201,140 +193,113 @@ class PrometheusBackend:
         family = P.FAMILY_OF.get(name)
         if family is None:
             return
-        key = (family.name, f"{host}\0{P.gpu_of(labels)}")
-        g = live.get(key)
+        key = _key(labels)
+        g = live.get((family.name, key))
         if g is None:
-            g = live[key] = _Gpu(family.name, host, P.gpu_of(labels), instance=labels.get(P.INSTANCE_LABEL, ""))
-        if part == "process":
-            pid = labels.get("pid", "")
-            proc = g.processes.setdefault(pid, {})
+            g = live[family.name, key] = _Live(family)
+        if name == family.process_memory or name == family.process_info:
+            proc = g.processes.setdefault(labels.get("pid", ""), {})
             if name == family.process_memory:
-                proc["used"] = value
-                proc["user"] = labels.get("username")
+                proc["used"], proc["user"] = value, labels.get("username")
             else:
                 proc["command"] = labels.get("command")
-            return
-        if part == "id":
-            g.uuid = P.first(labels, P.UUID_LABELS)
-            g.model = P.first(labels, P.MODEL_LABELS)
-        if value is not None:
+        elif value is not None:
             g.values[name] = value
 
-    def _dedupe(self, live: dict[tuple[str, str], _Gpu]) -> dict[tuple[str, str], _Gpu]:
-        """One entry per GPU: a GPU two exporters report (same UUID) is taken from the preferred one."""
+    def _one_per_gpu(self, live: dict[tuple[str, Key], _Live]) -> dict[Key, _Live]:
+        """One entry per GPU: one reported by two exporters (the same UUID, perhaps under two host
+        names) is taken from the preferred family (dcgm-exporter's, which reports the reserve)."""
         rank = {f.name: i for i, f in enumerate(P.FAMILIES)}
-        by_uuid: dict[str, tuple[str, str]] = {}
-        out: dict[tuple[str, str], _Gpu] = {}
-        for g in sorted(live.values(), key=lambda g: rank[g.family]):
-            if not g.uuid and not g.values:
-                continue  # a process series whose GPU sent no numbers
-            key = (g.host, g.gpu)
-            if g.uuid and g.uuid in by_uuid:
-                continue
-            if g.uuid:
-                by_uuid[g.uuid] = key
+        taken: set[str] = set()
+        out: dict[Key, _Live] = {}
+        for (_, key), g in sorted(live.items(), key=lambda kv: rank[kv[0][0]]):
+            if not g.values:
+                continue  # only process series: no GPU numbers to show
+            ident = self._identity.get(key)
+            if ident is not None and ident.uuid:
+                if ident.uuid in taken:
+                    continue
+                taken.add(ident.uuid)
             out.setdefault(key, g)
         return out
 
-    def _remember(self, now: float) -> None:
-        """GPUs seen within `REMEMBER_S`, and (when the server has the API) the scrape targets."""
-        evaluated, result = self.api.query(P.remembered_query())
+    def _read_facts(self, now: float) -> None:
+        evaluated, result = self.api.query(P.facts_query())
+        static: dict[tuple[str, Key], dict[str, float]] = {}
         for item in result:
             labels = item.get("metric", {})
-            g = _Gpu("", P.host_of(labels), P.gpu_of(labels), P.first(labels, P.UUID_LABELS),
-                     P.first(labels, P.MODEL_LABELS), labels.get(P.INSTANCE_LABEL, ""))
-            self._remembered[(g.host, g.gpu)] = (g, evaluated)
-        self._remembered_at = now
-        self._read_targets(now)
+            key = _key(labels)
+            if labels.get(P.PART_LABEL) == "identity":
+                self._identity[key] = _Identity(P.first(labels, P.UUID_LABELS), P.first(labels, P.MODEL_LABELS),
+                                                labels.get(P.INSTANCE_LABEL, ""), evaluated)
+                continue
+            name = labels.get("__name__", "")
+            family = P.FAMILY_OF.get(name)
+            value = _float(item.get("value", (0, "nan"))[1])
+            if family is not None and value is not None:
+                static.setdefault((family.name, key), {})[name] = value
+        self._static = static
+        self._facts_at = now
 
-    def _read_targets(self, now: float, instances: Iterable[str] = (), urgent: bool = False) -> None:
-        """Re-read the targets API at most every TARGETS_RETRY_S, or soon when a host shows up on
-        an instance the last read did not list (a target added since, or the server's first scrape)
-        or a host has just turned stale (`urgent`: its scrape error says why)."""
-        if not self._targets_supported:
-            return
-        new = {i for i in instances if i and i not in self._targets} - self._unlisted
-        wait = NEW_TARGET_RETRY_S if new or urgent else TARGETS_RETRY_S
-        if self._targets_at is not None and now - self._targets_at < wait:
-            return
-        self._targets_at = now
-        try:
-            targets = self.api.targets()
-        except PromFailure as err:
-            if err.state in (S.NOT_PROMETHEUS, S.AUTH_FAILED):
-                self._targets_supported = False  # e.g. a query-only proxy in front of Prometheus
-            return
-        found: dict[str, _Target] = {}
-        for t in targets:
-            instance = (t.get("labels") or {}).get(P.INSTANCE_LABEL, "")
-            interval = _parse_duration(str(t.get("scrapeInterval", "")))
-            found[instance] = _Target(interval or P.DEFAULT_SCRAPE_INTERVAL_S, str(t.get("health", "")),
-                                      str(t.get("lastError", "")))
-        self._targets = found
-        self._unlisted = {i for i in instances if i and i not in found}
-
-    def _stale_hosts(self, now: float, prom_now: float, gpus: dict[tuple[str, str], _Gpu],
+    def _stale_hosts(self, now: float, prom_now: float, hosts: set[str],
                      seen: dict[str, tuple[float, str]]) -> dict[str, str]:
-        """Host -> why it is stale, for every host whose numbers cannot be trusted now.
-        Ages are on Prometheus' clock (its evaluation time), so a skewed laptop clock does not matter."""
-        instances = {g.host: g.instance for g in gpus.values() if g.instance}
-        self._read_targets(now, [inst for _, inst in seen.values()])
+        """Host -> why it is stale, for every host whose numbers cannot be trusted now. Ages are on
+        Prometheus' clock (its evaluation time), so a skewed clock here does not matter."""
         stale: dict[str, str] = {}
-        for host in {g.host for g in gpus.values()}:
+        for host in hosts:
             if host in seen:
                 newest, instance = seen[host]
                 self._last_seen[host] = newest
                 target = self._targets.get(instance)
-                interval = target.interval_s if target else P.DEFAULT_SCRAPE_INTERVAL_S
                 age = prom_now - newest
-                if age <= P.STALE_SCRAPES * interval:
+                if age <= P.STALE_SCRAPES * target.interval_s:
                     continue
-                every = (f"scraped every {interval:g} s" if target else
-                         f"scrape interval unknown, {interval:g} s assumed")
+                every = (f"scraped every {target.interval_s:g} s" if target.known else
+                         f"scrape interval unknown, {target.interval_s:g} s assumed")
                 stale[host] = f"newest sample {age:.0f} s old ({every})"
             else:
                 last = self._last_seen.get(host)
                 stale[host] = (f"no sample for {prom_now - last:.0f} s" if last is not None
                                else f"no sample in the last {P.REMEMBER_S // 60} min")
         if stale:
-            self._read_targets(now, urgent=bool(set(stale) - self._stale_before))  # why: the scrape error
+            self._targets.refresh(now, urgent=bool(set(stale) - self._stale_before))
+            instances = {key[0]: ident.instance for key, ident in self._identity.items() if ident.instance}
             for host in stale:
-                target = self._targets.get(seen[host][1] if host in seen else instances.get(host, ""))
-                if target is not None and target.last_error:
-                    stale[host] += f"; Prometheus: {_short_error(target.last_error)}"
+                error = self._targets.get(seen[host][1] if host in seen else instances.get(host, "")).last_error
+                if error:
+                    stale[host] += f"; Prometheus: {short_error(error)}"
         self._stale_before = set(stale)
         return stale
 
-    def _infos(self, gpus: dict[tuple[str, str], _Gpu], live: dict[tuple[str, str], _Gpu],
-               stale_hosts: dict[str, str]) -> list[GpuInfo]:
-        ordered = sorted(gpus.items(), key=lambda kv: (natural_key(kv[0][0]), natural_key(kv[0][1])))
-        for key, _ in ordered:
-            if key not in self._indices:
-                self._indices[key] = len(self._indices)
-        live_keys = {(g.host, g.gpu) for g in live.values()}
+    def _infos(self, gpus: dict[Key, _Live | None], stale: dict[str, str]) -> list[GpuInfo]:
+        if set(self._order) != set(gpus):  # sorting 4,000 natural keys is a third of a refresh: only on change
+            self._order = sorted(gpus, key=lambda k: (natural_key(k[0]), natural_key(k[1])))
+            for key in self._order:
+                self._indices.setdefault(key, len(self._indices))
         out = []
-        for key, g in ordered:
-            index = self._indices[key]
-            host_index = int(g.gpu) if g.gpu.isdigit() else None
-            why = stale_hosts.get(g.host)
-            if why is None and key not in live_keys:
-                why = "no longer reported by its exporter"
-            if why is not None:
-                out.append(GpuInfo(index=index, name=g.model or "?", uuid=g.uuid, cuda_index=host_index,
-                                   total_mib=self._totals.get(key), host=g.host, host_index=host_index,
-                                   stale=True, note=f"stale: {why}"))
-                continue
-            out.append(self._info(index, host_index, key, g))
+        blank = _Identity("", "", "", 0.0)
+        for key in self._order:
+            g = gpus[key]
+            ident = self._identity.get(key, blank)
+            host, number = key
+            host_index = int(number) if number.isdigit() else None
+            why = stale.get(host) or (None if g is not None else "no longer reported by its exporter")
+            if why is not None or g is None:
+                out.append(GpuInfo(index=self._indices[key], name=ident.model or "?", uuid=ident.uuid,
+                                   cuda_index=host_index, total_mib=self._totals.get(key), host=host,
+                                   host_index=host_index, stale=True, note=f"stale: {why}"))
+            else:
+                out.append(self._fill(self._indices[key], host_index, ident, key, g))
         return out
 
-    def _info(self, index: int, host_index: int | None, key: tuple[str, str], g: _Gpu) -> GpuInfo:
-        fam = next(f for f in P.FAMILIES if f.name == g.family)
-        v = g.values
+    def _fill(self, index: int, host_index: int | None, ident: _Identity, key: Key, g: _Live) -> GpuInfo:
+        fam, v = g.family, g.values
+        facts = self._static.get((fam.name, key), {})
         free, used = v.get(fam.free), v.get(fam.used)
-        reserved = v.get(fam.reserved) if fam.reserved else None
-        total = v.get(fam.total) if fam.total else None
+        reserved = facts.get(fam.reserved) if fam.reserved else None
+        total = facts.get(fam.total) if fam.total else None
         if total is None and free is not None and used is not None:
-            total = free + used + (reserved or 0.0)
+            total = free + used + (reserved or 0.0)  # NVML memory v2: total = free + used + reserved
         if reserved is None and total is not None and free is not None and used is not None:
             reserved = max(0.0, total - used - free)
         if total is not None:
@@ -345,26 +310,19 @@ class PrometheusBackend:
             if pid.isdigit()
         )
         return GpuInfo(
-            index=index, name=g.model or "?", uuid=g.uuid, cuda_index=host_index,
+            index=index, name=ident.model or "?", uuid=ident.uuid, cuda_index=host_index,
             total_mib=total, used_mib=used, free_mib=free, reserved_mib=reserved,
-            util_percent=v.get(fam.util), mem_bw_percent=v.get(fam.mem_bw) if fam.mem_bw else None,
-            temp_c=v.get(fam.temp), power_w=v.get(fam.power),
-            power_cap_w=v.get(fam.power_cap) if fam.power_cap else None,
-            processes=procs, host=g.host, host_index=host_index,
+            util_percent=v.get(fam.util), temp_c=v.get(fam.temp), power_w=v.get(fam.power),
+            power_cap_w=facts.get(fam.power_cap) if fam.power_cap else None, processes=procs,
             note="" if free is not None else f"{fam.free} missing: free memory unknown",
+            host=key[0], host_index=host_index,
         )
 
-    def _message(self, infos: list[GpuInfo], stale_hosts: dict[str, str]) -> str:
-        hosts = {g.host for g in infos}
-        if not stale_hosts:
+    def _message(self, infos: list[GpuInfo], stale: dict[str, str]) -> str:
+        if not stale:
             return ""
-        names = sorted(stale_hosts, key=natural_key)
+        hosts = {g.host for g in infos}
+        names = sorted(stale, key=natural_key)
         shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-        first = stale_hosts[names[0]]
-        return f"{len(names)} of {len(hosts)} hosts stale ({shown}): {names[0]}: {first}"
+        return f"{len(names)} of {len(hosts)} hosts stale ({shown}): {names[0]}: {stale[names[0]]}"
 
-
-def _short_error(text: str) -> str:
-    """`Get "http://10.0.0.5:9400/metrics": dial tcp ...: connect: connection refused` -> the last part."""
-    tail = text.rsplit(": ", 1)[-1].strip()
-    return tail if 3 <= len(tail) <= 80 else text[:80]
