@@ -11,6 +11,24 @@
 * `Prometheus`: the real server on 127.0.0.1:<free port>, a generated config and a temp TSDB.
 
 A missing `prometheus` binary fails the test with the command that installs it (no skip).
+
+How Debian's prometheus (bookworm: 2.42.0+ds-5+deb12u1, /usr/bin/prometheus) behaves, as these
+tests rely on it:
+* It runs unprivileged from any directory with `--config.file`, `--storage.tsdb.path=<temp dir>`
+  (created if missing), `--web.listen-address=127.0.0.1:<port>` and `--log.level=warn`; the package's
+  own service (/etc/default/prometheus) is not involved, and in a container without systemd the
+  package starts none. `--web.config.file` gives it TLS (`tls_server_config`) and basic auth
+  (`basic_auth_users`, bcrypt hashes); then /-/ready wants credentials too. `--query.max-samples=N`
+  makes a big query fail with `execution: query processing would load too many samples`.
+  `--query.timeout` takes ms at the smallest (`1ns` is refused at start-up).
+* /-/ready answers ~1 s after start, but the first scrape comes 5-6 s after start (the scrape
+  manager applies new target sets every 5 s), then one per `scrape_interval` (1 s works).
+* /api/v1/targets lists each target's `scrapeInterval` ("1s"), `health` and `lastError`
+  (`Get "http://...": dial tcp ...: connect: connection refused` for a dead exporter).
+* A failed scrape writes staleness markers: the dead target's series vanish from instant queries
+  at once, while `last_over_time(x[10m])` still returns them. Samples the exporter timestamps itself
+  get no markers (they simply age). `timestamp(x)` gives the sample's own time; `max by (__name__,
+  ...)` and `label_replace` keep the metric name; `or` keeps both sides' names. POST form queries work.
 """
 
 from __future__ import annotations
