@@ -169,7 +169,8 @@ def test_gpus_cli_groups_by_host(fleet, capsys):
     nameless = exporters["nameless"].address
     assert [h["host"] for h in data] == [nameless, "gpu-a", "gpu-b", "gpu-c", "gpu-d", "gpu-e"]  # natural order
     a = data[1]
-    assert a["stale"] is False and len(a["gpus"]) == 8 and a["free_vram_mb"] == sum(g["free_vram_mb"] for g in a["gpus"])
+    assert a["stale"] is False and len(a["gpus"]) == 8
+    assert a["free_vram_mb"] == sum(g["free_vram_mb"] for g in a["gpus"])
     assert a["gpus"][3]["host_gpu_index"] == 3 and a["gpus"][3]["used_vram_mb"] == 3000
     e = next(h for h in data if h["host"] == "gpu-e")
     assert e["stale"] is True and e["free_vram_mb"] is None
