@@ -208,7 +208,7 @@ def test_a_host_that_stops_answering_turns_stale(fleet):
     finally:
         fresh.close()
     assert len(c) == 4 and all(g.stale and g.free_mib is None for g in c)
-    assert all(g.name == "NVIDIA L40S" for g in c)
+    assert all(g.name == "NVIDIA L40S" and g.total_mib == 46068 for g in c)  # size from the last samples
     # the CLI says it too, and --json carries the flag
     out = io.StringIO()
     from lander_tui.commands import gpus as gpus_cmd

@@ -229,13 +229,15 @@ class PrometheusBackend:
         for item in result:
             labels = item.get("metric", {})
             key = _key(labels)
+            value = _float(item.get("value", (0, "nan"))[1])
             if labels.get(P.PART_LABEL) == "identity":
                 self._identity[key] = _Identity(P.first(labels, P.UUID_LABELS), P.first(labels, P.MODEL_LABELS),
                                                 labels.get(P.INSTANCE_LABEL, ""), evaluated)
+                if value is not None:
+                    self._totals.setdefault(key, value)
                 continue
             name = labels.get("__name__", "")
             family = P.FAMILY_OF.get(name)
-            value = _float(item.get("value", (0, "nan"))[1])
             if family is not None and value is not None:
                 static.setdefault((family.name, key), {})[name] = value
         self._static = static
@@ -260,7 +262,7 @@ class PrometheusBackend:
             else:
                 last = self._last_seen.get(host)
                 stale[host] = (f"no sample for {prom_now - last:.0f} s" if last is not None
-                               else f"no sample in the last {P.REMEMBER_S // 60} min")
+                               else f"no current sample (last one within {P.REMEMBER_S // 60} min)")
         if stale:
             self._targets.refresh(now, urgent=bool(set(stale) - self._stale_before))
             instances = {key[0]: ident.instance for key, ident in self._identity.items() if ident.instance}

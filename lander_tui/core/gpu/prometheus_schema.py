@@ -130,13 +130,30 @@ def live_query() -> str:
     return " or ".join(parts)
 
 
+def _last_total(family: Family, window: str) -> str:
+    """A GPU's total memory as last reported within `window`: the exporter's total, else (NVML
+    memory v2) free + used + reserved, else free + used (DCGM before FB_RESERVED existed, when
+    `used` still held the reserve). One-to-one matching works: a GPU's series share their labels."""
+    def last(metric: str) -> str:
+        return f"last_over_time({metric}[{window}])"
+
+    options = [last(family.total)] if family.total else []
+    if family.reserved:
+        options.append(f"{last(family.free)} + {last(family.used)} + {last(family.reserved)}")
+    options.append(f"{last(family.free)} + {last(family.used)}")
+    return " or ".join(f"({o})" for o in options)
+
+
 def facts_query(window_s: int = REMEMBER_S) -> str:
-    """The slow query: every GPU that reported in the last `window_s` with its identity
-    (`last_over_time` skips the staleness markers a failed scrape writes, so a host that died
-    before we looked is still listed), and the numbers that do not change while a GPU runs."""
+    """The slow query: every GPU that reported in the last `window_s`, with its identity and, as
+    the value, its total memory (`last_over_time` skips the staleness markers a failed scrape
+    writes, so a host that died before we looked is listed, size and all), and the numbers that
+    do not change while a GPU runs."""
+    window = f"{int(window_s)}s"
+    totals = " or ".join(f"({_last_total(f, window)})" for f in FAMILIES)
     static = [m for f in FAMILIES for m in f.static_metrics()]
     return " or ".join([
-        _part(f"max by ({_by(IDENTITY)}) (last_over_time({_names(FREE_METRICS)}[{int(window_s)}s]))", "identity"),
+        _part(f"max by ({_by(IDENTITY)}) ({totals})", "identity"),
         f"max by (__name__, {_by(HOST, GPU_LABELS)}) ({_names(static)})",
     ])
 
