@@ -119,6 +119,18 @@ def test_bad_urls_and_settings_are_one_line(capsys, monkeypatch, tmp_path):
     assert "use --prometheus on its own" in _cli_error(capsys, "--prometheus", "http://x:9090", "--demo")
 
 
+def test_the_dashboard_checks_the_url_before_anything_else(capsys, monkeypatch):
+    assert cli.main(["--prometheus", "prometheus:9090"]) == 2
+    assert "is not an http(s) URL" in capsys.readouterr().err
+    assert cli.main(["--prometheus", "http://x:9090", "--demo"]) == 2
+    assert "use --prometheus on its own" in capsys.readouterr().err
+    monkeypatch.setenv("LANDER_TUI_PROMETHEUS", "ftp://x")
+    assert cli.main([]) == 2
+    assert "is not an http(s) URL" in capsys.readouterr().err
+    assert cli.main(["--demo"]) == 2  # --demo wins over the environment; then: no terminal here
+    assert "needs a terminal" in capsys.readouterr().err
+
+
 def test_url_from_flag_env_or_config_file(tmp_path):
     conf = tmp_path / "lander-tui" / "config.toml"
     conf.parent.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
         from lander_tui.core.gpu import what_if as parse_what_if
 
         parse_what_if(what_if)  # a bad name is one line on stderr, before the screen opens
+    backend: Any = open_gpu_source(args)  # a bad --prometheus URL or scenario: one line, before the tty check
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and not _served():
+        if backend is not None:
+            backend.close()
         print("lander-tui: the dashboard needs a terminal (over SSH: `ssh -t HOST lander-tui`); "
               "for plain output use `lander-tui estimate MODEL` or `lander-tui gpus`", file=sys.stderr)
         return 2
-    backend = open_gpu_source(args)
     scenario = getattr(args, "gpu_scenario", None)
     from lander_tui.ui.app import LanderApp
 

@@ -55,10 +55,10 @@ def check_url(url: str) -> str:
     text = url.strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LanderError(f"--prometheus {url!r} is not an http(s) URL; give the server's base URL, "
+        raise LanderError(f"Prometheus URL {url!r} is not an http(s) URL; give the server's base URL, "
                           "e.g. http://prometheus:9090")
     if parts.query or parts.fragment:
-        raise LanderError(f"--prometheus {url!r}: give the base URL only (no ?query or #fragment)")
+        raise LanderError(f"Prometheus URL {url!r}: give the base URL only (no ?query or #fragment)")
     base = text.rstrip("/")
     for tail in ("/api/v1/query", "/api/v1", "/graph"):
         if base.endswith(tail):
