@@ -86,6 +86,12 @@ def test_unreachable_url(capsys):
     assert snap.state == S.UNREACHABLE and snap.gpus == ()
     assert "connection refused" in snap.message and url in snap.message
     assert "connection refused" in _cli_error(capsys, "--prometheus", url)
+    b = PrometheusBackend(url, env={})
+    try:
+        hist = b.history()
+    finally:
+        b.close()
+    assert hist.state == S.UNREACHABLE and hist.series == {} and "connection refused" in hist.message
 
 
 @pytest.mark.parametrize(("status", "body", "ctype", "location", "words"), [
