@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import lander_tui.core.gpu.snapshot as S
 from lander_tui.core.errors import LanderError
-from lander_tui.core.gpu import snapshot as S
 
 TOKEN_ENV = "LANDER_TUI_PROMETHEUS_TOKEN"
 USER_ENV = "LANDER_TUI_PROMETHEUS_USER"

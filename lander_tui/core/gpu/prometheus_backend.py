@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lander_tui.core.gpu import prometheus_schema as P
-from lander_tui.core.gpu import snapshot as S
+import lander_tui.core.gpu.prometheus_schema as P
+import lander_tui.core.gpu.snapshot as S
 from lander_tui.core.gpu.fleet import natural_key
 from lander_tui.core.gpu.prometheus_api import PrometheusApi, PromFailure
 from lander_tui.core.gpu.prometheus_targets import TargetBook, short_error

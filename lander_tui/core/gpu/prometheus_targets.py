@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lander_tui.core.gpu import prometheus_schema as P
-from lander_tui.core.gpu import snapshot as S
+import lander_tui.core.gpu.prometheus_schema as P
+import lander_tui.core.gpu.snapshot as S
 from lander_tui.core.gpu.prometheus_api import PrometheusApi, PromFailure
 
 TARGETS_RETRY_S = 30.0  # the ordinary re-read
