@@ -320,3 +320,58 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = FIRST_SCRAP
             return last
         time.sleep(every)
     pytest.fail(f"no {what} within {timeout:.0f} s (last: {last!r})")
+
+
+# -- one start for every server the collected modules need -------------------------------------
+
+RECIPES: dict[str, Callable[[Path], Any]] = {}
+
+
+def recipe(name: str) -> Callable[[Callable[[Path], Any]], Callable[[Path], Any]]:
+    """Register how a test module starts its servers (called at import, i.e. at collection)."""
+    def register(fn: Callable[[Path], Any]) -> Callable[[Path], Any]:
+        RECIPES[name] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Started:
+    """What one recipe started: its Prometheus servers and exporters (stop() is idempotent)."""
+
+    proms: dict[str, Prometheus]
+    exporters: dict[str, Exporter]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for p in self.proms.values():
+            p.stop()
+        for e in self.exporters.values():
+            e.stop()
+
+
+class Farm:
+    """Every collected module's servers, started at once: each Prometheus spends 5-6 s before its
+    first scrape, so starting them together pays that wait once instead of once per module.
+    A module takes its own with `take(name)` and stops them when it is done."""
+
+    def __init__(self, tmp_path_factory: Any) -> None:
+        self._made: dict[str, Started] = {}
+        for name, start in RECIPES.items():
+            self._made[name] = start(tmp_path_factory.mktemp(name))
+
+    def take(self, name: str) -> Started:
+        return self._made[name]
+
+    def stop_all(self) -> None:
+        for s in self._made.values():
+            s.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_farm(tmp_path_factory):
+    require_prometheus()
+    farm = Farm(tmp_path_factory)
+    yield farm
+    farm.stop_all()

@@ -21,7 +21,7 @@ import pytest
 from lander_tui import cli
 from lander_tui.core.gpu import snapshot as S
 from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
-from tests.prom_fixtures import DcgmHost, Exporter, Gpu, NvitopHost, Prometheus, wait_until
+from tests.prom_fixtures import DcgmHost, Exporter, Gpu, NvitopHost, Prometheus, Started, recipe, wait_until
 
 FROZEN_AGE_S = 40
 
@@ -50,13 +50,20 @@ def _fleet_hosts() -> dict[str, DcgmHost | NvitopHost]:
     }
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+@recipe("backend")
+def _start(tmp):
     exporters = {key: Exporter(host) for key, host in _fleet_hosts().items()}
-    prom = Prometheus(tmp_path_factory.mktemp("prom"), {
+    prom = Prometheus(tmp, {
         "dcgm": [exporters[k].address for k in ("a", "b", "c", "e", "nameless")],
         "nvitop": [exporters[k].address for k in ("b-nvitop", "d")],
     })
+    return Started({"main": prom}, exporters)
+
+
+@pytest.fixture(scope="module")
+def fleet(prometheus_farm):
+    started = prometheus_farm.take("backend")
+    prom, exporters = started.proms["main"], started.exporters
     backend = None
     try:
         prom.wait_ready()
@@ -73,9 +80,7 @@ def fleet(tmp_path_factory):
     finally:
         if backend is not None:
             backend.close()
-        prom.stop()
-        for e in exporters.values():
-            e.stop()
+        started.stop()
 
 
 def _by_host(snap):

@@ -23,7 +23,7 @@ from lander_tui.core.gpu import snapshot as S
 from lander_tui.core.gpu.prometheus_api import PrometheusApi
 from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
 from lander_tui.core.settings import prometheus_url
-from tests.prom_fixtures import DcgmHost, Exporter, Gpu, Prometheus, free_port, wait_until
+from tests.prom_fixtures import DcgmHost, Exporter, Gpu, Prometheus, Started, free_port, recipe, wait_until
 
 USER = "lander"
 PASSWORD = "lander-secret"
@@ -190,25 +190,30 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.fixture(scope="module")
-def refusing(tmp_path_factory):
-    """Two real servers started together: one TLS + basic auth with no GPU targets, one whose
-    --query.max-samples is below what the fleet query loads from one 8-GPU host."""
-    tmp = tmp_path_factory.mktemp("refusing")
+@recipe("refusing")
+def _start(tmp):
+    """Two real servers: one TLS + basic auth with no GPU targets, one whose --query.max-samples is
+    below what the fleet query loads from one 8-GPU host."""
     cert, key = _self_signed(tmp)
     web = (f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
            f"basic_auth_users:\n  {USER}: {PASSWORD_HASH}\n")
-    secured = Prometheus(tmp / "secured", {}, web_config=web, scheme="https")
     exporter = Exporter(DcgmHost("gpu-a", [Gpu(uuid=f"GPU-{i}") for i in range(8)]))
-    limited = Prometheus(tmp / "limited", {"dcgm": [exporter.address]}, extra_args=("--query.max-samples=20",))
+    return Started({"secured": Prometheus(tmp / "secured", {}, web_config=web, scheme="https"),
+                    "limited": Prometheus(tmp / "limited", {"dcgm": [exporter.address]},
+                                          extra_args=("--query.max-samples=20",))},
+                   {"gpu-a": exporter}, {"cert": cert})
+
+
+@pytest.fixture(scope="module")
+def refusing(prometheus_farm):
+    started = prometheus_farm.take("refusing")
+    secured, limited, cert = started.proms["secured"], started.proms["limited"], started.extra["cert"]
     try:
         secured.wait_ready(context=ssl.create_default_context(cafile=str(cert)))
         limited.wait_ready()
-        yield secured, limited, exporter, cert
+        yield secured, limited, started.exporters["gpu-a"], cert
     finally:
-        secured.stop()
-        limited.stop()
-        exporter.stop()
+        started.stop()
 
 
 def test_tls_is_verified(refusing, capsys):

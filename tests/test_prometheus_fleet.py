@@ -10,16 +10,23 @@ import pytest
 from lander_tui.core.gpu import group_by_host
 from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
 from lander_tui.ui.widgets.gpu_panel import MAX_CARDS, GpuCard, GpuPanel
-from tests.prom_fixtures import Exporter, Prometheus, make_fleet, wait_until
+from tests.prom_fixtures import Exporter, Prometheus, Started, make_fleet, recipe, wait_until
 
 HOSTS, PER_HOST = 500, 8
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
+@recipe("fleet")
+def _start(tmp):
     fleet = make_fleet(HOSTS, PER_HOST)
     exporter = Exporter(fleet)
-    prom = Prometheus(tmp_path_factory.mktemp("fleet"), {"fleet": [exporter.address]}, interval_s=2)
+    return Started({"main": Prometheus(tmp, {"fleet": [exporter.address]}, interval_s=2)}, {"fleet": exporter},
+                   {"fleet": fleet})
+
+
+@pytest.fixture(scope="module")
+def big(prometheus_farm):
+    started = prometheus_farm.take("fleet")
+    fleet, prom = started.extra["fleet"], started.proms["main"]
     backend = None
     try:
         prom.wait_ready()
@@ -29,8 +36,7 @@ def big(tmp_path_factory):
     finally:
         if backend is not None:
             backend.close()
-        prom.stop()
-        exporter.stop()
+        started.stop()
 
 
 def test_every_gpu_of_a_4000_gpu_fleet(big):
