@@ -1,4 +1,4 @@
-"""Command-line entry point: `lander-tui` (dashboard), `lander-tui estimate`, `lander-tui gpus`.
+"""Command-line entry point: `lander-tui` (dashboard), `lander-tui estimate`, `gpus`, `serve`.
 
 Each sub-command lives in `lander_tui/commands/<name>.py` and exposes `add_parser(subparsers)`
 and `run(args) -> int`. This module only dispatches and turns `LanderError` into one line on
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lander_tui.commands import dashboard, engines, estimate, gpus
+    from lander_tui.commands import dashboard, engines, estimate, gpus, serve
 
     parser = _Parser(prog="lander-tui", description="How much LLM context really fits on your GPUs.")
     parser.add_argument("--version", action="version", version=f"lander-tui {__version__}")
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_parser(sub)
     gpus.add_parser(sub)
     engines.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

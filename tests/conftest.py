@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prom_fixtures import prometheus_farm  # noqa: F401  (a session fixture: every Prometheus at once)
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 

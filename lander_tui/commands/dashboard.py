@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +16,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start with this model (catalog name, config/GGUF path or ORG/NAME)")
     parser.add_argument("--gpu-scenario", metavar="FILE", dest="gpu_scenario",
                         help="fake GPUs from a scenario JSON file (demos, tests)")
+    from lander_tui.commands.gpus import add_prometheus_argument
+
+    add_prometheus_argument(parser, suppress=False)
+
+
+def open_gpu_source(args: argparse.Namespace) -> object | None:
+    """The GPU backend the flags ask for (a scenario file or a Prometheus server), or None for the
+    app's default (NVML, or the demo fake). Bad flags raise LanderError before any screen opens."""
+    scenario = getattr(args, "gpu_scenario", None)
+    flag = getattr(args, "prometheus", None)
+    if flag is not None and (scenario or getattr(args, "demo", False)):
+        from lander_tui.core.errors import LanderError
+
+        raise LanderError("use --prometheus on its own, not with --demo or --gpu-scenario")
+    if scenario:
+        from lander_tui.core.gpu import FakeBackend
+
+        return FakeBackend(scenario)
+    if getattr(args, "demo", False):
+        return None
+    from lander_tui.core.settings import prometheus_url
+
+    url = prometheus_url(flag)
+    if url is None:
+        return None
+    from lander_tui.core.gpu import open_backend
+
+    return open_backend(prometheus=url)
+
+
+def _served() -> bool:
+    """Started by `lander-tui serve` (textual-serve runs us with its web driver and pipes, not a tty)."""
+    return os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,16 +57,14 @@ def run(args: argparse.Namespace) -> int:
         from lander_tui.core.gpu import what_if as parse_what_if
 
         parse_what_if(what_if)  # a bad name is one line on stderr, before the screen opens
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    backend: Any = open_gpu_source(args)  # a bad --prometheus URL or scenario: one line, before the tty check
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) and not _served():
+        if backend is not None:
+            backend.close()
         print("lander-tui: the dashboard needs a terminal (over SSH: `ssh -t HOST lander-tui`); "
               "for plain output use `lander-tui estimate MODEL` or `lander-tui gpus`", file=sys.stderr)
         return 2
-    backend = None
     scenario = getattr(args, "gpu_scenario", None)
-    if scenario:
-        from lander_tui.core.gpu import FakeBackend
-
-        backend = FakeBackend(scenario)
     from lander_tui.ui.app import LanderApp
 
     app = LanderApp(backend, demo=bool(args.demo or scenario), what_if=what_if, model=getattr(args, "model", None))

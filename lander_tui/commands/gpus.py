@@ -1,8 +1,9 @@
 """`lander-tui gpus`: the GPUs, their free memory and the processes holding it.
 
 One-shot by default (a table, or `--json` for scripts), `--watch` to refresh in place,
-`--what-if NAME` to plan with catalog GPUs, `--demo` for the built-in fake GPUs. With no usable
-NVIDIA GPU it exits 1 with one line saying why and how to plan anyway.
+`--what-if NAME` to plan with catalog GPUs, `--demo` for the built-in fake GPUs, `--prometheus URL`
+for every host's GPUs from a Prometheus server (grouped by host). With no usable NVIDIA GPU it
+exits 1 with one line saying why and how to plan anyway; a Prometheus that cannot be read exits 2.
 """
 
 from __future__ import annotations
@@ -43,18 +44,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     # SUPPRESS: `lander-tui --demo gpus` (the dashboard's flag, given first) must not be reset to False
     p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
                    help="show the built-in fake GPUs (no NVIDIA GPU needed)")
+    add_prometheus_argument(p)
     p.set_defaults(func=run)
+
+
+def add_prometheus_argument(p: argparse.ArgumentParser, suppress: bool = True) -> None:
+    """`--prometheus URL` for the dashboard, `gpus` and `serve` (SUPPRESS on sub-commands, so
+    `lander-tui --prometheus URL gpus` keeps the value given before the sub-command)."""
+    p.add_argument("--prometheus", metavar="URL", default=argparse.SUPPRESS if suppress else None,
+                   help="read every host's GPUs from this Prometheus server (dcgm-exporter or nvitop-exporter "
+                   "series); also $LANDER_TUI_PROMETHEUS or ~/.config/lander-tui/config.toml; `off` = this "
+                   "machine. Credentials: $LANDER_TUI_PROMETHEUS_TOKEN or _USER/_PASSWORD")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from lander_tui.core.errors import LanderError
     from lander_tui.core.gpu import open_backend, what_if, what_if_snapshot
+    from lander_tui.core.settings import prometheus_url
 
     out = out or sys.stdout
     name = getattr(args, "what_if", None)
     demo = bool(getattr(args, "demo", False))
+    flag = getattr(args, "prometheus", None)
     if args.interval < MIN_INTERVAL_S:
         raise LanderError(f"--interval must be at least {MIN_INTERVAL_S} s (got {args.interval:g})")
+    if flag is not None and (demo or name is not None):
+        raise LanderError("use --prometheus on its own, not with --demo or --what-if")
+    url = prometheus_url(flag) if not (demo or name is not None) else None
     if name is not None:
         if demo:
             raise LanderError("use either --what-if or --demo, not both")
@@ -64,11 +80,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         snap = what_if_snapshot(what_if(name))
         _emit(out, snap, args.json)
         return 0
-    backend = open_backend(demo=demo)
+    backend = open_backend(prometheus=url) if url is not None else open_backend(demo=demo)
     try:
         snap = backend.poll()
         if not snap.ok:
-            raise LanderError(snap.message, exit_code=1)
+            raise LanderError(snap.message, exit_code=2 if url is not None else 1)
         if not args.watch:
             _emit(out, snap, args.json)
             return 0
@@ -128,13 +144,14 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
 
 
 def _emit(out: TextIO, snap: Snapshot, as_json: bool, compact: bool = False) -> None:
-    from lander_tui.core.gpu import snapshot_to_json
+    from lander_tui.core.gpu import fleet_to_json, snapshot_to_json
 
+    fleet = snap.source == "prometheus"
     if as_json:
-        data = snapshot_to_json(snap)
+        data = fleet_to_json(snap) if fleet else snapshot_to_json(snap)
         out.write((json.dumps(data) if compact else json.dumps(data, indent=2)) + "\n")
         return
-    out.write(render_table(snap, width=_width(out)))
+    out.write(render_fleet_table(snap, width=_width(out)) if fleet else render_table(snap, width=_width(out)))
 
 
 def _width(out: TextIO) -> int | None:
@@ -172,6 +189,8 @@ def _row(g: GpuInfo) -> list[str]:
     name = g.name.removeprefix("NVIDIA ") + (" (what-if)" if g.what_if else "")
     if g.lost:
         return [g.label, name, "LOST", "-", "-", "-", "-", "-"]
+    if g.stale:
+        return [g.label, name, f"STALE / {_mib(g.total_mib)}", "-", "-", "-", "-", "-"]
     used = f"{_mib(g.used_mib)} / {_mib(g.total_mib)}"
     util = "N/A" if g.util_percent is None else f"{g.util_percent:.0f}%"
     temp = "N/A" if g.temp_c is None else f"{g.temp_c:.0f}C"
@@ -191,17 +210,47 @@ _HEADER = ["GPU", "NAME", "USED / TOTAL MiB", "FREE MiB", "UTIL", "TEMP", "POWER
 _RIGHT = {2, 3, 4, 5, 6}
 
 
-def render_table(snap: Snapshot, width: int | None = None) -> str:
-    """The plain-text table (no colours, so it pipes cleanly) plus notes below it."""
-    rows = [_HEADER] + [_row(g) for g in snap.gpus]
+def _lines(rows: list[list[str]], width: int | None, indent: str = "") -> list[str]:
     widths = [max(len(r[c]) for r in rows) for c in range(len(_HEADER) - 1)]
     lines = []
     for r in rows:
         cells = [r[c].rjust(widths[c]) if c in _RIGHT else r[c].ljust(widths[c]) for c in range(len(widths))]
-        line = "  ".join(cells) + "  " + r[-1]
+        line = indent + "  ".join(cells) + "  " + r[-1]
         if width is not None and len(line) > width:
             line = line[: max(width - 1, 0)] + "…"
         lines.append(line.rstrip())
+    return lines
+
+
+def render_fleet_table(snap: Snapshot, width: int | None = None) -> str:
+    """Every host of a Prometheus fleet: a title line (models, free of total, or STALE and why),
+    then its GPUs as in the one-machine table, with columns aligned across the whole fleet."""
+    from lander_tui.core.gpu import group_by_host
+
+    groups = group_by_host(snap)
+    rows = [_HEADER] + [_row(g) for h in groups for g in h.gpus]
+    table = iter(_lines(rows, width, indent="  "))
+    lines = [next(table)]
+    for h in groups:
+        if h.stale:
+            lines.append(f"{h.host}  STALE  {h.models}  ({h.note})")
+        else:
+            free = "N/A" if h.free_mib is None else f"{h.free_mib:,.0f}"
+            total = "N/A" if h.total_mib is None else f"{h.total_mib:,.0f}"
+            lines.append(f"{h.host}  {h.models}  {free} of {total} MiB free")
+        lines.extend(next(table) for _ in h.gpus)
+    stale = sum(h.stale for h in groups)
+    lines.append(f"{len(groups)} hosts, {len(snap.gpus)} GPUs"
+                 + (f", {stale} stale (no free memory shown for them)" if stale else ""))
+    if snap.message:
+        lines.append(snap.message)
+    return "\n".join(line[:width] if width else line for line in lines) + "\n"
+
+
+def render_table(snap: Snapshot, width: int | None = None) -> str:
+    """The plain-text table (no colours, so it pipes cleanly) plus notes below it."""
+    rows = [_HEADER] + [_row(g) for g in snap.gpus]
+    lines = _lines(rows, width)
     notes = [f"GPU {g.index}: {g.note}" for g in snap.gpus if g.note and not g.lost and not g.what_if]
     if snap.message:
         notes.append(snap.message)

@@ -127,11 +127,14 @@ def _what_if(name: str) -> PlanningMemory:
 
 
 def gpu_choices(snapshot: Any) -> list[tuple[int, ...]]:
-    """What `g` cycles through: each usable GPU, then all of them together."""
-    idx = [g.index for g in pm.usable_gpus(snapshot)]
-    out: list[tuple[int, ...]] = [(i,) for i in idx]
-    if len(idx) > 1:
-        out.append(tuple(idx))
+    """What `g` cycles through: each usable GPU, then all of each host's together (one machine is
+    one host; GPUs of a Prometheus fleet are never pooled across hosts)."""
+    usable = pm.usable_gpus(snapshot)
+    out: list[tuple[int, ...]] = [(g.index,) for g in usable]
+    by_host: dict[str, list[int]] = {}
+    for g in usable:
+        by_host.setdefault(g.host, []).append(g.index)
+    out += [tuple(idx) for idx in by_host.values() if len(idx) > 1]
     return out
 
 

@@ -25,6 +25,7 @@ from lander_tui.core.gpu.catalog import (
 )
 from lander_tui.core.gpu.dmi import DMI_DIR, detect_cloud_instance
 from lander_tui.core.gpu.fake_backend import DEMO_SCENARIO, FakeBackend, load_scenario
+from lander_tui.core.gpu.fleet import HostGroup, fleet_to_json, group_by_host
 from lander_tui.core.gpu.nvml_backend import NvmlBackend
 from lander_tui.core.gpu.snapshot import (
     OK,
@@ -49,6 +50,7 @@ __all__ = [
     "GpuBackend",
     "GpuInfo",
     "GpuProcess",
+    "HostGroup",
     "NvmlBackend",
     "Snapshot",
     "WhatIf",
@@ -57,8 +59,10 @@ __all__ = [
     "detect_cloud_instance",
     "find_gpu",
     "find_instance",
+    "fleet_to_json",
     "free_mib_of_gpu",
     "gpu_to_dict",
+    "group_by_host",
     "load_scenario",
     "open_backend",
     "snapshot_to_json",
@@ -67,9 +71,16 @@ __all__ = [
 ]
 
 
-def open_backend(demo: bool = False, scenario: dict[str, Any] | None = None) -> GpuBackend:
-    """NVML (a failing start shows up as `poll().state`), or the fake for a scenario / `--demo`.
-    Cheap and non-blocking: NVML itself starts on the first poll."""
+def open_backend(demo: bool = False, scenario: dict[str, Any] | None = None,
+                 prometheus: str | None = None) -> GpuBackend:
+    """NVML (a failing start shows up as `poll().state`), the fake for a scenario / `--demo`, or
+    every host's GPUs from the Prometheus server at `prometheus`. Cheap and non-blocking: NVML
+    starts, and Prometheus is first asked, on the first poll. A malformed URL or credential
+    setting is a one-line LanderError here."""
+    if prometheus is not None:
+        from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
+
+        return PrometheusBackend(prometheus)
     if scenario is not None:
         return FakeBackend(scenario)
     if demo:

@@ -20,7 +20,14 @@ DRIVER_MISMATCH = "driver_mismatch"  # user-space library and kernel module from
 NO_PERMISSION = "no_permission"  # /dev/nvidia* not accessible to this user
 NO_GPUS = "no_gpus"  # NVML works but sees no device (or all are hidden)
 NVML_ERROR = "nvml_error"  # any other NVML start-up failure
-STATES = (OK, LIBRARY_MISSING, DRIVER_NOT_LOADED, DRIVER_MISMATCH, NO_PERMISSION, NO_GPUS, NVML_ERROR)
+# A fleet source (Prometheus, core/gpu/prometheus_backend.py) fails in its own ways:
+UNREACHABLE = "unreachable"  # no connection, timeout, TLS failure
+NOT_PROMETHEUS = "not_prometheus"  # something answered, but not the Prometheus HTTP API (or it redirected)
+AUTH_FAILED = "auth_failed"  # HTTP 401/403: credentials missing or refused
+QUERY_ERROR = "query_error"  # Prometheus answered {"status": "error"} (bad query, timeout, too many samples)
+NO_GPU_SERIES = "no_gpu_series"  # Prometheus works but holds no DCGM or nvitop GPU series
+STATES = (OK, LIBRARY_MISSING, DRIVER_NOT_LOADED, DRIVER_MISMATCH, NO_PERMISSION, NO_GPUS, NVML_ERROR,
+          UNREACHABLE, NOT_PROMETHEUS, AUTH_FAILED, QUERY_ERROR, NO_GPU_SERIES)
 
 MIB = 1024 * 1024
 
@@ -40,9 +47,15 @@ class GpuProcess:
 
 @dataclass(frozen=True, slots=True)
 class GpuInfo:
-    """One GPU at one instant. `free_mib` is what a new process can allocate (NVML memory v2)."""
+    """One GPU at one instant. `free_mib` is what a new process can allocate (NVML memory v2).
 
-    index: int  # NVML index = nvidia-smi index (PCI order)
+    GPUs of other machines (a fleet read from Prometheus) carry their `host`; their `index` is
+    then their position in the snapshot (unique across hosts, what the UI selects by) and
+    `host_index` / `cuda_index` the GPU's number on its own host. A `stale` GPU is one whose
+    host stopped reporting: only its identity (and total memory) is kept, never its free memory.
+    """
+
+    index: int  # NVML index = nvidia-smi index (PCI order); for fleet GPUs, the position in the snapshot
     name: str
     uuid: str = ""
     cuda_index: int | None = None  # position under CUDA_VISIBLE_DEVICES; None = hidden from CUDA
@@ -60,11 +73,17 @@ class GpuInfo:
     lost: bool = False
     unified_memory: bool = False  # memory shared with the host: figures come from host RAM
     note: str = ""  # one line about anything unusual on this GPU
+    host: str = ""  # the machine it is in, for GPUs read from a fleet source; "" = this machine
+    host_index: int | None = None  # its nvidia-smi index on `host` (the exporter's gpu/index label)
+    stale: bool = False  # its host's samples are too old (or gone): nothing about it is current
 
     @property
     def label(self) -> str:
         """`0`, `0 (cuda 1)` when CUDA numbers it differently, `0 (hidden)` when
-        CUDA_VISIBLE_DEVICES leaves it out (so a job started here would not see it)."""
+        CUDA_VISIBLE_DEVICES leaves it out (so a job started here would not see it);
+        `HOST:3` for a GPU of another machine."""
+        if self.host:
+            return f"{self.host}:{'?' if self.host_index is None else self.host_index}"
         if self.cuda_index is None:
             return f"{self.index} (hidden)"
         if self.cuda_index != self.index:
@@ -81,7 +100,7 @@ class Snapshot:
     message: str = ""  # one line; for OK snapshots a warning about lost/odd GPUs, else empty
     taken_at: float = 0.0
     driver: str | None = None
-    source: str = "nvml"  # "nvml", "fake" or "what-if"
+    source: str = "nvml"  # "nvml", "fake", "what-if" or "prometheus"
 
     @property
     def ok(self) -> bool:
@@ -118,6 +137,9 @@ def gpu_to_dict(g: GpuInfo) -> dict[str, Any]:
         "lost": g.lost,
         "unified_memory": g.unified_memory,
         "note": g.note,
+        "host": g.host,
+        "host_gpu_index": g.host_index,
+        "stale": g.stale,
         "processes": [
             {
                 "pid": p.pid,

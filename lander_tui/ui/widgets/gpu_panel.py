@@ -24,6 +24,9 @@ from lander_tui.ui.widgets.what_if import WhatIfPicker
 
 HISTORY_SECONDS = 60
 MAX_PROCESSES = 3
+#: A fleet read from Prometheus can hold thousands of GPUs; a card is ~10 widgets, so the panel
+#: shows this many (the plan's GPUs, then the most free) and says how many it leaves out.
+MAX_CARDS = 16
 
 
 class Line(Static):
@@ -179,13 +182,14 @@ class GpuCard(Widget, can_focus=True):
             self.set_class(lv == level, f"-mem-{lv}")
         self._w["bar"].set(gpu.used_mib, gpu.reserved_mib, total, level == "high")
         digits = self._w["digits"]
-        free_text = "LOST" if gpu.lost else mib(gpu.free_mib) if gpu.free_mib is not None else "N/A"
+        free_text = ("LOST" if gpu.lost else "STALE" if gpu.stale else
+                     mib(gpu.free_mib) if gpu.free_mib is not None else "N/A")
         if digits.value != free_text:
             digits.update(free_text)
         side = f"MiB free\nof {mib(total)} MiB\n"
         if gpu.what_if:
             side += "usable (catalog)"
-        elif gpu.lost:
+        elif gpu.lost or gpu.stale:
             side += truncate(gpu.note or "GPU is lost", 40)
         else:
             side += "N/A used" if frac is None else f"{frac:.0%} used"
@@ -228,6 +232,16 @@ def _procs_text(gpu: Any) -> str:
     return "\n".join(lines)
 
 
+def _cards_to_show(gpus: Sequence[Any], selected: Sequence[int]) -> tuple[Any, ...]:
+    """MAX_CARDS GPUs in snapshot order: the selected ones, then the most free (ties by index, so
+    the set, and the mounted cards, only change when the ranking really does)."""
+    chosen = {g.index for g in gpus if g.index in selected}
+    ranked = sorted((g for g in gpus if g.index not in chosen and g.free_mib is not None and not g.stale),
+                    key=lambda g: (-g.free_mib, g.index))
+    chosen.update(g.index for g in ranked[: max(0, MAX_CARDS - len(chosen))])
+    return tuple(g for g in gpus if g.index in chosen)[:MAX_CARDS]
+
+
 class GpuPanel(VerticalScroll):
     """All GPUs. `show()` takes an immutable snapshot; history is kept here, per GPU uuid."""
 
@@ -267,6 +281,12 @@ class GpuPanel(VerticalScroll):
             message = f"No GPU: {snapshot.message.split(';')[0]}"
         else:
             message = snapshot.message
+        if len(real) > MAX_CARDS:
+            hosts = len({g.host for g in real})
+            real = _cards_to_show(real, () if planning_what_if else selected)
+            message = (message + "\n" if message else "") + (
+                f"{MAX_CARDS} of {len(snapshot.gpus):,} GPUs on {hosts:,} hosts shown (the plan's, then the "
+                "most free); `lander-tui gpus` lists all")
         if planning_what_if and extra:
             label = what_if.message.removeprefix("what-if: ").split(";")[0].removeprefix("1x ")
             message = (message + "\n" if message else "") + f"planning for what-if {label} (w: another)"
