@@ -14,9 +14,7 @@ ENGINES_DIR = PACKAGE / "core" / "engines"
 #: (`rec["engine"] == "vllm"`): it judges the engines, it decides nothing for a user.
 ALLOWED = {"core/ground_truth.py",
            # speed's kernel paths still name engines until speed moves into the engine modules (issue 15)
-           "core/speed.py",
-           # the live readers' dispatch, until each reader names the engine it predicts with (issue 14)
-           "core/live/predict.py", "core/live/registry.py"}
+           "core/speed.py"}
 #: A live reader module knows one server kind, as an engine module knows one engine: it recognises its
 #: own program on a command line (`ollama serve`). Shared live modules are checked like the rest.
 LIVE_SHARED = {"base.py", "discovery.py", "http.py", "metrics.py", "poller.py", "predict.py", "registry.py",

@@ -70,7 +70,10 @@ def test_an_ollama_blob_without_extension_is_read_by_its_magic(gguf, tmp_path):
 
 
 @pytest.mark.parametrize(("kind", "cfg", "why"), [
-    ("sglang", EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096), "no memory model for sglang"),
+    ("tgi", EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096), "no memory model for TGI"),
+    ("xllm", EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096), "no memory model for xLLM"),
+    ("sglang", EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096), "GPU is not known"),
+    ("sglang", EngineConfig(model=None, context=4096), "which model it serves"),
     ("llama-server", EngineConfig(model="/nowhere/m.gguf", context=4096), "not readable here"),
     ("llama-server", EngineConfig(model=None, context=4096), "which model file"),
     ("llama-cpp-python", EngineConfig(model="GGUF", context=2048, gpu_layers="0"), "CPU"),
@@ -123,3 +126,107 @@ def test_ollama_models_are_held_by_their_own_runner(gguf):
         {"pid": 12, "used_mib": 2000, "command": "llama-server"}]}]}).poll()
     st = EngineState("ollama", "http://127.0.0.1:11434", pid=10, gpu_pids=(11, 12), models=(a, b))
     assert [c.held_mib for c in compare([st], snap)] == [1000, 2000]
+
+
+def test_sglang_prediction_is_its_static_share_and_the_pool_the_estimator_expects():
+    from lander_tui.core.engines.sglang import SGLangCalibration
+
+    cfg = EngineConfig(model="Qwen/Qwen2.5-0.5B", context=32768, gpu_memory_utilization=0.85, kv_type="auto")
+    p = predict("sglang", LoadedModel("q", cfg), gpu_total_mib=81559)
+    cuda = SGLangCalibration().cuda_context_mib
+    assert p.estimator == "sglang" and p.total_mib == pytest.approx(cuda + (81559 - cuda) * 0.85)
+    # SGLang's pool: what mem_fraction_static leaves of the memory free at start once the weights are in
+    # (model_runner.py profile_max_num_token), in tokens of bf16 K and V for every layer
+    spec = resolve_model("Qwen/Qwen2.5-0.5B").spec
+    k, v = spec.kv_values_per_token()
+    pool_mib = (81559 - cuda) * 0.85 - p.parts_mib["weights"]
+    assert p.kv_capacity_tokens == pytest.approx(pool_mib * MIB / (spec.n_layers * (k + v) * 2), rel=0.001)
+    assert p.config["mem_fraction_static"] == 0.85 and p.config["context_length"] == 32768
+
+
+def test_server_names_engine_names_and_aliases_find_the_same_readers():
+    from lander_tui.core.live import READERS, reader_for
+
+    for name in ("llama.cpp", "llamacpp", "llama-cpp", "llama-server", "llama_cpp"):
+        assert reader_for(name).kind == "llama-server"
+    assert reader_for("text-generation-inference").kind == "tgi"
+    assert reader_for("Ollama").kind == "ollama" and reader_for("SGLang").kind == "sglang"
+    with pytest.raises(LanderError, match="unknown engine kind 'transformers'"):
+        reader_for("transformers")  # an estimator engine no server reader predicts with
+    for r in READERS:  # every reader names a registered engine, or none
+        assert r.engine is None or get_engine(r.engine).name == r.engine
+
+
+@pytest.fixture(scope="module")
+def long_gguf(tmp_path_factory):
+    return write_llama_gguf(tmp_path_factory.mktemp("l") / "long.gguf", n_layers=4, hidden=512, context=131072)
+
+
+def largest_fitting(path, available: float, opts: EngineOptions, kv: str = "f16", step: int = 256) -> int:
+    """The most cells whose memory fits, found by walking the engine model itself."""
+    cells = step
+    while direct_mib(path, cells + step, kv, opts) <= available:
+        cells += step
+    return cells
+
+
+def test_restart_gives_the_longest_context_that_fits_in_held_plus_free(long_gguf):
+    from lander_tui.core.live.predict import restart
+
+    cfg = EngineConfig(model=str(long_gguf), context=4096, parallel=1, kv_type="f16", flash_attn=True)
+    held = predict("llama-server", LoadedModel("t", cfg), 24564).total_mib
+    r = restart("llama-server", LoadedModel("t", cfg), held + 80, 24564)
+    want = largest_fitting(long_gguf, r.available_mib, EngineOptions(flash_attn=True, n_parallel=1))
+    assert r.context == want > 4096 and r.flags == f"-c {want}"
+    assert r.available_mib <= held + 80
+
+
+def test_restart_with_slots_of_their_own_sets_cells_for_every_slot(long_gguf):
+    from lander_tui.core.live.predict import restart
+
+    cfg = EngineConfig(model=str(long_gguf), context=4096, parallel=2, kv_unified=False, kv_type="q8_0",
+                       flash_attn=True)
+    held = predict("llama-server", LoadedModel("t", cfg), 24564).total_mib
+    r = restart("llama-server", LoadedModel("t", cfg), held + 80, 24564)
+    opts = EngineOptions(flash_attn=True, n_parallel=2, kv_unified=False)
+    cells = largest_fitting(long_gguf, r.available_mib, opts, "q8_0", step=512)
+    assert r.context == cells // 2 and r.flags == f"-c {cells} -np 2"
+
+
+def test_ollama_restarts_with_its_fit_margin_kept_free(long_gguf):
+    from lander_tui.core.engines.llamacpp import LlamaCppCalibration
+    from lander_tui.core.live.predict import restart
+
+    cfg = EngineConfig(model=str(long_gguf), context=4096, parallel=1, kv_type="f16", flash_attn=True)
+    held = predict("ollama", LoadedModel("t", cfg), 24564).total_mib
+    assert held == pytest.approx(predict("llama-server", LoadedModel("t", cfg), 24564).total_mib)  # no margin held
+    available = held + 1124  # the margin and 100 MiB more
+    ours = restart("ollama", LoadedModel("t", cfg), available, 24564)
+    plain = restart("llama-server", LoadedModel("t", cfg), available, 24564)
+    margin = LlamaCppCalibration(margin_mib=1024.0).margin_mib
+    want = largest_fitting(long_gguf, ours.available_mib - margin, EngineOptions(flash_attn=True, n_parallel=1))
+    assert ours.context == want < plain.context and ours.flags == f"OLLAMA_CONTEXT_LENGTH={want}"
+
+
+def test_vllm_restart_takes_the_utilization_that_fits_held_plus_free():
+    from lander_tui.core.engines.vllm import fitting_utilization
+    from lander_tui.core.live.predict import restart
+
+    cfg = EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096, gpu_memory_utilization=0.1, block_size=16)
+    r = restart("vllm", LoadedModel("q", cfg), 2900, 24564)
+    util = fitting_utilization(r.available_mib, 24564)
+    assert r.flags == f"--max-model-len {r.context} --gpu-memory-utilization {util:g}"
+    # one request of that context fits in util x total, one more block does not (vLLM's own memory model)
+    model = resolve_model("Qwen/Qwen2.5-0.5B")
+    opts = EngineOptions(gpu_memory_utilization=util)
+    mib = [float(get_engine("vllm").memory(model, "BF16", "auto", np.array([c]), opts).total[0]) / MIB
+           for c in (r.context, r.context + 16)]
+    assert 4096 < r.context < model.spec.max_context and mib[0] <= util * 24564 < mib[1]
+
+
+def test_restart_says_when_nothing_loads(gguf):
+    from lander_tui.core.live.predict import restart
+
+    cfg = EngineConfig(model=str(gguf), context=4096, parallel=1, kv_type="f16")
+    with pytest.raises(LanderError, match="nothing loads on 64 MiB"):
+        restart("llama-server", LoadedModel("t", cfg), 100, 24564)

@@ -583,6 +583,15 @@ def read_gguf_header(buf: bytes | bytearray | memoryview, total_size: int | None
     return _build(buf, total_size, name, label)
 
 
+def is_gguf_file(path: str | Path) -> bool:
+    """Whether a file starts with the GGUF magic (Ollama keeps its GGUF blobs without an extension)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
 def read_gguf(path: str | Path) -> GgufModel:
     """Read a local GGUF file's header (weights are not read). Split files are read together."""
     p = Path(path).expanduser()

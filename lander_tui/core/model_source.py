@@ -22,11 +22,12 @@ def resolve_model(text: str, *, offline: bool | None = None) -> ResolvedModel:
     if not raw:
         raise LanderError("no model given: name a catalog model, a config.json, a .gguf file or a Hub id")
     path = Path(raw).expanduser()
-    if raw.lower().endswith(".gguf"):
+    from lander_tui.core.gguf_file import is_gguf_file, read_gguf
+
+    # a .gguf name, or a GGUF file without one (Ollama's blobs: sha256-...)
+    if raw.lower().endswith(".gguf") or (path.is_file() and is_gguf_file(path)):
         if not path.exists():
             raise LanderError(f"no such GGUF file: {raw}")
-        from lander_tui.core.gguf_file import read_gguf
-
         g = read_gguf(path)
         return ResolvedModel(g.spec, "gguf", tensors=g.tensors, file_quant=g.file_type, detail=str(path))
     if raw.startswith(("./", "../", "/", "~")) or raw.lower().endswith(".json"):

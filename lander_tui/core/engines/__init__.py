@@ -19,7 +19,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from lander_tui.core.engines.base import Budget, Engine, EngineOptions, Footprint
+from lander_tui.core.engines.base import Budget, Engine, EngineOptions, Footprint, Running
 from lander_tui.core.errors import LanderError
 from lander_tui.core.memory import MIB, Breakdown
 
@@ -114,5 +114,5 @@ def get_engine(name: str) -> Engine:
     return engine
 
 
-__all__ = ["DEFAULT_ENGINE", "GROUP", "MIB", "Breakdown", "Budget", "Engine", "EngineOptions", "Footprint",
+__all__ = ["DEFAULT_ENGINE", "GROUP", "MIB", "Breakdown", "Budget", "Engine", "EngineOptions", "Footprint", "Running",
            "all_engines", "engine_names", "get_engine", "load_registry", "plugin_problems", "registry"]

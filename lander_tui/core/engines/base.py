@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lander_tui.core.engines.running import EngineConfig
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_cache_type, weight_format
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts, total_parts
@@ -111,6 +112,22 @@ class Footprint:
 
 
 FootprintFn = Callable[[np.ndarray], Footprint]
+
+
+@dataclass(frozen=True)
+class Running:
+    """A running server's configuration as this engine's estimator inputs (`Engine.running`)."""
+
+    model: ResolvedModel
+    quant: str | None  # None: the engine's default for the model (a GGUF file: its own type)
+    kv: str
+    context: int  # what the estimate is taken at, in the engine's own unit (llama.cpp: every KV cell)
+    options: EngineOptions
+    config: Mapping[str, Any]  # what was predicted, as the screen and the history show it
+    #: A server that sizes itself from the GPU (vLLM, SGLang) holds this much whatever its context;
+    #: None: it holds the footprint of its configuration.
+    held_mib: float | None = None
+    notes: tuple[str, ...] = ()
 
 
 class Engine:
@@ -221,6 +238,21 @@ class Engine:
     def startup_need_mib(self, share: DeviceShare, device: Device, plan: Plan) -> float:
         """What must be free on this GPU for the plan to start (by default what it holds)."""
         return share.total_mib
+
+    # --- a server that already runs --------------------------------------------------------------
+    def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
+        """The estimator inputs of a server of this engine running with `config` (what its live reader
+        read) on a GPU of `gpu_total_mib`; a one-line LanderError says why there are none."""
+        raise LanderError(f"lander-tui cannot predict a running {self.label} server yet")
+
+    def restart_options(self, run: Running) -> EngineOptions:
+        """The options a restart of that server on other memory is planned with (by default the same)."""
+        return run.options
+
+    def restart_flags(self, run: Running, context: int, settings: Mapping[str, float]) -> tuple[int, str]:
+        """For the longest context the estimator found on a restart (`context`, in `Running.context`'s
+        unit; `settings` from its budget): the context one request then gets, and the flags that set it."""
+        return min(context, run.model.spec.max_context), ""
 
     # --- running it ----------------------------------------------------------------------------
     def command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:

@@ -18,13 +18,23 @@ from __future__ import annotations
 
 import bisect
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from lander_tui.core.checkpoint import gguf_checkpoint
-from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
+from lander_tui.core.engines.base import (
+    Budget,
+    Calibration,
+    Engine,
+    EngineOptions,
+    Footprint,
+    FootprintFn,
+    Running,
+    pad,
+)
+from lander_tui.core.engines.running import EngineConfig, local_gguf
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import BlockType, kv_cache_type
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
@@ -357,6 +367,41 @@ class LlamaCpp(Engine):
             else:
                 hi = mid - 1
         return at(ngl=lo)
+
+    # --- a server that already runs ----------------------------------------------------------
+    def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
+        """A llama-server (or llama-cpp-python) as configured: the GGUF it loaded, read here, at exactly
+        its KV cells (`-c`), slots, unified cache, KV type, flash attention and ubatch, all on one GPU."""
+        model = local_gguf(config.model)
+        if config.gpu_layers is not None and config.gpu_layers.strip() == "0":
+            raise LanderError("it runs on the CPU (0 GPU layers), so it holds no GPU memory to predict")
+        cells = config.cells()
+        if cells is None:
+            raise LanderError("the engine does not say its context size")
+        parallel = config.parallel or 1
+        opts = EngineOptions(flash_attn=config.flash_attn, n_parallel=parallel, n_ubatch=config.n_ubatch or 512,
+                             n_batch=config.n_batch or 2048, kv_unified=bool(config.kv_unified) or parallel == 1)
+        kv = (config.kv_type or "f16").lower()
+        notes: tuple[str, ...] = ()
+        ngl = (config.gpu_layers or "").strip()
+        if ngl not in ("", "auto", "-1") and not (ngl.isdigit() and int(ngl) >= model.spec.n_layers):
+            notes = (f"predicted with every layer on the GPU; it runs with -ngl {ngl}",)
+        shown = {"kv_cells": cells, "parallel": parallel, "kv_unified": opts.kv_unified, "kv_type": kv,
+                 "flash_attn": config.flash_attn, "n_ubatch": opts.n_ubatch}
+        return Running(model, model.file_quant or None, kv, cells, opts, shown, notes=notes)
+
+    def restart_flags(self, run: Running, context: int, settings: Mapping[str, float]) -> tuple[int, str]:
+        """`-c` is every KV cell; without a unified cache each of the `-np` slots gets `-c / -np`, and
+        llama-server caps a slot at the model's trained context (tools/server/server-context.cpp)."""
+        par, unified = self._slots(run)
+        per = min(context if unified else context // par, run.model.spec.max_context)
+        per -= per % self.pad_cells if per >= self.pad_cells else 0
+        return per, f"-c {per if unified else per * par}" + (f" -np {par}" if par > 1 else "")
+
+    @staticmethod
+    def _slots(run: Running) -> tuple[int, bool]:
+        par = run.options.n_parallel or 1
+        return par, run.options.kv_unified or par == 1
 
     # --- running it ----------------------------------------------------------------------------
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:

@@ -8,11 +8,13 @@ Its automatic `num_ctx` depends on the GPU's memory, so the plan says which valu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from lander_tui.core.checkpoint import gguf_checkpoint
-from lander_tui.core.engines.base import EngineOptions
+from lander_tui.core.engines.base import EngineOptions, Running
 from lander_tui.core.engines.llamacpp import LlamaCpp, LlamaCppCalibration
+from lander_tui.core.engines.running import EngineConfig
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 
@@ -41,6 +43,24 @@ class Ollama(LlamaCpp):
         mem = sum(t for t in totals if t) if all(totals) else free
         return (f"Ollama picks num_ctx {default_context(mem):,} by itself on {mem / 1024:.0f} GiB; "
                 "set OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx) to the context you plan for",)
+
+    def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
+        """A runner (a llama-server with Ollama's flags) as configured. The 1024 MiB fit margin is memory
+        Ollama keeps free beside a model when it places it, not memory the runner holds: left out here."""
+        run = super().running(config, gpu_total_mib)
+        return replace(run, options=replace(run.options, overrides={**run.options.overrides, "margin_mib": 0.0}))
+
+    def restart_options(self, run: Running) -> EngineOptions:
+        """A new runner is placed with the margin again (a model stays whole on the GPU only with it)."""
+        rest = {k: v for k, v in run.options.overrides.items() if k != "margin_mib"}
+        return replace(run.options, overrides=rest)
+
+    def restart_flags(self, run: Running, context: int, settings: Mapping[str, float]) -> tuple[int, str]:
+        """Its runner gets `-c num_ctx x parallel -np parallel` (above): the context each request gets is
+        num_ctx, set by OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx); OLLAMA_NUM_PARALLEL the slots."""
+        per, _ = super().restart_flags(run, context, settings)
+        par, _ = self._slots(run)
+        return per, f"OLLAMA_CONTEXT_LENGTH={per}" + (f" OLLAMA_NUM_PARALLEL={par}" if par > 1 else "")
 
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         flash = opts.flash_attn is not False

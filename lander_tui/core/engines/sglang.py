@@ -23,13 +23,23 @@ This module answers every engine question for SGLang and touches nothing else in
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
-from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
+from lander_tui.core.engines.base import (
+    Budget,
+    Calibration,
+    Engine,
+    EngineOptions,
+    Footprint,
+    FootprintFn,
+    Running,
+    pad,
+)
+from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
@@ -177,6 +187,37 @@ class SGLang(Engine):
              budget: Budget, opts: EngineOptions) -> Plan:
         base = super().plan(model, quant, kv, ctx, devices, budget, opts)
         return replace(base, settings={"mem_fraction_static": self.mem_fraction_static(devices[0], len(devices), opts)})
+
+    # --- a server that already runs ----------------------------------------------------------
+    def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
+        """A `sglang.launch_server` as configured (its /server_info). It keeps `mem_fraction_static` of
+        the memory free at its start for weights and the token pool, whatever the context: predicted as
+        the CUDA context plus that share of the rest of the card (an otherwise empty GPU at start); its
+        CUDA graphs come on top, out of the other share. The estimate's part is the pool in tokens, to
+        set against the server's own `max_total_num_tokens`."""
+        if not config.model:
+            raise LanderError("SGLang does not say which model it serves")
+        if not gpu_total_mib:
+            raise LanderError("SGLang sizes its token pool from the GPU's memory, and its GPU is not known")
+        tp = 1  # one GPU per server here: the live view reads the GPU its processes are on
+        mfs = config.gpu_memory_utilization or default_settings(gpu_total_mib, tp)[2]
+        model = served_model(config.model, self.label)
+        opts = EngineOptions(n_parallel=1, overrides={"mem_fraction_static": mfs})
+        self.mem_fraction_static(Device("GPU", gpu_total_mib, gpu_total_mib), tp, opts)  # checks the range
+        kv = served_kv(config.kv_type)
+        context = config.context or model.spec.max_context
+        cuda = self.calibration(opts).context_mib(tp)
+        shown = {"context_length": context, "kv_type": kv, "mem_fraction_static": mfs}
+        notes = ("SGLang holds mem_fraction_static of what was free at its start, plus its CUDA graphs; "
+                 "the token pool is where the estimate shows",)
+        return Running(model, served_quant(model, config.quant), kv, context, opts, shown,
+                       held_mib=cuda + (gpu_total_mib - cuda) * mfs, notes=notes)
+
+    def restart_flags(self, run: Running, context: int, settings: Mapping[str, float]) -> tuple[int, str]:
+        """The pool grows with the memory free at start by itself; `--context-length` lets one request
+        use it (past the model's trained length only with SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN)."""
+        per = min(context, run.model.spec.max_context)
+        return per, f"--context-length {per}"
 
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         ckpt = hf_checkpoint(model, plan.quant)

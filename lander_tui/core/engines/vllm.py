@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
-from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
+from lander_tui.core.engines.base import (
+    Budget,
+    Calibration,
+    Engine,
+    EngineOptions,
+    Footprint,
+    FootprintFn,
+    Running,
+    pad,
+)
+from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value, torch_dtype_format
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
@@ -213,6 +223,37 @@ class Vllm(Engine):
     def startup_need_mib(self, share: DeviceShare, device: Device, plan: Plan) -> float:
         util = plan.settings.get("gpu_memory_utilization")
         return util * device.total_mib if util is not None and device.total_mib else share.total_mib
+
+    # --- a server that already runs ----------------------------------------------------------
+    def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
+        """A `vllm serve` as configured. It holds `gpu_memory_utilization x total` whatever the model, so
+        that is the prediction; the estimate's part is the KV capacity it should find in it."""
+        if not config.model:
+            raise LanderError("vLLM does not say which model it serves")
+        if not gpu_total_mib:
+            raise LanderError("vLLM sizes itself from the GPU's total memory, and its GPU is not known")
+        if not config.context:
+            raise LanderError("vLLM does not say its max_model_len")
+        util = config.gpu_memory_utilization or 0.9
+        model = served_model(config.model, self.label)
+        opts = EngineOptions(gpu_memory_utilization=util, block_size=config.block_size or 16,
+                             max_num_seqs=config.parallel or EngineOptions.max_num_seqs)
+        kv = served_kv(config.kv_type)
+        shown = {"max_model_len": config.context, "kv_type": kv, "gpu_memory_utilization": util,
+                 "block_size": opts.block_size}
+        notes = ("vLLM holds gpu_memory_utilization x total; the KV capacity is where the estimate shows",)
+        return Running(model, served_quant(model, config.quant), kv, config.context, opts, shown,
+                       held_mib=util * gpu_total_mib, notes=notes)
+
+    def restart_options(self, run: Running) -> EngineOptions:
+        """A restart may take all it is given: the budget then plans at the utilization that fits."""
+        return replace(run.options, gpu_memory_utilization=1.0)
+
+    def restart_flags(self, run: Running, context: int, settings: Mapping[str, float]) -> tuple[int, str]:
+        per = min(context, run.model.spec.max_context)
+        per -= per % run.options.block_size if per >= run.options.block_size else 0
+        util = settings.get("gpu_memory_utilization", run.options.gpu_memory_utilization)
+        return per, f"--max-model-len {per} --gpu-memory-utilization {util:g}"
 
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         util = plan.settings.get("gpu_memory_utilization", opts.gpu_memory_utilization)

@@ -5,7 +5,8 @@ that knows three things about its engine: how to recognise its server process fr
 line (and which port that process serves), how to tell its HTTP API apart from the others (for a
 URL the user names), and how to read its state. The generic parts (timing, turning failures into
 states, shape checks) live here so the engine modules stay short and can later move next to their
-memory models in core/engines.
+memory models in core/engines. Each reader names the engine module that predicts for it (`engine`),
+and that module turns what the reader read into its own estimator inputs (`Engine.running`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from lander_tui.core.live.state import DEAD, MALFORMED, SLOW, EngineState
 class EngineReader(Protocol):
     kind: str  # short id used in JSON and --engine KIND=URL: "llama-server", "ollama", "vllm" ...
     label: str  # what the table shows: "llama.cpp", "Ollama", "vLLM" ...
+    #: The estimator engine (its registry name, core/engines) that predicts this server's memory from
+    #: its configuration; None when lander-tui has no memory model for it.
+    engine: str | None
+    aliases: tuple[str, ...]  # other names `--engine KIND=URL` accepts (the engine's own come from the registry)
     default_port: int  # the port the server listens on when its command line does not say
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:

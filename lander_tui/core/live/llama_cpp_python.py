@@ -42,6 +42,8 @@ def _ggml_type(value: str | None) -> str | None:
 class LlamaCppPython:
     kind = "llama-cpp-python"
     label = "llama-cpp-python"
+    engine: str | None = "llama.cpp"  # llama.cpp underneath, through its C API
+    aliases: tuple[str, ...] = ()
     default_port = 8000  # llama_cpp/server/settings.py: port: int = Field(default=8000)
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:

@@ -99,6 +99,8 @@ def _flash_attn(argv: list[str], env: Mapping[str, str] | None) -> bool | None:
 class LlamaServer:
     kind = "llama-server"
     label = "llama.cpp"
+    engine: str | None = "llama.cpp"  # the estimator engine that predicts its memory
+    aliases: tuple[str, ...] = ("llama_cpp",)
     default_port = 8080  # common/common.h: `int32_t port = 8080;`
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:

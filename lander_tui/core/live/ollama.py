@@ -67,6 +67,8 @@ def parse_ollama_host(value: str | None) -> tuple[str, int]:
 class Ollama:
     kind = "ollama"
     label = "Ollama"
+    engine: str | None = "ollama"  # its runner is a llama-server, with Ollama's own rules
+    aliases: tuple[str, ...] = ()
     default_port = DEFAULT_PORT
 
     def __init__(self) -> None:

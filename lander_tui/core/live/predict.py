@@ -1,30 +1,30 @@
 """What lander-tui predicts a running engine holds, next to what it really holds.
 
-`estimate_memory` is the ONE call into the estimator from the live package (a seam: the estimator's
-API is being reshaped, and only this function has to follow). Everything else turns a running
-engine's configuration into that call and compares the answer with the memory NVML says the
-engine's processes hold:
+Each reader names the estimator engine that predicts for it (`EngineReader.engine`), and that engine
+turns the configuration the reader read into its own estimator inputs (`Engine.running`): the model
+(a GGUF file on this machine, whose header is read, or a checkpoint through the profile cache/Hub),
+the KV type, the context and the options, and for a server that sizes itself from the GPU (vLLM,
+SGLang) the memory it takes whatever its context. `estimate_memory` is the ONE call into the
+estimator from the live package; nothing here knows one engine from another.
 
-* llama-server, Ollama (its runner is a llama-server) and llama-cpp-python: the model is a GGUF
-  file on this machine (`model_path`, Ollama's blob) whose header is read, at exactly the engine's
-  KV cells, slots, KV type, flash attention and ubatch, all layers on one GPU. Ollama's 1024 MiB
-  fit margin is memory it keeps free, not memory it holds, so the llama.cpp model is used for it.
-* vLLM takes `gpu_memory_utilization x total` whatever the model (the estimator's vLLM budget), and
-  fills what its weights and activations leave with KV blocks: the prediction is that budget, plus
-  the KV capacity in tokens the estimator expects, to set against vLLM's own num_gpu_blocks.
-* SGLang, TGI and xLLM have no memory model in lander-tui yet: no prediction, and the reason.
-Held - predicted is the DIFF (positive: the engine holds more than predicted).
+Held - predicted is the DIFF (positive: the engine holds more than predicted). `restart` asks the
+same estimator what the engine could run on the memory it holds plus what is free now, and the
+engine says which flags give that context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lander_tui.core.engines import Running, get_engine
+from lander_tui.core.engines.running import EngineConfig
 from lander_tui.core.errors import LanderError
-from lander_tui.core.live.state import EngineConfig, EngineState, LoadedModel
+from lander_tui.core.live.registry import reader_for
+from lander_tui.core.live.state import EngineState, LoadedModel
 from lander_tui.core.memory import PARTS
+from lander_tui.core.model import Device
 
 #: Budget handed to the estimator when only the memory of one configuration is asked for: large
 #: enough that any real configuration "fits", so the numbers are taken at the engine's context.
@@ -33,12 +33,12 @@ _UNBOUNDED_MIB = float(1 << 22)  # 4 TiB
 
 @dataclass(frozen=True)
 class Prediction:
-    estimator: str  # the estimator backend that answered ("llama.cpp", "vllm")
+    estimator: str  # the estimator engine that answered (its registry name)
     model: str  # the model as the estimator resolved it
     config: dict[str, Any]  # the configuration predicted, as passed to the estimator
     total_mib: float  # GPU memory of that configuration
     parts_mib: dict[str, float] = field(default_factory=dict)  # weights / kv / compute / overhead
-    kv_capacity_tokens: int | None = None  # vLLM: tokens its KV blocks should hold
+    kv_capacity_tokens: int | None = None  # vLLM, SGLang: tokens their KV cache should hold
     notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
@@ -75,129 +75,117 @@ class Comparison:
         return 100.0 * d / self.prediction.total_mib
 
 
-def estimate_memory(model: Any, backend: str, kv_type: str | None, context: int, options: Any,
-                    free_mib: float, total_mib: float | None) -> Any:
-    """THE seam into the estimator: one configuration's ConfigResult (MiB figures at `context`)."""
+def estimate_memory(run: Running, engine: str, device: Device, context: int | None = None) -> Any:
+    """THE seam into the estimator: one configuration's row (MiB figures at `context`; None: at the
+    longest that fits) and the budget it was planned in."""
     from lander_tui.core.estimate import EstimateRequest, run_estimate
-    from lander_tui.core.model import Device
 
-    req = EstimateRequest(model=model, engine=backend, kv_types=(kv_type,) if kv_type else (),
-                          devices=(Device("live", free_mib, total_mib),), context=context, options=options)
-    row = run_estimate(req).results[0]
+    req = EstimateRequest(model=run.model, engine=engine, quants=(run.quant,) if run.quant else (),
+                          kv_types=(run.kv,), devices=(device,), context=context, options=run.options)
+    est = run_estimate(req)
+    row = est.results[0]
     if row.error:
         raise LanderError(row.error)
-    return row
+    return row, est.budget
 
 
-_CACHE: dict[tuple[str, EngineConfig, float | None], Prediction | str] = {}
+_Key = tuple[str, EngineConfig, float | None]
+_RUNNING: dict[_Key, Running | str] = {}
+_CACHE: dict[_Key, Prediction | str] = {}
+_RESTARTS: dict[tuple[_Key, int], Restart | str] = {}
 _CACHE_SIZE = 64
+_LOCK = threading.Lock()  # the dashboard's readings finish on several threads
 
 
-def predict(kind: str, model: LoadedModel, gpu_total_mib: float | None = None) -> Prediction:
-    """The memory lander-tui predicts for this engine's model as configured; LanderError says why not.
-
-    Answers are remembered per (engine kind, configuration, GPU size): a poller asks every few
-    seconds, and a configuration only changes when the engine restarts.
-    """
-    key = (kind, model.config, gpu_total_mib)
-    hit = _CACHE.get(key)
+def _remember(cache: dict[Any, Any], key: Any, make: Any) -> Any:
+    """`make()` once per key (its LanderError remembered as its message), in a small FIFO cache:
+    a poller asks every few seconds, and a configuration only changes when the engine restarts."""
+    with _LOCK:
+        hit = cache.get(key)
     if hit is None:
         try:
-            hit = _predict(kind, model.config, gpu_total_mib)
+            hit = make()
         except LanderError as err:
             hit = str(err)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = hit
+        with _LOCK:
+            if len(cache) >= _CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[key] = hit
     if isinstance(hit, str):
         raise LanderError(hit)
     return hit
 
 
-def _predict(kind: str, c: EngineConfig, gpu_total_mib: float | None) -> Prediction:
-    if kind in ("llama-server", "ollama", "llama-cpp-python"):
-        return _predict_llamacpp(c)
-    if kind == "vllm":
-        return _predict_vllm(c, gpu_total_mib)
-    raise LanderError(f"lander-tui has no memory model for {kind} yet")
+def engine_for(kind: str) -> str:
+    """The estimator engine that predicts for a server kind; LanderError when there is none."""
+    reader = reader_for(kind)
+    if reader.engine is None:
+        raise LanderError(f"lander-tui has no memory model for {reader.label} yet")
+    return reader.engine
 
 
-def _predict_llamacpp(c: EngineConfig) -> Prediction:
-    from lander_tui.core.engines import EngineOptions
-    from lander_tui.core.model_source import resolve_model
-
-    if not c.model:
-        raise LanderError("the engine does not say which model file it loaded")
-    if not c.model.lower().endswith(".gguf") and not _is_gguf(c.model):
-        raise LanderError(f"model {c.model} is not a GGUF file on this machine")
-    if not Path(c.model).is_file():
-        raise LanderError(f"model file {c.model} is not readable here (another machine or container?)")
-    if c.gpu_layers is not None and c.gpu_layers.strip() in ("0",):
-        raise LanderError("it runs on the CPU (0 GPU layers), so it holds no GPU memory to predict")
-    cells = c.cells()
-    if cells is None:
-        raise LanderError("the engine does not say its context size")
-    resolved = _resolve_gguf(c.model, resolve_model)
-    parallel = c.parallel or 1
-    opts = EngineOptions(flash_attn=c.flash_attn, n_parallel=parallel, n_ubatch=c.n_ubatch or 512,
-                         n_batch=c.n_batch or 2048, kv_unified=bool(c.kv_unified) or parallel == 1)
-    kv = c.kv_type or "f16"
-    row = estimate_memory(resolved, "llama.cpp", kv, cells, opts, _UNBOUNDED_MIB, None)
-    notes = []
-    if c.gpu_layers not in (None, "", "auto", "-1") and not _all_layers(c.gpu_layers, resolved):
-        notes.append(f"predicted with every layer on the GPU; it runs with -ngl {c.gpu_layers}")
-    config = {"model": c.model, "quant": row.quant, "kv_cells": cells, "parallel": parallel,
-              "kv_unified": opts.kv_unified, "kv_type": kv, "flash_attn": c.flash_attn, "n_ubatch": opts.n_ubatch}
-    return Prediction("llama.cpp", resolved.spec.name, config, row.total_mib, _parts(row), notes=tuple(notes))
+def running(kind: str, model: LoadedModel, gpu_total_mib: float | None = None) -> Running:
+    """The engine's estimator inputs for this model as configured; LanderError says why there are none."""
+    key = (kind, model.config, gpu_total_mib)
+    return _remember(_RUNNING, key, lambda: get_engine(engine_for(kind)).running(model.config, gpu_total_mib))
 
 
-def _predict_vllm(c: EngineConfig, gpu_total_mib: float | None) -> Prediction:
-    from lander_tui.core.engines import EngineOptions
-    from lander_tui.core.model_source import resolve_model
-
-    if not c.model:
-        raise LanderError("vLLM does not say which model it serves")
-    if not gpu_total_mib:
-        raise LanderError("vLLM sizes itself from the GPU's total memory, and its GPU is not known")
-    if not c.context:
-        raise LanderError("vLLM does not say its max_model_len")
-    util = c.gpu_memory_utilization or 0.9
-    resolved = resolve_model(c.model)
-    opts = EngineOptions(gpu_memory_utilization=util, block_size=c.block_size or 16)
-    row = estimate_memory(resolved, "vllm", c.kv_type or "auto", c.context, opts, gpu_total_mib, gpu_total_mib)
-    budget = util * gpu_total_mib
-    capacity = int(row.max_concurrency * row.context) if row.max_concurrency else None
-    config = {"model": c.model, "quant": row.quant, "max_model_len": c.context, "kv_type": c.kv_type or "auto",
-              "gpu_memory_utilization": util, "block_size": opts.block_size}
-    notes = ("vLLM holds gpu_memory_utilization x total; the KV capacity is where the estimate shows",)
-    return Prediction("vllm", resolved.spec.name, config, budget, _parts(row), kv_capacity_tokens=capacity,
-                      notes=notes)
+def predict(kind: str, model: LoadedModel, gpu_total_mib: float | None = None) -> Prediction:
+    """The memory lander-tui predicts for this engine's model as configured; LanderError says why not."""
+    return _remember(_CACHE, (kind, model.config, gpu_total_mib), lambda: _predict(kind, model, gpu_total_mib))
 
 
-def _is_gguf(path: str) -> bool:
-    """Ollama's blobs (sha256-...) have no extension: look at the magic."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"GGUF"
-    except OSError:
-        return False
+def _device(gpu_total_mib: float | None, free_mib: float | None = None) -> Device:
+    return Device("live", free_mib if free_mib is not None else (gpu_total_mib or _UNBOUNDED_MIB), gpu_total_mib)
 
 
-def _resolve_gguf(path: str, resolve_model: Any) -> Any:
-    if path.lower().endswith(".gguf"):
-        return resolve_model(path)
-    from lander_tui.core.gguf_file import read_gguf
-    from lander_tui.core.model_source import ResolvedModel
+def _predict(kind: str, model: LoadedModel, gpu_total_mib: float | None) -> Prediction:
+    run = running(kind, model, gpu_total_mib)
+    engine = engine_for(kind)
+    row, _budget = estimate_memory(run, engine, _device(gpu_total_mib), run.context)
+    capacity = row.capacity.get("kv_capacity_tokens")
+    if capacity is None and row.max_concurrency:
+        capacity = row.max_concurrency * row.context
+    config = {"model": model.config.model, "quant": row.quant, **run.config}
+    total = run.held_mib if run.held_mib is not None else row.total_mib
+    return Prediction(get_engine(engine).name, run.model.spec.name, config, total, _parts(row),
+                      kv_capacity_tokens=int(capacity) if capacity is not None else None, notes=run.notes)
 
-    g = read_gguf(Path(path))
-    return ResolvedModel(g.spec, "gguf", tensors=g.tensors, file_quant=g.file_type, detail=path)
+
+@dataclass(frozen=True)
+class Restart:
+    """What the GPU could give a running engine: the longest context if it were restarted on the memory
+    it holds plus what is free now, per the same estimator, and the flags that set it."""
+
+    available_mib: float  # held + free now
+    context: int  # tokens one request then gets
+    flags: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"available_mib": round(self.available_mib, 1), "context": self.context, "flags": self.flags}
 
 
-def _all_layers(ngl: str, resolved: Any) -> bool:
-    try:
-        return int(ngl) >= resolved.spec.n_layers
-    except (ValueError, AttributeError):
-        return False
+#: Free memory moves by a few MiB every second; the restart answer is asked again only when what
+#: would be available moved by this much (it changes the answer by at most a few hundred tokens).
+RESTART_STEP_MIB = 64.0
+
+
+def restart(kind: str, model: LoadedModel, available_mib: float, gpu_total_mib: float | None) -> Restart:
+    """The longest context this engine's configuration reaches on `available_mib` of one GPU."""
+    step = int(available_mib // RESTART_STEP_MIB)
+    key = ((kind, model.config, gpu_total_mib), step)
+    return _remember(_RESTARTS, key, lambda: _restart(kind, model, step * RESTART_STEP_MIB, gpu_total_mib))
+
+
+def _restart(kind: str, model: LoadedModel, available_mib: float, gpu_total_mib: float | None) -> Restart:
+    run = running(kind, model, gpu_total_mib)
+    engine = get_engine(engine_for(kind))
+    again = replace(run, options=engine.restart_options(run))
+    row, budget = estimate_memory(again, engine.name, _device(gpu_total_mib, available_mib))
+    if not row.fits or row.max_context <= 0:
+        raise LanderError(f"nothing loads on {available_mib:,.0f} MiB")
+    context, flags = engine.restart_flags(run, row.max_context, budget.settings)
+    return Restart(available_mib, context, flags)
 
 
 def _parts(row: Any) -> dict[str, float]:

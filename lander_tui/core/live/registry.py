@@ -13,23 +13,29 @@ from lander_tui.core.live.vllm import Vllm
 from lander_tui.core.live.xllm import Xllm
 
 #: Identification order for a bare URL: the most specific answers first (xLLM's /v0/health and
-#: llama-server's /props before the OpenAI-style /v1/models that several engines share).
+#: llama-server's /props before the OpenAI-style /v1/models that several engines share). For an
+#: engine's name (`llama.cpp=URL`) the first reader it predicts for is its own server.
 READERS: tuple[EngineReader, ...] = (Ollama(), Xllm(), LlamaServer(), SGLang(), Tgi(), Vllm(), LlamaCppPython())
-_BY_KIND = {r.kind: r for r in READERS}
-_ALIASES = {"llama.cpp": "llama-server", "llamacpp": "llama-server", "llama_cpp": "llama-server",
-            "text-generation-inference": "tgi", "llama-cpp-python": "llama-cpp-python"}
 
 
 def reader_for(kind: str) -> EngineReader:
+    """The reader of a server kind, one of its aliases, or an estimator engine's name or alias."""
     key = kind.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in _BY_KIND:
-        raise LanderError(f"unknown engine kind {kind!r}; one of: {', '.join(_BY_KIND)}")
-    return _BY_KIND[key]
+    for r in READERS:
+        if key == r.kind or key in r.aliases:
+            return r
+    from lander_tui.core.engines import registry
+
+    engine = registry().find(key)
+    if engine is not None:
+        for r in READERS:
+            if r.engine is not None and registry().find(r.engine) is engine:
+                return r
+    raise LanderError(f"unknown engine kind {kind!r}; one of: {', '.join(kinds())}")
 
 
 def kinds() -> list[str]:
-    return list(_BY_KIND)
+    return [r.kind for r in READERS]
 
 
 def forget_all() -> None:

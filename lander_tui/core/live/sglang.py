@@ -36,6 +36,8 @@ GIB = 1 << 30  # SGLang reports memory_usage in GiB: bytes / (1 << 30) (mem_cach
 class SGLang:
     kind = "sglang"
     label = "SGLang"
+    engine: str | None = "sglang"
+    aliases: tuple[str, ...] = ()
     default_port = 30000  # python/sglang/srt/server_args.py: port: int = 30000
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:

@@ -8,8 +8,10 @@ dashboard shows it in place while the other engines keep updating.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from lander_tui.core.engines.running import EngineConfig
 
 # EngineState.state values
 OK = "ok"
@@ -20,42 +22,6 @@ AUTH = "auth"  # 401/403: the engine wants a key we do not have
 MALFORMED = "malformed"  # it answered, but not with the fields its source says it sends
 UNREACHABLE = "unreachable"  # we will not contact it (not on loopback, unix socket): see message
 STATES = (OK, LOADING, SLOW, DEAD, AUTH, MALFORMED, UNREACHABLE)
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """The configuration an engine runs with, as far as it (or its command line) tells us.
-
-    Exactly what the estimator needs to predict the memory of that configuration: the model file or
-    id, the context each sequence gets, how many sequences run in parallel, the KV-cache type and
-    flash attention. `None` means "not known", never "the default".
-    """
-
-    model: str | None = None  # a GGUF path on this machine, a model folder, or a Hub id
-    context: int | None = None  # tokens of context ONE sequence/request can use
-    parallel: int | None = None  # slots / parallel sequences
-    kv_cells: int | None = None  # total KV-cache cells (llama.cpp -c), when it differs from context x parallel
-    kv_unified: bool | None = None  # llama.cpp: one KV buffer shared by all slots
-    kv_type: str | None = None  # f16, q8_0, fp8, auto ...
-    flash_attn: bool | None = None  # None: the engine decides (llama.cpp "auto")
-    n_ubatch: int | None = None
-    n_batch: int | None = None
-    gpu_layers: str | None = None  # llama.cpp -ngl as given ("auto", "99", ...)
-    gpu_memory_utilization: float | None = None  # vLLM / SGLang mem_fraction_static
-    block_size: int | None = None  # vLLM KV block size
-    quant: str | None = None  # weight format when the engine says (vLLM dtype, Ollama quantization_level)
-
-    def cells(self) -> int | None:
-        """Total KV-cache cells: -c when known, else one sequence's context x sequences (x 1 when
-        the cache is unified and every slot may use all of it)."""
-        if self.kv_cells:
-            return self.kv_cells
-        if not self.context:
-            return None
-        return self.context if self.kv_unified or not self.parallel else self.context * self.parallel
-
-    def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)

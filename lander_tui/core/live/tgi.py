@@ -31,6 +31,8 @@ _PROGRAMS = ("text-generation-launcher", "text-generation-router")
 class Tgi:
     kind = "tgi"
     label = "TGI"
+    engine: str | None = None  # lander-tui has no memory model for TGI
+    aliases: tuple[str, ...] = ("text-generation-inference",)
     default_port = 3000  # launcher/src/main.rs: #[clap(default_value = "3000", long, short, env)] port
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:

@@ -35,6 +35,8 @@ from lander_tui.core.live.state import AUTH, MALFORMED, OK, EngineConfig, Engine
 class Vllm:
     kind = "vllm"
     label = "vLLM"
+    engine: str | None = "vllm"
+    aliases: tuple[str, ...] = ()
     default_port = 8000  # vllm/entrypoints/openai/cli_args.py: FrontendArgs.port = 8000
 
     def __init__(self) -> None:

@@ -35,6 +35,8 @@ _NOT_READY = ("loading", "offline", "starting")
 class Xllm:
     kind = "xllm"
     label = "xLLM"
+    engine: str | None = None  # lander-tui has no memory model for xLLM
+    aliases: tuple[str, ...] = ()
     default_port = 32769  # seed 003 FR-002; xllm/src/utils/cli.cpp "default: 32769, or XLLM_PORT"
 
     def recognise(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
