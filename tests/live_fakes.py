@@ -195,3 +195,21 @@ def _wait_children(pids: list[int]) -> None:
             except OSError:
                 break
             time.sleep(0.02)
+
+
+def only_processes(*pids: int):
+    """A `discover_fn` for LivePoller that scans only these processes and their children (other
+    engines running on the test machine stay out of the test)."""
+    from lander_tui.core.live.discovery import discover, process_table
+
+    def scan(snapshot, urls=(), scan=True):
+        table = process_table()
+        mine = set(pids)
+        grew = True
+        while grew:  # children, grandchildren ...
+            more = {p for p, row in table.items() if row.ppid in mine} - mine
+            grew = bool(more)
+            mine |= more
+        return discover(snapshot, urls, scan=scan, table={p: r for p, r in table.items() if p in mine})
+
+    return scan

@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start with this model (catalog name, config/GGUF path or ORG/NAME)")
     parser.add_argument("--gpu-scenario", metavar="FILE", dest="gpu_scenario",
                         help="fake GPUs from a scenario JSON file (demos, tests)")
+    parser.add_argument("--engine", action="append", default=[], metavar="URL", dest="dashboard_engines",
+                        help="also watch this LLM engine (repeatable): URL or KIND=URL, e.g. "
+                        "vllm=http://10.0.0.5:8000 (contacted as given; engines on this machine are found by "
+                        "themselves)")
     from lander_tui.commands.gpus import add_prometheus_argument
 
     add_prometheus_argument(parser, suppress=False)
@@ -57,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         from lander_tui.core.gpu import what_if as parse_what_if
 
         parse_what_if(what_if)  # a bad name is one line on stderr, before the screen opens
+    urls = list(getattr(args, "dashboard_engines", None) or [])
+    if urls:
+        from lander_tui.core.live import parse_engine_url
+
+        for url in urls:
+            parse_engine_url(url)  # a bad URL is one line on stderr, before the screen opens
     backend: Any = open_gpu_source(args)  # a bad --prometheus URL or scenario: one line, before the tty check
     if not (sys.stdin.isatty() and sys.stdout.isatty()) and not _served():
         if backend is not None:
@@ -67,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     scenario = getattr(args, "gpu_scenario", None)
     from lander_tui.ui.app import LanderApp
 
-    app = LanderApp(backend, demo=bool(args.demo or scenario), what_if=what_if, model=getattr(args, "model", None))
+    app = LanderApp(backend, demo=bool(args.demo or scenario), what_if=what_if, model=getattr(args, "model", None),
+                    engine_urls=urls, scan_engines=not args.demo)
     app.run()
     return int(app.return_code or 0)

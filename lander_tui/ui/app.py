@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path, PurePath
 from typing import Any
@@ -33,6 +33,7 @@ from lander_tui.core.planning_memory import PlanningMemory
 from lander_tui.ui import form as forms
 from lander_tui.ui import live_plan
 from lander_tui.ui.form import Draft, FormValues
+from lander_tui.ui.live_engines import EnginesReady, EngineWatch
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
 from lander_tui.ui.widgets.chart import VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
@@ -57,6 +58,8 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("minus", "context_down", "ctx-", "Halve the target context", "next power of two down"),
     ("v", "toggle_view", "plan", "Show the plan / the curve", "per-GPU split, offload, launch command ⇄ VRAM curve"),
     ("r", "replan", "re-plan", "Re-plan on what is free now", "solve the chosen row again on the memory free now"),
+    ("f", "plan_from_engine", "from engine", "Plan from a running engine",
+     "the form takes a running engine's model, quant, KV, context and slots (again: the next engine)"),
     ("p", "toggle_pause", "pause", "Pause / resume live updates", "freeze the GPU panel and the plan"),
     ("c", "copy_plan", "copy", "Copy the plan", "plan and launch command (OSC 52: works over SSH)"),
     ("e", "export('md')", "export", "Export the plan (Markdown)",
@@ -66,7 +69,7 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_mark": "?"}
 #: Keys left off the footer (help and the palette still list them).
-NOT_IN_FOOTER = ("context_down", "replan")
+NOT_IN_FOOTER = ("context_down", "replan", "plan_from_engine")
 #: Palette-only commands: (action, title, help).
 PALETTE_EXTRAS: tuple[tuple[str, str, str], ...] = (
     ("export('json')", "Export the plan (JSON)", "write estimate, plan and launch command as JSON"),
@@ -120,6 +123,9 @@ class LanderApp(App[None]):
         poll_interval: float | None = POLL_INTERVAL_S,
         search: Callable[[str], tuple[list[SearchHit], str]] = hub_search,
         resolve: Callable[[str], Any] | None = None,
+        engine_urls: Sequence[str] = (),
+        scan_engines: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         from lander_tui.core.catalog import DEFAULT_MODEL
@@ -150,6 +156,13 @@ class LanderApp(App[None]):
         self._row_pick: tuple[str, str] | None = None  # the row the user moved to (None: follow ★)
         self._plan_pending = False
         self.last_export: Path | None = None  # the file `e` wrote last
+        # running engines (ui/live_engines.py): read in their own threads, shown under their GPUs
+        self.engines: EngineWatch | None = None
+        if engine_urls or scan_engines:
+            self.engines = EngineWatch(lambda: self.snapshot, self.post_message, engine_urls, scan_engines,
+                                       engine_options)
+        self._engine_pick: str | None = None  # the engine `f` took last
+        self.snapshots_applied = 0  # GPU readings shown (tests: the tick goes on while an engine is slow)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -175,6 +188,8 @@ class LanderApp(App[None]):
         self.query_one(RowTable).focus()  # single-letter keys work at once; / or Tab reach the fields
         if self._poll_interval:
             self._poll_loop()
+        if self.engines is not None:
+            self.engines.start()
         self._recompute()
         from lander_tui.core.engines import plugin_problems
 
@@ -227,16 +242,29 @@ class LanderApp(App[None]):
     def on_unmount(self) -> None:
         self.workers.cancel_group(self, "gpu-poll")
         self._wake.set()
+        if self.engines is not None:
+            self.engines.stop()
+
+    @on(EnginesReady)
+    def _engines_ready(self, message: EnginesReady) -> None:
+        if self.paused or not self.is_running or self.engines is None or not self.engines.accept(message):
+            return
+        self.query_one(GpuPanel).show_engines(message.rows)
+        if message.error:
+            self.notify(message.error, title="Engines could not be shown", severity="error", markup=False)
 
     @on(GpuSnapshotReady)
     def _snapshot_ready(self, message: GpuSnapshotReady) -> None:
-        if not self.paused:
+        if not self.paused and self.is_running:  # a reading queued while the app shuts down: its widgets are gone
             self.apply_snapshot(message.snapshot)
 
     def apply_snapshot(self, snap: Any) -> None:
         if self.snapshot is not None and snap.taken_at < self.snapshot.taken_at:
             return  # an older reading arrived late
         self.snapshot = snap
+        self.snapshots_applied += 1
+        if self.engines is not None:
+            self.engines.saw(snap)
         panel = self.query_one(GpuPanel)
         panel.record(snap)
         changed = False
@@ -641,6 +669,36 @@ class LanderApp(App[None]):
         self.clear_notifications()  # an old "no longer loads" is answered
         self._sync_plan(force=True)
 
+    def action_plan_from_engine(self) -> None:
+        from lander_tui.ui import live_engines
+
+        rows = self.engines.rows if self.engines is not None else ()
+        focused = self.focused.index if isinstance(self.focused, GpuCard) else None
+        prefer = (focused,) if focused is not None else self.form.gpus
+        row = live_engines.next_row(rows, self._engine_pick, prefer)
+        if row is None:
+            seen = "; ".join(f"{live_engines.title(r)}: {r.restart_why or r.comparison.why_not}" for r in rows)
+            why = (f"no engine whose configuration lander-tui can plan from ({seen})" if rows else
+                   f"no running engine seen (looked for {live_engines.LOOKED_FOR} here; --engine URL names one)")
+            self.notify(why, severity="warning", timeout=6, markup=False)
+            return
+        self.plan_from(row)
+
+    def plan_from(self, row: Any) -> None:
+        """The form takes this engine row's configuration (model, quant, KV, context, slots, GPUs)."""
+        from lander_tui.ui import live_engines
+
+        inputs = row.inputs
+        if inputs is None:
+            return
+        self._engine_pick = row.key
+        self.set_form(live_engines.form_from(self.form, inputs))
+        if self.model is None or self.model.detail != inputs.model:
+            self._pick_model(inputs.model)
+        where = f" on GPU {'+'.join(map(str, inputs.gpus))} whole (the memory it holds counts)" if inputs.gpus else ""
+        self.notify(f"planning from {live_engines.title(row)}{where}", title="From the running engine",
+                    timeout=5, markup=False)
+
     def action_help(self) -> None:
         from lander_tui.ui.screens.help import HelpScreen
 
@@ -677,3 +735,10 @@ class LanderApp(App[None]):
             yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
         for action, title, help_text in PALETTE_EXTRAS:
             yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+        if self.engines is not None:
+            from lander_tui.ui import live_engines
+
+            for row in live_engines.plannable(self.engines.rows):
+                yield SystemCommand(f"Plan from {live_engines.title(row)}",
+                                    "the form takes this engine's configuration",
+                                    lambda r=row: self.plan_from(r))

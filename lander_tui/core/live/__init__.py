@@ -10,10 +10,11 @@ recognise and read that engine, citing the engine's source for every field.
 
 from __future__ import annotations
 
+from lander_tui.core.live.board import EngineRow, PlanInputs, board
 from lander_tui.core.live.discovery import Endpoint, discover, parse_engine_url
 from lander_tui.core.live.http import LiveClient, ReadFailure
 from lander_tui.core.live.poller import LivePoller, read_all, read_endpoint
-from lander_tui.core.live.predict import Comparison, Prediction, compare, predict
+from lander_tui.core.live.predict import Comparison, Prediction, Restart, compare, predict, restart
 from lander_tui.core.live.registry import READERS, kinds, reader_for
 from lander_tui.core.live.state import (
     AUTH,
@@ -42,12 +43,16 @@ __all__ = [
     "Comparison",
     "Endpoint",
     "EngineConfig",
+    "EngineRow",
     "EngineState",
     "LiveClient",
     "LivePoller",
     "LoadedModel",
+    "PlanInputs",
     "Prediction",
     "ReadFailure",
+    "Restart",
+    "board",
     "compare",
     "discover",
     "kinds",
@@ -56,4 +61,5 @@ __all__ = [
     "read_all",
     "read_endpoint",
     "reader_for",
+    "restart",
 ]

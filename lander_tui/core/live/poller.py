@@ -164,8 +164,17 @@ class LivePoller:
             self._thread = None
         self._client.close()
 
+    def rescan(self) -> None:
+        """Look at the processes again now, then read every engine (the GPU processes changed: an engine
+        may have started, stopped, or only now be tied to the memory it holds)."""
+        with self._lock:
+            self._next_discovery = 0.0
+            for t in self._tracks.values():
+                t.next_due = 0.0
+        self._wake.set()
+
     def wake(self) -> None:
-        """Read every engine now (a key press, a new GPU process)."""
+        """Read every engine now (a key press)."""
         with self._lock:
             for t in self._tracks.values():
                 t.next_due = 0.0
@@ -176,6 +185,11 @@ class LivePoller:
         """The latest reading of every engine known now, in discovery order (unread ones omitted)."""
         with self._lock:
             return [t.last for t in self._tracks.values() if t.last is not None]
+
+    def in_flight(self) -> int:
+        """How many readings are running now (tests and benchmarks)."""
+        with self._lock:
+            return sum(1 for t in self._tracks.values() if t.in_flight)
 
     def endpoints(self) -> list[Endpoint]:
         with self._lock:

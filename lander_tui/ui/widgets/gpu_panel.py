@@ -20,6 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Digits, Static
 
 from lander_tui.ui.text import load_level, mib, na, sparkline, truncate
+from lander_tui.ui.widgets.engine_lines import EngineLines
 from lander_tui.ui.widgets.what_if import WhatIfPicker
 
 HISTORY_SECONDS = 60
@@ -137,6 +138,7 @@ class GpuCard(Widget, can_focus=True):
         self.index = index
         self.is_what_if = what_if
         self._pending: tuple[Any, Sequence[float], bool] | None = None
+        self.engine_rows: tuple[Any, ...] = ()
         self._ready = False
         self._w: dict[str, Any] = {}
         if what_if:
@@ -154,15 +156,24 @@ class GpuCard(Widget, can_focus=True):
         yield Line(classes="gpu-stats")
         yield History(classes="gpu-spark")
         yield Line(classes="gpu-procs -autohide")
+        yield EngineLines(classes="gpu-engines")
 
     def on_mount(self) -> None:
         self._ready = True
         q = self.query_one
         self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),
                    "digits": q(Digits), "side": q(".gpu-side", Line), "compact": q(".gpu-compact", Line),
-                   "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line)}
+                   "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line),
+                   "engines": q(EngineLines)}
         if self._pending is not None:
             self.show(*self._pending)
+        self._w["engines"].set_rows(self.engine_rows)
+
+    def show_engines(self, rows: Sequence[Any]) -> None:
+        """The engines whose processes hold memory on this GPU (core.live EngineRow), under the card."""
+        self.engine_rows = tuple(rows)
+        if self._ready:
+            self._w["engines"].set_rows(self.engine_rows)
 
     def show(self, gpu: Any, history: Sequence[float], selected: bool) -> None:
         if not self._ready:
@@ -254,12 +265,34 @@ class GpuPanel(VerticalScroll):
         self._cards: dict[str, GpuCard] = {}
         self._message_line: Line | None = None
         self._picker: WhatIfPicker | None = None
+        self._engine_rows: tuple[Any, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Line("waiting for the first GPU reading…", id="gpu-message")
         picker = WhatIfPicker(id="gpu-picker", compact=True)
         picker.display = False
         yield picker
+        yield EngineLines("engines on no GPU shown here", id="engines-elsewhere")
+
+    def show_engines(self, rows: Sequence[Any]) -> None:
+        """Running engines (core.live EngineRow): each under the card of the GPU its processes hold
+        memory on, the rest (no GPU here, a URL named elsewhere, a GPU not shown) below the cards."""
+        self._engine_rows = tuple(rows)
+        self._place_engines()
+
+    def _place_engines(self) -> None:
+        shown = {card.index: card for key, card in self._cards.items() if key.startswith("real:")}
+        by_gpu: dict[int, list[Any]] = {i: [] for i in shown}
+        rest = []
+        for row in self._engine_rows:
+            gpus = row.comparison.gpus
+            if gpus and gpus[0] in shown:
+                by_gpu[gpus[0]].append(row)
+            else:
+                rest.append(row)
+        for index, card in shown.items():
+            card.show_engines(by_gpu[index])
+        self.query_one("#engines-elsewhere", EngineLines).set_rows(rest)
 
     def record(self, snapshot: Any) -> None:
         """Add one reading to each GPU's 60-second history (done even when nothing is drawn)."""
@@ -313,6 +346,7 @@ class GpuPanel(VerticalScroll):
                 new_cards.append(card)
             if new_cards:
                 self.mount_all(new_cards, before=picker)
+            self._place_engines()
         for key, g, is_wi in wanted:
             hist = () if is_wi else self._history.get(g.uuid or str(g.index), ())
             sel = planning_what_if if is_wi else (not planning_what_if and g.index in selected)
