@@ -13,11 +13,16 @@ Prints, per run:
 
 Usage:
   python scripts/measure_dashboard.py [--cols 120 --rows 40] [--idle 20] [--scenario ticking|demo]
-                                      [--truecolor] [-- CMD ...]
+                                      [--truecolor] [--engines N] [-- CMD ...]
 CMD defaults to `.venv/bin/lander-tui` beside this script (measure an installed entry point: `uv run`
 adds its own start-up). `--scenario ticking` (default) is two GPUs whose utilisation, power and
 temperature change every second while the jobs' memory jitters by a few MiB; `demo` is `--demo`
-(jobs start, grow and stop, so the plan itself changes now and then).
+(jobs start, grow and stop, so the plan itself changes now and then). `--engines N` (1-3, ticking only)
+starts N fake engines from tests/data/live (a llama-server with a tiny GGUF, a vLLM, an SGLang) as
+processes under their engines' command lines, their PIDs holding memory on the ticking GPUs: the
+dashboard finds them by itself and polls them (every 3 s), as it would real ones. On a machine where
+other engines come and go, run it in a PID namespace of its own so the dashboard sees only these:
+`unshare --pid --fork --mount-proc uv run python scripts/measure_dashboard.py --engines 3` (root).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def ticking_scenario(seconds: int = 600, seed: int = 7) -> dict:
-    """Two busy H100s: util/power/temp move every second, memory jitters +-24 MiB around steady jobs."""
+def ticking_scenario(seconds: int = 600, seed: int = 7, engines: dict[int, list[tuple[int, float, str]]] | None = None
+                     ) -> dict:
+    """Two busy H100s: util/power/temp move every second, memory jitters +-24 MiB around steady jobs.
+    `engines`: GPU index -> [(pid, MiB, command)] of engine processes holding memory there too."""
     rnd = random.Random(seed)
 
     def steps(lo: float, hi: float) -> list[list[float]]:
@@ -57,7 +64,34 @@ def ticking_scenario(seconds: int = 600, seed: int = 7) -> dict:
             "processes": [{"pid": 5000 + i, "user": "ana", "command": job,
                            "used_mib": [[t, mib + rnd.randint(-24, 24)] for t in range(seconds)]}],
         })
+        for pid, held, command in (engines or {}).get(i, []):  # an idle engine's memory does not move
+            gpus[-1]["processes"].append({"pid": pid, "user": "ana", "command": command, "used_mib": held})
     return {"name": "ticking", "loop_s": seconds, "gpus": gpus}
+
+
+def start_engines(n: int, tmp: Path) -> tuple[list, dict[int, list[tuple[int, float, str]]]]:
+    """N fake engines as processes under their engines' command lines (tests/live_fakes.py), and where
+    each holds memory: the llama-server and the SGLang beside the jobs on GPU 1, the vLLM on GPU 0."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from gguf_fixtures import write_llama_gguf
+    from live_fakes import free_port, spawn_engine
+
+    model = write_llama_gguf(tmp / "tiny-Q4_K_M.gguf", n_layers=4, hidden=512, context=131072)
+    specs = [
+        ("llama-server", "2026", "llama-server", None,
+         ["-m", str(model), "-c", "8192", "-np", "2", "--metrics", "--port", str(free_port())], 1, 700.0),
+        ("vllm", "2026", "vllm", None, ["serve", "Qwen/Qwen2.5-0.5B", "--gpu-memory-utilization", "0.3",
+                                         "--port", str(free_port())], 0, 24400.0),
+        ("sglang", "2026", None, "sglang.launch_server",
+         ["--model-path", "Qwen/Qwen2.5-0.5B", "--port", str(free_port())], 1, 9000.0),
+    ][:n]
+    started, holders = [], {}
+    for kind, version, program, module, args, gpu, held in specs:
+        sp = spawn_engine(tmp / kind, program, args, kind=kind, version=version, module=module,
+                          model_path=str(model))
+        started.append(sp)
+        holders.setdefault(gpu, []).append((sp.pid, held, " ".join([program or f"python -m {module}", *args])))
+    return started, holders
 
 
 def cpu_ticks(pid: int) -> int:
@@ -190,22 +224,31 @@ def main() -> int:
     ap.add_argument("--scenario", choices=["ticking", "demo"], default="ticking")
     ap.add_argument("--truecolor", action="store_true", help="COLORTERM=truecolor (default: 256 colours, as over SSH)")
     ap.add_argument("--plan", action="store_true", help="press v first: measure with the Plan view shown")
+    ap.add_argument("--engines", type=int, default=0, choices=range(4), metavar="N",
+                    help="also run N (1-3) fake engines the dashboard finds and polls (ticking scenario)")
     ap.add_argument("cmd", nargs="*", help="the dashboard command (after --)")
     args = ap.parse_args()
     cmd = args.cmd or [str(REPO / ".venv" / "bin" / "lander-tui")]
     with tempfile.TemporaryDirectory() as tmp:
-        if args.scenario == "ticking":
-            path = Path(tmp) / "ticking.json"
-            path.write_text(json.dumps(ticking_scenario()))
-            cmd = [*cmd, "--gpu-scenario", str(path)]
-        else:
-            cmd = [*cmd, "--demo"]
-        for i in range(args.runs):
-            result = measure(cmd, args.cols, args.rows, args.idle, args.presses, args.truecolor, args.plan)
-            result.update(run=i + 1, size=f"{args.cols}x{args.rows}", scenario=args.scenario,
-                          colors="truecolor" if args.truecolor else "256", view="plan" if args.plan else "curves")
-            print(json.dumps(result))
-            sys.stdout.flush()
+        engines: list = []
+        try:
+            if args.scenario == "ticking":
+                engines, holders = start_engines(args.engines, Path(tmp)) if args.engines else ([], {})
+                path = Path(tmp) / "ticking.json"
+                path.write_text(json.dumps(ticking_scenario(engines=holders)))
+                cmd = [*cmd, "--gpu-scenario", str(path)]
+            else:
+                cmd = [*cmd, "--demo"]
+            for i in range(args.runs):
+                result = measure(cmd, args.cols, args.rows, args.idle, args.presses, args.truecolor, args.plan)
+                result.update(run=i + 1, size=f"{args.cols}x{args.rows}", scenario=args.scenario,
+                              colors="truecolor" if args.truecolor else "256", view="plan" if args.plan else "curves",
+                              engines=len(engines))
+                print(json.dumps(result))
+                sys.stdout.flush()
+        finally:
+            for sp in engines:
+                sp.stop()
     return 0
 
 

@@ -230,3 +230,17 @@ def test_restart_says_when_nothing_loads(gguf):
     cfg = EngineConfig(model=str(gguf), context=4096, parallel=1, kv_type="f16")
     with pytest.raises(LanderError, match="nothing loads on 64 MiB"):
         restart("llama-server", LoadedModel("t", cfg), 100, 24564)
+
+
+def test_restart_advice_does_not_flicker_with_a_few_mib_of_jitter(long_gguf):
+    from lander_tui.core.live.predict import RESTART_STEP_MIB, restart
+
+    cfg = EngineConfig(model=str(long_gguf), context=2048, parallel=1, kv_type="f16", flash_attn=False)
+    m = LoadedModel("t", cfg)
+    first = restart("llama-server", m, 1000.0, 24564)
+    assert first.available_mib == 1000 // RESTART_STEP_MIB * RESTART_STEP_MIB
+    assert restart("llama-server", m, first.available_mib + 1.5 * RESTART_STEP_MIB, 24564) is first  # jitter up
+    lower = restart("llama-server", m, first.available_mib - 1, 24564)  # below the step: asked again
+    assert lower.available_mib == first.available_mib - RESTART_STEP_MIB and lower.context < first.context
+    more = restart("llama-server", m, first.available_mib + 10 * RESTART_STEP_MIB, 24564)
+    assert more.context > first.context

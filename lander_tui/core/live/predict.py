@@ -166,15 +166,28 @@ class Restart:
 
 
 #: Free memory moves by a few MiB every second; the restart answer is asked again only when what
-#: would be available moved by this much (it changes the answer by at most a few hundred tokens).
+#: would be available moved by this much (it changes the answer by at most a few hundred tokens), so
+#: the advice does not flicker with every job's jitter.
 RESTART_STEP_MIB = 64.0
+_LAST_RESTART: dict[_Key, Restart] = {}
 
 
 def restart(kind: str, model: LoadedModel, available_mib: float, gpu_total_mib: float | None) -> Restart:
-    """The longest context this engine's configuration reaches on `available_mib` of one GPU."""
+    """The longest context this engine's configuration reaches on `available_mib` of one GPU (rounded
+    down to RESTART_STEP_MIB; the last answer while what is available moved less than that)."""
+    config = (kind, model.config, gpu_total_mib)
+    with _LOCK:
+        last = _LAST_RESTART.get(config)
+    if last is not None and last.available_mib <= available_mib < last.available_mib + 2 * RESTART_STEP_MIB:
+        return last
     step = int(available_mib // RESTART_STEP_MIB)
-    key = ((kind, model.config, gpu_total_mib), step)
-    return _remember(_RESTARTS, key, lambda: _restart(kind, model, step * RESTART_STEP_MIB, gpu_total_mib))
+    answer = _remember(_RESTARTS, (config, step),
+                       lambda: _restart(kind, model, step * RESTART_STEP_MIB, gpu_total_mib))
+    with _LOCK:
+        if len(_LAST_RESTART) >= _CACHE_SIZE:
+            _LAST_RESTART.pop(next(iter(_LAST_RESTART)))
+        _LAST_RESTART[config] = answer
+    return answer
 
 
 def _restart(kind: str, model: LoadedModel, available_mib: float, gpu_total_mib: float | None) -> Restart:

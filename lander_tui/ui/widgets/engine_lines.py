@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.text import Text
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.widget import Widget
 
 from lander_tui.core.live import EngineRow
@@ -62,7 +62,14 @@ class EngineLines(Widget):
         width = self.content_size.width
         old, self._lines = self._lines, lines
         self.display = bool(lines)
-        self.refresh(layout=width <= 0 or len(_rows(old, width)) != len(_rows(lines, width)))
+        before, after = _rows(old, width), _rows(lines, width)
+        if width <= 0 or len(before) != len(after):
+            self.refresh(layout=True)
+            return
+        # only the rows whose text changed go out to the terminal (a reading every few seconds, per engine)
+        changed = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+        if changed:
+            self.refresh(*changed)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return len(_rows(self._lines, width))
