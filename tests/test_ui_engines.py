@@ -108,10 +108,10 @@ async def test_each_engine_shows_next_to_its_gpu_or_its_state_in_place(llama, tm
             (st,) = [r.comparison.engine for r in app.engines.rows if r.comparison.engine.pid == sp.pid]
             assert mine.splitlines() == [
                 f"▸ llama.cpp :{port} {model.name}",
-                "  ctx 4,096×2 · 0/2 busy · KV 0%",
-                f"  {st.tokens_per_s:,.1f} tok/s · held {HELD:,.0f} MiB",  # the server's own gauge
-                f"  predicted {want.total_mib:,.0f} · {HELD - want.total_mib:+,.0f} MiB "
-                f"{100 * (HELD - want.total_mib) / want.total_mib:+.1f}%",
+                f"  ctx 4,096×2 · KV 0% · {st.tokens_per_s:,.1f} tok/s",  # the server's own gauge
+                "  0/2 slots busy",
+                f"  held {HELD:,.0f} · predicted {want.total_mib:,.0f}",
+                f"  diff {HELD - want.total_mib:+,.0f} MiB ({100 * (HELD - want.total_mib) / want.total_mib:+.1f}%)",
                 f"  ↻ {advice.context:,} ctx on {advice.available_mib:,.0f} MiB",
                 f"    -c {2 * advice.context} -np 2",
             ]
@@ -124,7 +124,7 @@ async def test_each_engine_shows_next_to_its_gpu_or_its_state_in_place(llama, tm
                          f"▸ xLLM :{xllm.port}\n  no model loaded",
                          "no prediction: lander-tui has no memory model for TGI yet"):
                 assert line in rest, f"{line!r} not in\n{rest}"
-            assert "held ? (not on a GPU here)" in rest  # TGI's model: read, but no process of ours holds it
+            assert "held ? MiB (not on a GPU here)" in rest  # TGI's model: read, but no process of ours holds it
     finally:
         for fake in (slow, auth, broken, xllm, tgi):
             fake.stop()
@@ -192,3 +192,14 @@ def test_dashboard_engine_flag_bad_url_is_one_line(capsys):
     assert cli.main(["--engine", "ftp://x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--engine takes URL or KIND=URL" in err
+
+
+def test_long_flags_wrap_under_their_indent_and_other_lines_stay_one_row():
+    from lander_tui.ui.widgets.engine_lines import _rows
+
+    lines = [("  ↻ 32,768 ctx on 28,800 MiB", "dim"),
+             ("    --max-model-len 32768 --gpu-memory-utilization 0.353", "flags"),
+             ("  ✗ dead: nothing answers at http://127.0.0.1:9/props (connection refused)", "bad")]
+    rows = _rows(lines, 34)
+    assert rows[0] == lines[0] and rows[-1] == lines[2]  # too long, but cut with … when drawn
+    assert [t for t, _ in rows[1:-1]] == ["    --max-model-len 32768", "    --gpu-memory-utilization 0.353"]

@@ -51,42 +51,48 @@ def engine_lines(row: EngineRow) -> list[Line]:
     elif c.model is None:
         lines.append(("  no model loaded", "dim"))
         return lines
-    lines.append(("  " + " · ".join(_activity(row)), ""))
+    lines += [(f"  {text}", "") for text in _activity(row)]
     lines += _memory(row)
     return lines
 
 
 def _activity(row: EngineRow) -> list[str]:
+    """The configuration and the load, in lines that fit a 34-column card."""
     c, st = row.comparison, row.comparison.engine
     cfg = c.model.config if c.model is not None else None
-    out = []
+    first = []
     if cfg is not None and cfg.context:
         par = cfg.parallel if cfg.parallel and cfg.parallel > 1 else None
-        out.append(f"ctx {cfg.context:,}" + (f"×{par}" if par else ""))
-    if st.slots_total is not None:
-        out.append(f"{st.slots_busy if st.slots_busy is not None else '?'}/{st.slots_total} busy")
-    elif st.running is not None or st.waiting is not None:
-        out.append(f"{st.running or 0} run {st.waiting or 0} wait")
+        first.append(f"ctx {cfg.context:,}" + (f"×{par}" if par else ""))
     if st.kv_used is not None:
-        out.append(f"KV {100 * st.kv_used:.0f}%")
+        first.append(f"KV {100 * st.kv_used:.0f}%")
+    if st.tokens_per_s is not None:
+        first.append(f"{st.tokens_per_s:,.1f} tok/s")
+    out = [" · ".join(first)] if first else []
+    if st.slots_total is not None:
+        busy = st.slots_busy if st.slots_busy is not None else "?"
+        out.append(f"{busy}/{st.slots_total} slots busy" + (f" · {st.waiting} waiting" if st.waiting else ""))
+    elif st.running is not None or st.waiting is not None:
+        out.append(f"{st.running or 0} running · {st.waiting or 0} waiting")
     return out or ["configuration not reported"]
 
 
 def _memory(row: EngineRow) -> list[Line]:
-    c, st = row.comparison, row.comparison.engine
-    rate = f"{st.tokens_per_s:,.1f} tok/s · " if st.tokens_per_s is not None else ""
-    held = f"held {c.held_mib:,.0f} MiB" if c.held_mib is not None else (
-        "held ? (not on a GPU here)" if not c.gpus else "held ? (not reported)")
-    lines: list[Line] = [(f"  {rate}{held}", "")]
+    c = row.comparison
     p = c.prediction
+    held = f"{c.held_mib:,.0f}" if c.held_mib is not None else "?"
+    lines: list[Line] = []
     if p is None:
+        where_ = "" if c.held_mib is not None else " (not on a GPU here)" if not c.gpus else " (not reported)"
+        lines.append((f"  held {held} MiB{where_}", ""))
         lines.append((f"  no prediction: {c.why_not}", "dim"))
         return lines
-    diff = ""
+    lines.append((f"  held {held} · predicted {p.total_mib:,.0f}", ""))  # MiB: on the diff line
     if c.diff_mib is not None:
-        pct = f" {c.diff_pct:+.1f}%" if c.diff_pct is not None else ""
-        diff = f" · {c.diff_mib:+,.0f} MiB{pct}"
-    lines.append((f"  predicted {p.total_mib:,.0f}{diff}", "bad" if _far(c.diff_pct) else ""))
+        pct = f" ({c.diff_pct:+.1f}%)" if c.diff_pct is not None else ""
+        lines.append((f"  diff {c.diff_mib:+,.0f} MiB{pct}", "bad" if _far(c.diff_pct) else ""))
+    elif c.held_mib is None:
+        lines.append(("  held: not on a GPU here" if not c.gpus else "  held: not reported by the GPU", "dim"))
     r = row.restart
     if r is not None:
         lines.append((f"  ↻ {r.context:,} ctx on {r.available_mib:,.0f} MiB", "dim"))
