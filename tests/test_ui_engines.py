@@ -18,7 +18,7 @@ from textual.widgets import Input
 
 from lander_tui import cli
 from lander_tui.core.gpu import FakeBackend
-from lander_tui.core.live import EngineConfig, LiveClient, LoadedModel, predict
+from lander_tui.core.live import EngineConfig, LiveClient, LoadedModel, history, predict
 from lander_tui.core.live.predict import restart
 from lander_tui.ui.app import LanderApp
 from lander_tui.ui.fixtures import frozen_app
@@ -36,6 +36,9 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+    history.forget_session()
+    yield
+    history.forget_session()
 
 
 @pytest.fixture
@@ -125,6 +128,10 @@ async def test_each_engine_shows_next_to_its_gpu_or_its_state_in_place(llama, tm
                          "no prediction: lander-tui has no memory model for TGI yet"):
                 assert line in rest, f"{line!r} not in\n{rest}"
             assert "held ? MiB (not on a GPU here)" in rest  # TGI's model: read, but no process of ours holds it
+            # the comparison went to the user's accuracy history, once
+            (line,) = history.load()
+            assert (line["engine"], line["held_mib"]) == ("llama-server", HELD)
+            assert line["predicted_mib"] == pytest.approx(want.total_mib, abs=0.05)
     finally:
         for fake in (slow, auth, broken, xllm, tgi):
             fake.stop()
@@ -168,10 +175,10 @@ async def test_f_and_the_palette_turn_the_engine_into_the_form(llama, tmp_path):
         assert req.kv_types == ("q8_0",) and req.quants == ("Q4_K_M",)
 
         # the palette offers the same, by the engine's name
-        await pilot.press("b")  # move away (vLLM) so the palette's effect shows
+        await pilot.press("b")  # move away (the next engine) so the palette's effect shows
         assert app.form.engine != "llama.cpp"
         await pilot.press("ctrl+p")
-        await pilot.press(*f"Plan from llama.cpp :{port}")
+        await pilot.press(*f":{port}")  # only the engine's own command ("Plan from llama.cpp :PORT ...") has it
         await pilot.pause(0.3)
         await pilot.press("enter")
         await pilot.pause()

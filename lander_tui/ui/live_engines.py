@@ -2,8 +2,9 @@
 
 The poller reads each engine in its own thread (never on the 1 s GPU tick), fed the latest GPU
 snapshot; each time a reading finishes, the engine rows (comparison, restart advice, form inputs:
-`core.live.board`) are worked out on that same thread and posted to the app as one `EnginesReady`
-message. Newer messages replace older ones still queued, and a late one never overwrites a newer.
+`core.live.board`) are worked out on that same thread, each comparison that is news goes to the
+history (`engines --history`), and they are posted to the app as one `EnginesReady` message. Newer
+messages replace older ones still queued, and a late one never overwrites a newer.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ class EngineWatch:
 
     def _read(self, states: list[Any]) -> None:
         """On a reading thread: predictions and advice are worked out here, not on the UI thread."""
-        from lander_tui.core.live import board
+        from lander_tui.core.live import board, history
 
         with self._lock:
             seq = next(self._seq)
         try:
             rows = board(states, self._snapshot())
+            history.record(r.comparison for r in rows)  # the user's accuracy table (`engines --history`)
         except Exception as err:  # a bug must show in place, not end the reading threads silently
             self._post(EnginesReady(self.rows, seq, f"{type(err).__name__}: {err}"))
             return
