@@ -116,8 +116,8 @@ def test_grouped_quant_sizes():
 
 
 def test_ollama_default_context_tiers():
-    from lander_tui.core.engines.ollama import default_context as ollama_default_context
+    from lander_tui.core.engines.ollama import default_num_ctx
 
-    assert ollama_default_context(8 * 1024) == 4096
-    assert ollama_default_context(24 * 1024) == 32768
-    assert ollama_default_context(80 * 1024) == 262144
+    assert default_num_ctx([8 * 1024]) == 4096
+    assert default_num_ctx([24 * 1024]) == 32768
+    assert default_num_ctx([80 * 1024]) == 262144

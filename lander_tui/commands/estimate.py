@@ -34,8 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp flash attention (default on)")
     p.add_argument("--parallel", "-np", type=int, metavar="N", help="parallel sequences / slots / requests")
     p.add_argument("--ubatch", type=int, default=512, metavar="N", help="llama.cpp -ub (default 512)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F", help="vLLM (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=int, default=8192, metavar="N", help="vLLM (default 8192)")
+    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default: vLLM's own, 0.92)")
+    p.add_argument("--max-num-batched-tokens", type=int, metavar="N",
+                   help="vLLM (default: vLLM's for the GPU, 8192 on 70 GiB+ cards but A100, else 2048)")
+    p.add_argument("--max-num-seqs", type=int, metavar="N",
+                   help="vLLM (default: vLLM's for the GPU, 1024 on 70 GiB+ cards but A100, else 256)")
+    p.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs (their memory goes to KV)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
     p.add_argument("--tensor-split", metavar="A,B,...",
@@ -118,6 +122,8 @@ def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateR
         n_ubatch=args.ubatch,
         gpu_memory_utilization=args.gpu_memory_utilization,
         max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        enforce_eager=args.enforce_eager,
         overrides=_overrides(args.set),
         tensor_split=split,
     )

@@ -30,6 +30,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
+from lander_tui.core.quant_config import native_format
 from lander_tui.core.weights import WeightSet, gguf_format, gguf_weights
 
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
@@ -136,7 +137,11 @@ class LlamaCpp(Engine):
         return self.pad_cells
 
     def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
-        return (model.file_quant,) if model.file_quant else self.quants
+        """A GGUF file's own type; a checkpoint that ships MXFP4 experts (gpt-oss) converts to
+        MXFP4_MOE GGUFs (convert_hf_to_gguf.py keeps the experts' MXFP4 blocks); else the usual."""
+        if model.file_quant:
+            return (model.file_quant,)
+        return ("MXFP4_MOE",) if native_format(model.spec) == "MXFP4" else self.quants
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]

@@ -34,7 +34,7 @@ from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
-from lander_tui.core.weights import WeightSet, hf_format, hf_weights, shard_bytes
+from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
 
 GIB = 1024**3
 #: (GPU memory below MiB, chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4), from
@@ -97,6 +97,9 @@ class SGLang(Engine):
 
     def calibration(self, opts: EngineOptions) -> SGLangCalibration:
         return SGLangCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
+
+    def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
+        return checkpoint_quants(model.spec, self.quants)
 
     def check_quant(self, quant: str) -> None:
         hf_format(quant)

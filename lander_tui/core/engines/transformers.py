@@ -19,7 +19,7 @@ from lander_tui.core.memory import MIB, Breakdown
 from lander_tui.core.model import ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
-from lander_tui.core.weights import WeightSet, hf_format, hf_weights
+from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class Transformers(Engine):
     kv_types = ("bf16",)
     kv_cycle = ("", "bf16")
     builtin = True
+
+    def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
+        return checkpoint_quants(model.spec, self.quants)
 
     def check_quant(self, quant: str) -> None:
         hf_format(quant)
