@@ -113,6 +113,31 @@ def transformers_rows(gt: Path) -> list[Row]:
     return rows
 
 
+def transformers_sim_rows(gt: Path) -> list[Row]:
+    """Kept-back shapes (MoE, MLA, large-MLP dense) without an H100: the longest prefill+decode that
+    the real 5.17 code path fits in weights + 6 GiB, from its traced allocations replayed on PyTorch's
+    caching allocator (method/hf_meta_trace.py; at most 1.2 % below every measured H100 maximum)."""
+    eng = get_engine("transformers")
+    cal = TransformersCalibration()
+    path = gt / "transformers-sim.jsonl"
+    rows = []
+    configs = {p.stem: json.loads(p.read_text()) for p in (gt / "configs").glob("*.json")}
+    for r in _read(path) if path.is_file() else []:
+        model = _model(gt, r["model"])
+        opts = EngineOptions()
+        free = (eng.weights(model, "BF16").total_bytes + 32 * MIB + r["budget_over_weights_gib"] * 2**30
+                + cal.cuda_context_mib * MIB)
+
+        def total_of(ctx: np.ndarray, model: ResolvedModel = model, opts: EngineOptions = opts) -> np.ndarray:
+            return np.asarray(eng.memory(model, "BF16", "bf16", ctx, opts).total)
+
+        capped = r["first_fail"] >= int(configs[r["model"]].get("max_position_embeddings", 1 << 30))
+        rows.append(Row(f"{r['model']} max ctx (traced code path)", {"max_context": r["max_ctx_ok"],
+                                                                      "capped_by_model": float(capped)},
+                        {"max_context": max_fitting(total_of, free, 256)}))
+    return rows
+
+
 def format_table(rows: list[Row]) -> str:
     out = []
     for row in rows:
