@@ -73,7 +73,8 @@ def weights_reserved(sizes: list[int]) -> float:
     up to 10 MiB from 20 MiB segments (best fit in what earlier segments left), larger ones in their
     own segment rounded up to 2 MiB. Llama-3.1-8B: each layer's 8 MiB K and V share a 20 MiB segment,
     4 MiB of it left: 128 MiB over 32 layers (hf_load rows: 130 MiB reserved above allocated)."""
-    total, holes = 0.0, {2: [], 20: []}  # free space in open segments, by pool
+    total = 0.0
+    holes: dict[int, list[int]] = {2: [], 20: []}  # free space in open segments, by pool
     for n in sizes:
         n = -(-n // 512) * 512
         if n >= 10 * MIB_:
