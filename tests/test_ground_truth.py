@@ -177,10 +177,16 @@ def test_sglang_token_pool_matches_logs(gt):
 
 
 def test_llamacpp_wild_kv_buffers(gt):
-    rows = [r for r in ollama_wild_rows(gt) if r.reason is None]
+    rows = [r for r in ollama_wild_rows(gt) if r.reason is None and "kv_mib" in r.measured]
     assert len(rows) >= 3
     for r in rows:
         assert abs(r.predicted["kv_mib"] - r.measured["kv_mib"]) <= 0.02 * r.measured["kv_mib"], r.case
+
+
+def test_ollama_ps_processor_where_a_record_names_gpus_model_and_context(gt):
+    """llama.cpp-ollama-040: gpt-oss:120b at 8192 on 4x 22 GB RTX 2080 Ti showed "100% GPU"."""
+    row = next(r for r in ollama_wild_rows(gt) if r.id == "llama.cpp-ollama-040")
+    assert row.reason is None and row.case.endswith("PROCESSOR 100% GPU -> 100% GPU")
 
 
 def test_ollama_2026_rules():

@@ -389,6 +389,10 @@ def ollama_wild_rows(gt: Path) -> list[WildRow]:
                                 "PROCESSOR " + cpu_gpu_split(ps["size_bytes"], ps["size_vram_bytes"])
                                 + " (from /api/ps sizes; no model config here to predict them)"))
             continue
+        ps_row = _ollama_ps_row(gt, rec, case)
+        if ps_row is not None:
+            rows.append(ps_row)
+            continue
         spec = wild_spec(gt, rec.get("model"))
         kv_mib = sum((rec.get("kv_buffer_mib") or {}).values()) if isinstance(rec.get("kv_buffer_mib"), dict) else None
         if spec is None or not isinstance(rec.get("n_ctx"), int) or kv_mib is None:
@@ -407,6 +411,26 @@ def ollama_wild_rows(gt: Path) -> list[WildRow]:
             bd = eng.memory(ResolvedModel(spec, "catalog"), "F16", kv, np.array([rec["n_ctx"]]), opts).at(0).to_mib()
         rows.append(WildRow(rec["id"], rec["engine"], case, {"kv_mib": kv_mib}, {"kv_mib": bd.kv}))
     return rows
+
+
+def _ollama_ps_row(gt: Path, rec: dict[str, Any], case: str) -> WildRow | None:
+    """`ollama ps` PROCESSOR where the record names the GPUs as `Nx NAME NNGB`, the model and the context:
+    what the Ollama engine plans there (its --fit placement), against what Ollama showed."""
+    shown = (rec.get("ollama_ps") or {}).get("PROCESSOR")
+    gpus = re.fullmatch(r"(\d+)x [^,]*?(\d+)\s*GB[^,]*", str((rec.get("gpu") or {}).get("name") or ""))
+    spec = wild_spec(gt, str(rec.get("model") or "").split(" (")[0].replace(":", "-"))
+    if not shown or not gpus or spec is None or not isinstance(rec.get("n_ctx"), int):
+        return None
+    eng = get_engine("ollama")
+    devices = [Device(f"GPU{i}", int(gpus.group(2)) * 1024.0, int(gpus.group(2)) * 1024.0)
+               for i in range(int(gpus.group(1)))]
+    opts = EngineOptions(n_parallel=int(rec.get("n_parallel") or 1))
+    model = ResolvedModel(spec, "catalog")
+    quant = eng.default_quants(model)[0]
+    plan = eng.plan(model, quant, "f16", rec["n_ctx"], devices, eng.budget(devices, opts), opts)
+    predicted = plan.cpu_gpu_split()
+    why = None if predicted == shown else f"predicted {predicted}"
+    return WildRow(rec["id"], "ollama", f"{case} PROCESSOR {shown} -> {predicted}", {}, {}, why)
 
 
 def vllm_target_summary(rows: list[WildRow], low: float = -0.08, high: float = 0.02) -> str:
