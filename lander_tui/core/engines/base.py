@@ -109,6 +109,15 @@ class Footprint:
 
 FootprintFn = Callable[[np.ndarray], Footprint]
 
+#: The GPU `memory()` answers for, for engines that size themselves by the GPU (vLLM, SGLang).
+REFERENCE_GPU = Device("GPU", 80 * 1024.0, 80 * 1024.0)
+
+
+def first_device(fp: Footprint) -> Breakdown:
+    """The first GPU of a footprint as a `Breakdown` (bytes, with the context cells allocated)."""
+    d = fp.devices[0]
+    return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
+
 
 class Engine:
     """Base class of every engine. Subclasses set the class attributes and override what differs."""

@@ -51,7 +51,17 @@ from typing import Any
 
 import numpy as np
 
-from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
+from lander_tui.core.engines.base import (
+    REFERENCE_GPU,
+    Budget,
+    Calibration,
+    Engine,
+    EngineOptions,
+    Footprint,
+    FootprintFn,
+    first_device,
+    pad,
+)
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
@@ -426,9 +436,7 @@ class Vllm(Engine):
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         """One whole 80 GiB (H100-class) GPU, bytes."""
-        fp = self.footprint(model, quant, kv, [Device("GPU", 80 * 1024.0, 80 * 1024.0)], opts)(np.asarray(ctx))
-        d = fp.devices[0]
-        return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
+        return first_device(self.footprint(model, quant, kv, [REFERENCE_GPU], opts)(np.asarray(ctx)))
 
     def capacity(self, model: ResolvedModel, quant: str, kv: str, ctx: int, footprint_mib: Sequence[MemoryParts],
                  budget: Budget, opts: EngineOptions) -> dict[str, float]:
