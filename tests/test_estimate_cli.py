@@ -80,7 +80,7 @@ def test_vllm_budget_is_a_fraction_of_total(capsys):
     main(["estimate", "llama-3.1-8b", "-b", "vllm", "-q", "BF16", "-k", "auto", "--total-vram", "81079",
           "--context", "32768", "--json"])
     data = json.loads(capsys.readouterr().out)
-    assert data["budget_mib"] == pytest.approx(81079 * 0.9)
+    assert data["budget_mib"] == pytest.approx(81079 * 0.92)  # vLLM's own default since 0.22
     r = data["results"][0]
     assert r["max_context"] % 16 == 0 and r["max_concurrency"] > 1
 

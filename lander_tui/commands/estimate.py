@@ -42,8 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", "-np", type=int, metavar="N",
                    help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
     p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
-    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=int, metavar="N", help="vLLM (default 8192)")
+    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default: vLLM's own, 0.92)")
+    p.add_argument("--max-num-batched-tokens", type=int, metavar="N",
+                   help="vLLM (default: vLLM's for the GPU, 8192 on 70 GiB+ cards but A100, else 2048)")
+    p.add_argument("--max-num-seqs", type=int, metavar="N",
+                   help="vLLM (default: vLLM's for the GPU, 1024 on 70 GiB+ cards but A100, else 256)")
+    p.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs (their memory goes to KV)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
     p.add_argument("--tensor-split", metavar="A,B,...",
@@ -150,7 +154,8 @@ def _poll(demo: bool) -> Any:
 #: EngineOptions fields the flags set, by flag (for "this engine ignores --x" warnings).
 _OPTION_FLAGS = {"flash_attn": "--flash-attn", "n_parallel": "--parallel", "n_ubatch": "--ubatch",
                  "gpu_memory_utilization": "--gpu-memory-utilization",
-                 "max_num_batched_tokens": "--max-num-batched-tokens", "tensor_split": "--tensor-split"}
+                 "max_num_batched_tokens": "--max-num-batched-tokens", "max_num_seqs": "--max-num-seqs",
+                 "enforce_eager": "--enforce-eager", "tensor_split": "--tensor-split"}
 
 
 def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, list[str]]:
@@ -163,6 +168,8 @@ def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, li
         "n_ubatch": args.ubatch,
         "gpu_memory_utilization": args.gpu_memory_utilization,
         "max_num_batched_tokens": args.max_num_batched_tokens,
+        "max_num_seqs": args.max_num_seqs,
+        "enforce_eager": True if args.enforce_eager else None,
         "tensor_split": _shares(args.tensor_split, n_gpus) if args.tensor_split else None,
     }
     given = {k: v for k, v in given.items() if v is not None}

@@ -86,13 +86,19 @@ class ConfigResult:
         """The memory holds more than the model was trained for: engines refuse or degrade past it."""
         return self.max_context > self.model_max_context
 
+    def capacity_json(self) -> dict[str, Any]:
+        """What the engine says its KV cache holds (vLLM's `kv_capacity_mib` per GPU, `kv_capacity_tokens`,
+        SGLang's token pool): present for the engines that size a cache of their own."""
+        return {k: int(v) if k.endswith(("_tokens", "_context")) else v
+                for k, v in self.capacity.items() if k != "max_concurrency"}
+
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"quant": self.quant, "kv_cache": self.kv_cache, "max_context": self.max_context,
                              "model_max_context": self.model_max_context,
                              "past_model_max_context": self.past_trained_max, "context": self.context,
                              **self.memory.as_json(), "fits": self.fits, "exact_weights": self.exact_weights,
                              "bits_per_weight": self.bits_per_weight, "max_concurrency": self.max_concurrency,
-                             "error": self.error}
+                             **self.capacity_json(), "error": self.error}
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}
 
 

@@ -14,6 +14,17 @@ from typing import Any
 from lander_tui.core.memory import MemoryParts, total_parts
 
 
+def cpu_gpu_split(size: float, size_vram: float) -> str:
+    """`ollama ps` PROCESSOR (cmd/cmd.go): "100% GPU", "100% CPU" or "48%/52% CPU/GPU", with
+    `cpu% = round((size - size_vram) / size x 100)` (any unit, e.g. /api/ps `size`/`size_vram`)."""
+    if size <= 0 or size_vram >= size:
+        return "100% GPU"
+    if size_vram <= 0:
+        return "100% CPU"
+    cpu = round((size - size_vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
+
 @dataclass(frozen=True)
 class DeviceShare:
     """What one GPU holds in a plan (MiB) against what it may hold (`budget_mib`)."""
@@ -80,14 +91,10 @@ class Plan:
         return max(0, self.n_layers + 1 - self.gpu_layers)
 
     def cpu_gpu_split(self) -> str:
-        """Ollama's `ollama ps` wording: "100% GPU", "100% CPU" or "48%/52% CPU/GPU"."""
-        total = self.cpu_weights_mib + self.gpu_weights_mib
-        if total <= 0 or self.fully_offloaded:
+        """Ollama's `ollama ps` PROCESSOR for this plan, from where its weights are."""
+        if self.fully_offloaded:
             return "100% GPU"
-        if self.gpu_weights_mib <= 0:
-            return "100% CPU"
-        cpu = round(self.cpu_weights_mib / total * 100)
-        return f"{cpu}%/{100 - cpu}% CPU/GPU"
+        return cpu_gpu_split(self.cpu_weights_mib + self.gpu_weights_mib, self.gpu_weights_mib)
 
     def as_json(self) -> dict[str, Any]:
         return {

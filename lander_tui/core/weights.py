@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, weight_format
+from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, torch_dtype_format, weight_format
 from lander_tui.core.ggml_quant import predict_tensor_types
 from lander_tui.core.model_spec import ModelSpec
-from lander_tui.core.quant_config import checkpoint_quant
+from lander_tui.core.quant_config import checkpoint_quant, native_format
 from lander_tui.core.tensors import Tensor, model_tensors
 
 
@@ -74,6 +74,16 @@ def hf_format(quant: str) -> WeightFormat:
     if fmt.kind == "gguf" and fmt.name not in FLOAT_FORMATS:
         raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ or NF4")
     return fmt
+
+
+def checkpoint_quants(spec: ModelSpec, alternatives: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats vLLM, SGLang and Transformers rows offer by default: the checkpoint as it ships
+    (its own quantization, e.g. gpt-oss's MXFP4, else its dtype) first, then the engine's usual
+    alternatives (16-bit ones stand for the checkpoint's dtype)."""
+    dtype = torch_dtype_format(spec.torch_dtype)
+    out = [native_format(spec) or dtype, dtype]
+    out += [dtype if weight_format(q).name in FLOAT_FORMATS else q for q in alternatives]
+    return tuple(dict.fromkeys(out))
 
 
 def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] | None = None,

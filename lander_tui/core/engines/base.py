@@ -42,23 +42,23 @@ class EngineOptions:
     n_ubatch: int = 512
     n_batch: int = 2048
     kv_unified: bool = True
-    gpu_memory_utilization: float = 0.9
-    max_num_batched_tokens: int = 8192
-    max_num_seqs: int = 256
+    gpu_memory_utilization: float | None = None  # vLLM; None = its own default (0.92 today)
+    max_num_batched_tokens: int | None = None  # vLLM; None = its default for the GPU's class
+    max_num_seqs: int | None = None  # vLLM; None = its default for the GPU's class
     block_size: int = 16
-    cuda_graphs: bool = True
+    enforce_eager: bool = False  # vLLM --enforce-eager: no CUDA graphs
     tensor_split: tuple[float, ...] | None = None  # llama.cpp --tensor-split; None = by free memory
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_parallel is not None and self.n_parallel < 1:
             raise LanderError("--parallel must be at least 1")
-        if not 0.05 <= self.gpu_memory_utilization <= 1.0:
+        if self.gpu_memory_utilization is not None and not 0.05 <= self.gpu_memory_utilization <= 1.0:
             raise LanderError("--gpu-memory-utilization must be between 0.05 and 1.0")
         if self.n_ubatch < 1 or self.n_batch < 1:
             raise LanderError("batch sizes must be at least 1")
-        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
-            raise LanderError("--max-num-batched-tokens and --max-num-seqs must be at least 1")
+        if any(v is not None and v < 1 for v in (self.max_num_seqs, self.max_num_batched_tokens)):
+            raise LanderError("--max-num-seqs and --max-num-batched-tokens must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,15 @@ class Footprint:
 
 
 FootprintFn = Callable[[np.ndarray], Footprint]
+
+#: The GPU `memory()` answers for, for engines that size themselves by the GPU (vLLM, SGLang).
+REFERENCE_GPU = Device("GPU", 80 * 1024.0, 80 * 1024.0)
+
+
+def first_device(fp: Footprint) -> Breakdown:
+    """The first GPU of a footprint as a `Breakdown` (bytes, with the context cells allocated)."""
+    d = fp.devices[0]
+    return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
 
 
 class Engine:

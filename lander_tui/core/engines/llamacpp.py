@@ -31,6 +31,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
+from lander_tui.core.quant_config import native_format
 from lander_tui.core.weights import WeightSet, gguf_format, gguf_weights
 
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
@@ -140,7 +141,11 @@ class LlamaCpp(Engine):
         return self.pad_cells
 
     def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
-        return (model.file_quant,) if model.file_quant else self.quants
+        """A GGUF file's own type; a checkpoint that ships MXFP4 experts (gpt-oss) converts to
+        MXFP4_MOE GGUFs (convert_hf_to_gguf.py keeps the experts' MXFP4 blocks); else the usual."""
+        if model.file_quant:
+            return (model.file_quant,)
+        return ("MXFP4_MOE",) if native_format(model.spec) == "MXFP4" else self.quants
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
@@ -217,12 +222,22 @@ class LlamaCpp(Engine):
                 attn = attn + n_kv * (k_vals + v_vals) * 2
         else:
             attn = n_kv * geo.n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
-        ff = max(spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0,
-                 spec.moe.n_used * spec.moe.expert_ff if spec.moe else 0)
-        ffn = 3 * ff * geo.n_ub * 4 + 2 * embd
+        dense_ff = spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0
+        ffn = 3 * dense_ff * geo.n_ub * 4 + 2 * embd
+        pool = np.zeros_like(embd)
+        if spec.moe:
+            # build_moe_ffn (src/llama-graph.cpp): gate, up and their swiglu are [n_ff_exp, k, n_ub] f32,
+            # then the down mul_mat_id writes [n_embd, k, n_ub] f32 while its input is still alive (the
+            # weighting ggml_mul runs in place); the CUDA mul_mat_id (ggml-cuda/mmq.cu, ids) gathers and
+            # quantizes its routed input to q8_1 (36 bytes per 32) in the CUDA pool, outside the graph.
+            k, ff_k = spec.moe.n_used, spec.moe.n_used * spec.moe.expert_ff
+            moe = np.maximum(3 * ff_k, ff_k + k * H) * geo.n_ub * 4 + 2 * embd
+            ffn = np.maximum(ffn, moe)
+            pool = k * geo.n_ub * max(H, spec.moe.expert_ff) * 36 / 32
         host = cal.host_embd_tensors * embd + n_kv * geo.n_ub * (2 if fa else 4)
         return {"logits": logits.astype(np.float64), "attention": np.asarray(attn, dtype=np.float64),
-                "ffn": ffn.astype(np.float64), "host": np.asarray(host, dtype=np.float64)}
+                "ffn": np.asarray(ffn, dtype=np.float64), "host": np.asarray(host, dtype=np.float64),
+                "cuda_pool": np.asarray(pool, dtype=np.float64)}
 
     # --- placement ---------------------------------------------------------------------------
     def layout(self, model: ResolvedModel, quant: str, n_dev: int, ngl: int, split: tuple[float, ...],
@@ -279,6 +294,8 @@ class LlamaCpp(Engine):
                 compute = layer_phase
             else:
                 compute = zero
+            if lay.kinds[i]:
+                compute = compute + ph["cuda_pool"]  # MoE expert matmuls' scratch beside the graph
             if pipelined and i in lay.used:
                 compute = compute + (PIPELINE_COPIES - 1) * spec.hidden_size * geo.n_ub * 4
             used = i in lay.used

@@ -29,14 +29,24 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
-from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
+from lander_tui.core.engines.base import (
+    REFERENCE_GPU,
+    Budget,
+    Calibration,
+    Engine,
+    EngineOptions,
+    Footprint,
+    FootprintFn,
+    first_device,
+    pad,
+)
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
-from lander_tui.core.weights import WeightSet, hf_format, hf_weights, shard_bytes
+from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
 
 GIB = 1024**3
 #: (GPU memory below MiB, chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4), from
@@ -100,6 +110,9 @@ class SGLang(Engine):
     def calibration(self, opts: EngineOptions) -> SGLangCalibration:
         return SGLangCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
 
+    def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
+        return checkpoint_quants(model.spec, self.quants)
+
     def check_quant(self, quant: str) -> None:
         hf_format(quant)
 
@@ -160,9 +173,7 @@ class SGLang(Engine):
         return at
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
-        fp = self.footprint(model, quant, kv, [Device("GPU", 80 * 1024.0, 80 * 1024.0)], opts)(np.asarray(ctx))
-        d = fp.devices[0]
-        return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
+        return first_device(self.footprint(model, quant, kv, [REFERENCE_GPU], opts)(np.asarray(ctx)))
 
     def capacity(self, model: ResolvedModel, quant: str, kv: str, ctx: int, footprint_mib: Sequence[MemoryParts],
                  budget: Budget, opts: EngineOptions) -> dict[str, float]:
