@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from commands import command_lines
 
 from lander_tui.cli import main
 from lander_tui.core.catalog import get_model
@@ -121,7 +122,8 @@ def test_a_plan_never_asks_for_a_max_model_len_vllm_refuses(model, devices, cont
         # past the trained length only when asked, and then the command tells vLLM so
         assert plan.context <= max(req.model.spec.max_context, context or 0)
         if plan.context > req.model.spec.max_context:
-            assert VLLM.command(req.model, plan, req.options).startswith("VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 ")
+            line = command_lines(VLLM.command(req.model, plan, req.options))[0][0]
+            assert line.startswith("VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 ")
         if context and context > plan.context:
             assert any("refuses --max-model-len" in n for n in plan.notes)
 
