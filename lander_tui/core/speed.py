@@ -53,6 +53,16 @@ NATIVE_MXFP4_SPEEDUP = 1.26
 DEFAULT_N_BATCH, DEFAULT_N_UBATCH = 2048, 512
 _FLOAT_TYPES = {"F16", "BF16", "F32"}
 
+# How an engine runs a token: this picks the kernels and the per-step costs. Each engine module says
+# which it is (`Engine.speed`); the speed model never asks an engine's name.
+#: llama.cpp's CUDA backend (llama.cpp, Ollama): MMQ / cuBLAS / DP4A kernel choice, CUDA graphs.
+GGML = "ggml"
+#: A batched PyTorch server with CUDA graphs and a scheduler step per token (vLLM, SGLang).
+SERVER = "server"
+#: PyTorch eager: one Python call and kernel launch per op (Transformers `generate`).
+EAGER = "eager"
+RUNTIMES = (GGML, SERVER, EAGER)
+
 
 @dataclass(frozen=True)
 class SpeedCalibration:
@@ -172,7 +182,7 @@ class HostLoad:
 class SpeedInputs:
     """Everything the speed model needs about one plan. Engines fill it via `speed_inputs`."""
 
-    engine: str  # llama.cpp, ollama, vllm, sglang, transformers
+    runtime: str  # GGML, SERVER or EAGER
     devices: tuple[DeviceLoad, ...]
     weight_type: str  # ggml type of the big matrices (Q4_K, MXFP4, F16...) or HF format (BF16, FP8...)
     n_layers: int
@@ -219,7 +229,7 @@ def _cc(gpu: GpuSpec) -> float:
     return float(gpu.compute_capability)
 
 
-def kernel_path(gpu: GpuSpec, weight_type: str, build: int | None = None, engine: str = "llama.cpp") -> str:
+def kernel_path(gpu: GpuSpec, weight_type: str, build: int | None = None, runtime: str = GGML) -> str:
     """Which matmul kernel runs a prompt's weights, and so which peak bounds it.
 
     llama.cpp (ggml/src/ggml-cuda `ggml_cuda_should_use_mmq`, PR #8075): quantized types use MMQ on
@@ -230,7 +240,7 @@ def kernel_path(gpu: GpuSpec, weight_type: str, build: int | None = None, engine
     """
     wt = weight_type.upper()
     cc = _cc(gpu)
-    if engine not in ("llama.cpp", "ollama"):
+    if runtime != GGML:
         if wt == "FP8" and gpu.fp8:
             return "fp8"
         if wt == "INT8" and gpu.int8 and gpu.tensor_cores:
@@ -258,8 +268,8 @@ def path_peak_tflops(gpu: GpuSpec, path: str) -> float:
     }.get(path) or gpu.fp32
 
 
-def _path_efficiency(cal: SpeedCalibration, path: str, engine: str) -> float:
-    if engine not in ("llama.cpp", "ollama"):
+def _path_efficiency(cal: SpeedCalibration, path: str, runtime: str) -> float:
+    if runtime != GGML:
         return cal.vllm_matmul_efficiency
     return {"mmq": cal.mmq_efficiency, "fp4": cal.mmq_efficiency, "dp4a": cal.dp4a_efficiency}.get(
         path, cal.cublas_efficiency)
@@ -297,8 +307,8 @@ def _host_decode_seconds(h: HostLoad, ctx: float, cal: SpeedCalibration) -> floa
 
 def decode_seconds(inp: SpeedInputs, ctx: float, cal: SpeedCalibration) -> float:
     """Seconds per decoded token with `ctx` tokens already in the cache."""
-    vllm = inp.engine in ("vllm", "sglang")
-    eager = inp.engine == "transformers"
+    vllm = inp.runtime == SERVER
+    eager = inp.runtime == EAGER
     eff = cal.vllm_bw_efficiency if vllm else None
     per = [device_decode_seconds(d, ctx, cal, inp.flash_attn, eff) for d in inp.devices]
     if inp.split == "tensor" and len(per) > 1:
@@ -320,24 +330,28 @@ def decode_seconds(inp: SpeedInputs, ctx: float, cal: SpeedCalibration) -> float
 
 
 # --- prefill --------------------------------------------------------------------------------------
+# Every function below takes the micro-batch sizes `n` and start positions `pos` as arrays (one entry
+# per micro-batch), so a 128k-token prompt (256 micro-batches) costs a few vector operations.
 
 
-def _matmul_seconds(d: DeviceLoad, n: int, inp: SpeedInputs, cal: SpeedCalibration) -> float:
+def _matmul_seconds(d: DeviceLoad, n: np.ndarray, inp: SpeedInputs, cal: SpeedCalibration) -> np.ndarray:
     """Tensor-core time at the path's peak, plus the SM-side work that does not scale with it."""
-    path = kernel_path(d.gpu, inp.weight_type, inp.build, inp.engine)
+    path = kernel_path(d.gpu, inp.weight_type, inp.build, inp.runtime)
     peak = path_peak_tflops(d.gpu, path) * 1e12
     per_expert = n * inp.moe_used / inp.moe_experts if inp.moe_experts else n
     dense = d.dense_flops * n * (1 + cal.small_batch_tokens / n)
-    expert = d.expert_flops * n * (1 + cal.small_batch_tokens / max(per_expert, 1.0))
-    t = dense / (peak * _path_efficiency(cal, path, inp.engine)) + expert / (peak * cal.moe_efficiency)
+    expert = d.expert_flops * n * (1 + cal.small_batch_tokens / np.maximum(per_expert, 1.0))
+    t = dense / (peak * _path_efficiency(cal, path, inp.runtime)) + expert / (peak * cal.moe_efficiency)
     if path in ("mmq", "dp4a", "fp4") and d.gpu.sms and d.gpu.boost_mhz:  # the kernels that dequantize in place
-        t += (dense + expert) / (d.gpu.sms * d.gpu.boost_mhz * 1e6 * cal.matmul_sm_flops_per_clk)
+        t = t + (dense + expert) / (d.gpu.sms * d.gpu.boost_mhz * 1e6 * cal.matmul_sm_flops_per_clk)
     return t
 
 
-def _attention_seconds(d: DeviceLoad, n: int, pos: int, flash_attn: bool, cal: SpeedCalibration) -> float:
+def _attention_seconds(d: DeviceLoad, n: np.ndarray, pos: np.ndarray, flash_attn: bool,
+                       cal: SpeedCalibration) -> np.ndarray:
     ctx = pos + n / 2  # causal: token i attends to pos + i earlier ones
-    flops = n * (d.attn_flops_per_ctx * ctx + d.swa_attn_flops_per_ctx * min(ctx, d.swa_window or ctx))
+    swa_ctx = np.minimum(ctx, d.swa_window) if d.swa_window else ctx
+    flops = n * (d.attn_flops_per_ctx * ctx + d.swa_attn_flops_per_ctx * swa_ctx)
     peak = (d.gpu.fp16 if d.gpu.tensor_cores and d.gpu.fp16 else d.gpu.fp32) * 1e12
     # arithmetic intensity of a FlashAttention tile grows with the head size; below 128 the tile is
     # bound by loading K/V rather than by the tensor cores
@@ -345,27 +359,46 @@ def _attention_seconds(d: DeviceLoad, n: int, pos: int, flash_attn: bool, cal: S
     return flops / (peak * intensity * (cal.attention_efficiency if flash_attn else cal.attention_efficiency_nofa))
 
 
-def device_ubatch_seconds(d: DeviceLoad, n: int, pos: int, inp: SpeedInputs, cal: SpeedCalibration) -> float:
-    """One micro-batch of `n` tokens starting at position `pos` on one device."""
-    touched = d.all_bytes
+def device_ubatch_seconds(d: DeviceLoad, n: np.ndarray, pos: np.ndarray, inp: SpeedInputs,
+                          cal: SpeedCalibration) -> np.ndarray:
+    """Micro-batches of `n` tokens starting at positions `pos` on one device."""
+    touched: Any = d.all_bytes
     if inp.moe_experts and d.all_bytes > d.decode_bytes:  # experts a small batch never reaches stay unread
-        frac_unused = (1 - inp.moe_used / inp.moe_experts) ** n
-        touched = d.all_bytes - (d.all_bytes - d.decode_bytes) * frac_unused / (1 - inp.moe_used / inp.moe_experts)
-    if kernel_path(d.gpu, inp.weight_type, inp.build, inp.engine) == "cublas" and inp.weight_type not in _FLOAT_TYPES:
-        touched += 4.0 * d.matrix_params  # dequantized to an FP16 copy (written, then read by the GEMM)
+        miss = 1 - inp.moe_used / inp.moe_experts
+        touched = d.all_bytes - (d.all_bytes - d.decode_bytes) * miss ** n / miss
+    if kernel_path(d.gpu, inp.weight_type, inp.build, inp.runtime) == "cublas" and inp.weight_type not in _FLOAT_TYPES:
+        touched = touched + 4.0 * d.matrix_params  # dequantized to an FP16 copy (written, then read by the GEMM)
     mem = touched / (d.gpu.mem_bw_gbs * GB)
     return (_matmul_seconds(d, n, inp, cal) + _attention_seconds(d, n, pos, inp.flash_attn, cal) + mem
             + d.layers * cal.ubatch_layer_overhead_s)
 
 
-def _host_ubatch_seconds(h: HostLoad, n: int, inp: SpeedInputs, cal: SpeedCalibration) -> float:
+def _host_ubatch_seconds(h: HostLoad, n: np.ndarray, inp: SpeedInputs, cal: SpeedCalibration) -> np.ndarray:
     """llama.cpp ships host-resident weights to the GPU for a micro-batch of 32+ tokens
     (`op_offload`, GGML_OP_OFFLOAD_MIN_BATCH in ggml-cuda), else the CPU computes them."""
-    if n >= 32 and inp.devices:
-        link = min(d.gpu.pcie_gbs for d in inp.devices) * GB * cal.pcie_efficiency
-        return h.all_bytes / link
-    flops = 2 * h.decode_bytes * n  # ~1 FLOP pair per byte read, quantized weights
-    return max(flops / (h.tflops * 1e12), h.decode_bytes / (h.bandwidth_gbs * GB * cal.host_bw_efficiency))
+    on_cpu = np.maximum(2 * h.decode_bytes * n / (h.tflops * 1e12),  # ~1 FLOP pair per byte read, quantized
+                        h.decode_bytes / (h.bandwidth_gbs * GB * cal.host_bw_efficiency))
+    if not inp.devices:
+        return on_cpu
+    link = min(d.gpu.pcie_gbs for d in inp.devices) * GB * cal.pcie_efficiency
+    return np.where(n >= 32, h.all_bytes / link, on_cpu)
+
+
+def micro_batches(n_prompt: int, depth: int, n_batch: int, n_ubatch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How llama.cpp cuts a prompt: batches of `n_batch` tokens, each in micro-batches of `n_ubatch`.
+    Returns each micro-batch's size, start position, and the index of its first micro-batch's batch
+    (`starts`: where each batch begins in the first two arrays)."""
+    n_batch = max(1, n_batch)
+    n_ubatch = max(1, min(n_ubatch, n_batch))
+    n_b = -(-n_prompt // n_batch)
+    bsz = np.full(n_b, n_batch, dtype=np.int64)
+    bsz[-1] = n_prompt - n_batch * (n_b - 1)
+    k = -(-bsz // n_ubatch)  # micro-batches per batch
+    n = np.full(int(k.sum()), n_ubatch, dtype=np.int64)
+    ends = np.cumsum(k)
+    n[ends - 1] = bsz - (k - 1) * n_ubatch  # each batch's last micro-batch takes the rest
+    pos = depth + np.cumsum(n) - n
+    return n.astype(float), pos.astype(float), ends - k
 
 
 def prefill_seconds(inp: SpeedInputs, n_prompt: int, depth: int, cal: SpeedCalibration) -> float:
@@ -376,30 +409,18 @@ def prefill_seconds(inp: SpeedInputs, n_prompt: int, depth: int, cal: SpeedCalib
     (llama.cpp's pipeline parallelism), so a batch of k micro-batches on D devices takes about
     (k + D - 1) stage times instead of k x D.
     """
-    t = 0.0
-    pos = depth
-    remaining = n_prompt
+    n, pos, starts = micro_batches(max(1, n_prompt), depth, inp.n_batch, inp.n_ubatch)
+    stages = np.array([device_ubatch_seconds(d, n, pos, inp, cal) for d in inp.devices])  # devices x micro-batches
+    host = _host_ubatch_seconds(inp.host, n, inp, cal) if inp.host else np.zeros_like(n)
     n_dev = len(inp.devices)
-    while remaining > 0:
-        batch = min(remaining, inp.n_batch)
-        ubs = []
-        left = batch
-        while left > 0:
-            n = min(left, inp.n_ubatch)
-            stages = [device_ubatch_seconds(d, n, pos, inp, cal) for d in inp.devices]
-            host = _host_ubatch_seconds(inp.host, n, inp, cal) if inp.host else 0.0
-            ubs.append((stages, host))
-            pos += n
-            left -= n
-        if inp.split == "tensor" and n_dev > 1:
-            t += sum(max(s) + 2 * inp.n_layers * cal.allreduce_latency_s + h for s, h in ubs)
-        elif n_dev > 1 and len(ubs) > 1:
-            stage = max(max(s) for s, _ in ubs)
-            t += (len(ubs) + n_dev - 1) * stage + sum(h for _, h in ubs)
-        else:
-            t += sum(sum(s) + h for s, h in ubs)
-        remaining -= batch
-    return t
+    if inp.split == "tensor" and n_dev > 1:
+        return float(stages.max(axis=0).sum() + len(n) * 2 * inp.n_layers * cal.allreduce_latency_s + host.sum())
+    if n_dev == 1:
+        return float(stages.sum() + host.sum())
+    k = np.diff(np.append(starts, len(n)))
+    slowest = np.maximum.reduceat(stages.max(axis=0), starts)
+    in_turn = np.add.reduceat(stages.sum(axis=0), starts)
+    return float(np.where(k > 1, (k + n_dev - 1) * slowest, in_turn).sum() + host.sum())
 
 
 # --- the estimate ---------------------------------------------------------------------------------
@@ -428,14 +449,14 @@ def estimate_speed(inp: SpeedInputs, context: int, prompt: int | None = None,
     t_pre = prefill_seconds(inp, max(prompt, 1), 0, cal)
     bound, nbytes = _bound_text(inp, context, cal)
     pre_bound = "compute-bound: " + ", ".join(sorted({
-        f"{kernel_path(d.gpu, inp.weight_type, inp.build, inp.engine)} on {d.gpu.name}" for d in inp.devices}))
+        f"{kernel_path(d.gpu, inp.weight_type, inp.build, inp.runtime)} on {d.gpu.name}" for d in inp.devices}))
     if inp.host is not None and prompt >= 32:
         pre_bound += f" + PCIe for {inp.host.all_bytes / GB:.1f} GB of host weights per micro-batch"
     cost = None
     if step is not None:
         cost = 1 / t_dec - 1 / decode_seconds(step, context, cal)
     agg = None
-    if inp.engine in ("vllm", "sglang") and inp.concurrency > 1:
+    if inp.runtime == SERVER and inp.concurrency > 1:
         agg = aggregate_tps(inp, context, inp.concurrency, cal)
     return SpeedEstimate(decode_tps=1 / t_dec, prefill_tps=prompt / t_pre, ttft_s=t_pre + t_dec, bound=bound,
                          prefill_bound=pre_bound, context=context, prompt=prompt, decode_bytes=nbytes,
@@ -450,7 +471,7 @@ def aggregate_tps(inp: SpeedInputs, ctx: float, concurrency: int, cal: SpeedCali
     for d in inp.devices:
         nbytes = d.all_bytes if inp.moe_experts and c * inp.moe_used >= inp.moe_experts else d.decode_bytes
         mem = (nbytes + c * _kv_read(d, ctx)) / (d.gpu.mem_bw_gbs * GB * cal.vllm_bw_efficiency)
-        path = kernel_path(d.gpu, inp.weight_type, None, inp.engine)
+        path = kernel_path(d.gpu, inp.weight_type, None, inp.runtime)
         peak = path_peak_tflops(d.gpu, path) * 1e12 * cal.vllm_matmul_efficiency
         comp = c * (d.dense_flops + d.expert_flops + d.attn_flops_per_ctx * ctx) / peak
         step = max(step, mem, comp) if inp.split == "tensor" else step + max(mem, comp)
@@ -465,9 +486,10 @@ DEFAULT_HOST_BW_GBS = 76.8
 
 def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[int | None] | None = None,
                  cpu_moe: int = 0, cpu_override: str | None = None, kv_type: str = "f16",
-                 engine: str = "llama.cpp", tensor_parallel: bool = False, flash_attn: bool = True,
+                 runtime: str = GGML, tensor_parallel: bool = False, flash_attn: bool = True,
                  n_ubatch: int = DEFAULT_N_UBATCH, n_batch: int = DEFAULT_N_BATCH,
-                 host_bw_gbs: float | None = None, build: int | None = None, concurrency: int = 1) -> SpeedInputs:
+                 host_bw_gbs: float | None = None, build: int | None = None, concurrency: int = 1,
+                 sliding_window: bool | None = None, mla_latent: bool | None = None) -> SpeedInputs:
     """THE seam: build `SpeedInputs` from what plans hold today.
 
     `spec` is a `ModelSpec`, `weights` the `WeightSet` of the chosen quant (per-tensor bytes), `gpus`
@@ -476,8 +498,14 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     this); None = everything on device 0. `cpu_moe` keeps the experts of the first N layers on the CPU
     (`--n-cpu-moe N`); `cpu_override` is an `-ot` pattern whose tensors stay on the CPU (regex search on
     the tensor name, as llama.cpp's `std::regex_search`). `tensor_parallel` splits every tensor evenly
-    over the GPUs (vLLM/SGLang TP) instead. Adapt this one function when the plan shapes change.
+    over the GPUs (vLLM/SGLang TP) instead. `runtime` is how the engine runs a token (GGML, SERVER,
+    EAGER). `sliding_window`: whether sliding-window layers keep only the window (default: as llama.cpp
+    does for GGML, whenever the model has a window otherwise); `mla_latent`: whether an MLA model caches
+    the latent (default: all but EAGER, which caches K and V expanded per head). Adapt this one function
+    when the plan shapes change.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
     from lander_tui.core.formats import kv_cache_type
     from lander_tui.core.model_spec import FULL, RECURRENT, SWA
 
@@ -511,9 +539,12 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
 
     kv = kv_cache_type(kv_type)
     bpv = kv.block_bytes / kv.block
-    swa_applies = spec.llamacpp_uses_swa if engine in ("llama.cpp", "ollama") else bool(spec.sliding_window)
-    k_full, v_full = spec.kv_values_per_token(FULL)
-    if spec.mla and engine in ("llama.cpp", "ollama", "vllm", "sglang"):
+    if sliding_window is None:
+        sliding_window = spec.llamacpp_uses_swa if runtime == GGML else bool(spec.sliding_window)
+    swa_applies = bool(sliding_window and spec.sliding_window)
+    latent = bool(spec.mla) and (runtime != EAGER if mla_latent is None else mla_latent)
+    k_full, v_full = spec.kv_values_per_token(FULL, expanded_mla=bool(spec.mla) and not latent)
+    if spec.mla and latent:
         qk = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
         attn_per_ctx = 2.0 * spec.n_heads * (qk + spec.mla.kv_lora_rank)
     else:
@@ -559,7 +590,7 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
         if not g.known:
             notes.append(f"{g.name}: not in the GPU table; {g.source}")
     fmt = tab.matrix_type
-    return SpeedInputs(engine=engine, devices=devices, weight_type=fmt, n_layers=L, hidden_size=spec.hidden_size,
+    return SpeedInputs(runtime=runtime, devices=devices, weight_type=fmt, n_layers=L, hidden_size=spec.hidden_size,
                        host=host, split="tensor" if tensor_parallel else "layer", flash_attn=flash_attn,
                        n_ubatch=n_ubatch, n_batch=n_batch, moe_experts=moe.n_experts if moe else 0,
                        moe_used=moe.n_used if moe else 0, build=build, concurrency=concurrency, notes=tuple(notes))
