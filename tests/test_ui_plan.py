@@ -15,6 +15,7 @@ import pytest
 from textual.widgets import Input
 
 from lander_tui.core.estimate import EstimateRequest, plan_row, run_estimate
+from lander_tui.core.gpu.specs import live_card
 from lander_tui.core.model import Device
 from lander_tui.core.model_source import resolve_model
 from lander_tui.ui import live_plan
@@ -78,7 +79,7 @@ async def test_plan_view_shows_the_core_plan_for_the_recommended_row_and_c_copie
         rec = app.estimate.recommendation
         assert app.chosen.row == (rec.quant, rec.kv_cache) == ("Q8_0", "f16")
         # the demo's GPU 1 has 26,821 MiB free at the start; the plan gets it minus the 512 MiB margin
-        req = EstimateRequest(llama, "llama.cpp", devices=(Device(f"1: {H100}", 26821 - MARGIN, TOTAL, 1),))
+        req = EstimateRequest(llama, "llama.cpp", devices=(Device(f"1: {H100}", 26821 - MARGIN, TOTAL, 1, *live_card(H100, TOTAL)),))
         ref = plan_row(req, run_estimate(req), "Q8_0", "f16")
         assert app.chosen.plan == ref
         await pilot.press("v")
@@ -112,7 +113,7 @@ async def test_moving_the_cursor_plans_that_row_and_back_on_star_follows_star(ll
         await pilot.press("up")  # Q6_K/q8_0, just above the ★ row
         await pilot.pause(0.1)
         assert app.chosen.row == ("Q6_K", "q8_0")
-        req = EstimateRequest(llama, "llama.cpp", devices=(Device(f"1: {H100}", 26821 - MARGIN, TOTAL, 1),))
+        req = EstimateRequest(llama, "llama.cpp", devices=(Device(f"1: {H100}", 26821 - MARGIN, TOTAL, 1, *live_card(H100, TOTAL)),))
         ref = plan_row(req, run_estimate(req), "Q6_K", "q8_0")
         assert app.chosen.plan == ref
         ns = parse_llama_server(app.chosen.launch)

@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mem.add_argument("--total-vram", metavar="MIB[,MIB...]", help="whole, empty GPUs of this size, MiB")
     mem.add_argument("--gpu", metavar="N[,N...]", help="take GPU N's free memory now (nvidia-smi index; 0,1 for two)")
     mem.add_argument("--what-if", metavar="NAME", help='plan for a catalog GPU, e.g. "RTX 4090", "2x A100 80GB"')
+    p.add_argument("--gpu-model", metavar="NAME",
+                   help='the card behind --free-vram/--total-vram (or an unknown GPU), for the speed: "RTX 4090"')
     p.add_argument("--context", "-c", type=int, metavar="N", help="report memory at this context (default: at the max)")
     p.add_argument("--flash-attn", choices=["on", "off"], help="llama.cpp flash attention (default on)")
     p.add_argument("--parallel", "-np", type=int, metavar="N", help="parallel sequences / slots / requests")
@@ -42,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="llama.cpp layer split across GPUs (default: by free memory)")
     p.add_argument("--launch", metavar="ENGINE",
                    help=f"print the command that runs the plan: {engines}")
+    p.add_argument("--bench", action="store_true",
+                   help="print the llama-bench commands that measure the plan's predicted speed")
+    p.add_argument("--prefer", choices=["precision", "speed"], default="precision",
+                   help="recommend the highest precision (default) or the fastest row that reaches the context")
+    p.add_argument("--host-bandwidth", type=float, metavar="GB/S",
+                   help="host RAM bandwidth for layers on the CPU (default: read from SMBIOS, else 76.8)")
     p.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit")
@@ -76,7 +84,14 @@ def _numbers(text: str, flag: str) -> list[float]:
 
 
 def planning_memory(args: argparse.Namespace) -> PlanningMemory:
-    """The GPUs to plan on, from the memory flag (or the freest GPU now), and where they came from."""
+    """The GPUs to plan on, from the memory flag (or the freest GPU now), and where they came from;
+    `--gpu-model` names their card for the speed."""
+    memory = _memory(args)
+    card = getattr(args, "gpu_model", None)
+    return memory.with_card(card) if card else memory
+
+
+def _memory(args: argparse.Namespace) -> PlanningMemory:
     from lander_tui.core import planning_memory as pm
 
     if args.free_vram is not None:
@@ -120,11 +135,18 @@ def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateR
         max_num_batched_tokens=args.max_num_batched_tokens,
         overrides=_overrides(args.set),
         tensor_split=split,
+        host_bw_gbs=_host_bandwidth(getattr(args, "host_bandwidth", None)),
     )
     model = resolve_model(args.model)
     return EstimateRequest(model=model, engine=args.backend, quants=_split(args.quant),
                            kv_types=_split(args.kv_cache), devices=memory.devices, context=args.context,
-                           options=opts)
+                           options=opts, prefer=getattr(args, "prefer", "precision"))
+
+
+def _host_bandwidth(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise LanderError("--host-bandwidth must be a positive number of GB/s, e.g. 83.2 for dual-channel DDR5-5200")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,10 +171,15 @@ def run(args: argparse.Namespace) -> int:
     data["memory_source"] = memory.source
     plan = None
     several = len(memory.devices) > 1
-    if several or args.launch or args.format:
+    if several or args.launch or args.format or args.bench:
         plan = plan_row(req, est)
         if plan is not None:
             data["plan"] = plan.as_json()
+    if args.bench:
+        if plan is None:
+            raise LanderError("nothing fits, so there is no plan to benchmark")
+        data["bench"] = get_engine(req.engine).bench_command(req.model.spec.hf_repo or args.model, plan,
+                                                             req.options)
     if args.launch:
         if plan is None:
             raise LanderError("nothing fits, so there is no plan to launch")
@@ -172,4 +199,11 @@ def run(args: argparse.Namespace) -> int:
             print(format_plan(plan))
         if args.launch:
             print(data["launch"])
+        if args.bench:
+            print(bench_text(data["bench"]))
     return 0
+
+
+def bench_text(commands: str) -> str:
+    """The benchmark commands under a line saying what they are for."""
+    return "# measure the speed above on this machine:\n" + commands

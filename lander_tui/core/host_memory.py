@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 DMI_TABLES = "/sys/firmware/dmi/tables/DMI"
@@ -98,6 +99,7 @@ def bandwidth_from_modules(modules: list[_Module]) -> tuple[float, int]:
     return gbs, len(chans)
 
 
+@lru_cache(maxsize=8)
 def host_memory_bandwidth(override_gbs: float | None = None, tables: str | Path = DMI_TABLES) -> HostMemory:
     if override_gbs:
         return HostMemory(float(override_gbs), "user")

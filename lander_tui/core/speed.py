@@ -33,12 +33,14 @@ prints how well that held. `speed_inputs` is the one seam that turns a plan into
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lander_tui.core.gpu.specs import GpuSpec
+if TYPE_CHECKING:  # a type only: importing the GPU package costs ~0.1 s at start-up
+    from lander_tui.core.gpu.specs import GpuSpec
 
 GB = 1e9
 
@@ -210,16 +212,58 @@ class SpeedEstimate:
     prompt: int
     decode_bytes: float  # bytes read per decoded token (all devices + host)
     offload_step_cost: float | None = None  # decode tok/s lost by moving one more layer (or its experts) to CPU
+    offload_step: str = ""  # that step in the engine's terms, e.g. "--n-cpu-moe 20" or "-ngl 42"
     aggregate_tps: float | None = None  # vLLM/SGLang: all streams at `concurrency`
     notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
+        """Everything, nested (the model's own view); `speed_json` is what results and plans print."""
         return {"decode_tps": round(self.decode_tps, 2), "prefill_tps": round(self.prefill_tps, 1),
                 "ttft_s": round(self.ttft_s, 4), "bound": self.bound, "prefill_bound": self.prefill_bound,
                 "context": self.context, "prompt": self.prompt,
                 "offload_step_cost": None if self.offload_step_cost is None else round(self.offload_step_cost, 2),
                 "aggregate_tps": None if self.aggregate_tps is None else round(self.aggregate_tps, 1),
                 "notes": list(self.notes)}
+
+
+#: The speed keys of a result's JSON (and CSV/Markdown columns), in order.
+SPEED_KEYS = ("decode_tps", "prefill_tps", "ttft_s")
+
+
+def speed_json(est: SpeedEstimate | None, detail: bool = False) -> dict[str, Any]:
+    """The flat speed fields a result (or, with `detail`, a plan) carries in JSON: decode tok/s at the
+    context, prefill tok/s of a prompt that long, seconds to the first token, and what bounds decode.
+    All None when the speed is unknown."""
+    if est is None:
+        out: dict[str, Any] = {k: None for k in (*SPEED_KEYS, "speed_context", "speed_bound")}
+        if detail:
+            out |= {"prefill_bound": None, "offload_step_cost_tps": None, "offload_step": None, "aggregate_tps": None,
+                    "speed_notes": []}
+        return out
+    out = {"decode_tps": round(est.decode_tps, 1), "prefill_tps": round(est.prefill_tps, 1),
+           "ttft_s": round(est.ttft_s, 3), "speed_context": est.context, "speed_bound": est.bound}
+    if detail:
+        out |= {"prefill_bound": est.prefill_bound,
+                "offload_step_cost_tps": None if est.offload_step_cost is None else round(est.offload_step_cost, 2),
+                "offload_step": est.offload_step or None,
+                "aggregate_tps": None if est.aggregate_tps is None else round(est.aggregate_tps, 1),
+                "speed_notes": list(est.notes)}
+    return out
+
+
+def speed_unknown(devices: Sequence[Any]) -> str:
+    """Why no speed can be given for these planned GPUs (`core/model.Device`), or "" when every card
+    is known."""
+    return next((d.card_note or f"speed unknown: no speed facts for {d.name}" for d in devices if d.card is None), "")
+
+
+def device_cards(devices: Sequence[Any]) -> list[GpuSpec]:
+    """The cards of planned GPUs, for `speed_inputs`; a ValueError when one is unknown (ask
+    `speed_unknown` first)."""
+    why = speed_unknown(devices)
+    if why:
+        raise ValueError(why)
+    return [d.card for d in devices]
 
 
 # --- kernel paths ---------------------------------------------------------------------------------
@@ -439,10 +483,12 @@ def _bound_text(inp: SpeedInputs, ctx: float, cal: SpeedCalibration) -> tuple[st
 
 
 def estimate_speed(inp: SpeedInputs, context: int, prompt: int | None = None,
-                   cal: SpeedCalibration | None = None, step: SpeedInputs | None = None) -> SpeedEstimate:
+                   cal: SpeedCalibration | None = None, step: SpeedInputs | None = None,
+                   step_label: str = "") -> SpeedEstimate:
     """Decode speed at `context` tokens, prefill speed and time to first token for a `prompt`-token
     prompt (default: the context). `step` is the same plan with one more layer (or one more layer's
-    experts) on the CPU; when given, `offload_step_cost` is the decode tok/s that step loses."""
+    experts) on the CPU; when given, `offload_step_cost` is the decode tok/s that step loses
+    (`step_label` says what the step is, in the engine's flags)."""
     cal = cal or SpeedCalibration()
     prompt = context if prompt is None else prompt
     t_dec = decode_seconds(inp, context, cal)
@@ -460,7 +506,8 @@ def estimate_speed(inp: SpeedInputs, context: int, prompt: int | None = None,
         agg = aggregate_tps(inp, context, inp.concurrency, cal)
     return SpeedEstimate(decode_tps=1 / t_dec, prefill_tps=prompt / t_pre, ttft_s=t_pre + t_dec, bound=bound,
                          prefill_bound=pre_bound, context=context, prompt=prompt, decode_bytes=nbytes,
-                         offload_step_cost=cost, aggregate_tps=agg, notes=inp.notes)
+                         offload_step_cost=cost, offload_step=step_label if step is not None else "",
+                         aggregate_tps=agg, notes=inp.notes)
 
 
 def aggregate_tps(inp: SpeedInputs, ctx: float, concurrency: int, cal: SpeedCalibration) -> float:
@@ -585,7 +632,8 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
                         moe_layers=len(moe_cpu_layers), kv_bytes_per_token=per[n_dev]["kv"])
     notes: list[str] = []
     if host is not None and host_bw_gbs is None:
-        notes.append(f"host RAM bandwidth unknown: assumed {DEFAULT_HOST_BW_GBS:g} GB/s (dual-channel DDR5-4800)")
+        notes.append(f"host RAM bandwidth unknown: assumed {DEFAULT_HOST_BW_GBS:g} GB/s (dual-channel DDR5-4800; "
+                     "--host-bandwidth sets it)")
     for g in gpus:
         if not g.known:
             notes.append(f"{g.name}: not in the GPU table; {g.source}")

@@ -27,6 +27,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
+from lander_tui.core.speed import SERVER
 from lander_tui.core.weights import WeightSet, hf_format, hf_weights
 
 #: Extra per-rank memory of NCCL and custom all-reduce buffers under tensor parallelism. vLLM PR #10511's
@@ -68,6 +69,7 @@ class Vllm(Engine):
     kv_cycle = ("", "auto", "fp8")
     splits_across_gpus = True
     builtin = True
+    runtime = SERVER
 
     def granularity(self, opts: EngineOptions) -> int:
         return opts.block_size
