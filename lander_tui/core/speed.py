@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -132,6 +133,9 @@ class SpeedCalibration:
         if bad:
             raise ValueError(f"unknown speed setting {bad[0]!r}")
         return replace(self, **overrides)
+
+
+_DEFAULT_CAL = SpeedCalibration()
 
 
 @dataclass(frozen=True)
@@ -428,10 +432,11 @@ def _host_ubatch_seconds(h: HostLoad, n: np.ndarray, inp: SpeedInputs, cal: Spee
     return np.where(n >= 32, h.all_bytes / link, on_cpu)
 
 
+@lru_cache(maxsize=256)
 def micro_batches(n_prompt: int, depth: int, n_batch: int, n_ubatch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How llama.cpp cuts a prompt: batches of `n_batch` tokens, each in micro-batches of `n_ubatch`.
     Returns each micro-batch's size, start position, and the index of its first micro-batch's batch
-    (`starts`: where each batch begins in the first two arrays)."""
+    (`starts`: where each batch begins in the first two arrays). Cached, read-only."""
     n_batch = max(1, n_batch)
     n_ubatch = max(1, min(n_ubatch, n_batch))
     n_b = -(-n_prompt // n_batch)
@@ -442,7 +447,10 @@ def micro_batches(n_prompt: int, depth: int, n_batch: int, n_ubatch: int) -> tup
     ends = np.cumsum(k)
     n[ends - 1] = bsz - (k - 1) * n_ubatch  # each batch's last micro-batch takes the rest
     pos = depth + np.cumsum(n) - n
-    return n.astype(float), pos.astype(float), ends - k
+    out = (n.astype(float), pos.astype(float), ends - k)
+    for a in out:
+        a.setflags(write=False)  # cached: shared by every caller
+    return out
 
 
 def prefill_seconds(inp: SpeedInputs, n_prompt: int, depth: int, cal: SpeedCalibration) -> float:
@@ -489,7 +497,7 @@ def estimate_speed(inp: SpeedInputs, context: int, prompt: int | None = None,
     prompt (default: the context). `step` is the same plan with one more layer (or one more layer's
     experts) on the CPU; when given, `offload_step_cost` is the decode tok/s that step loses
     (`step_label` says what the step is, in the engine's flags)."""
-    cal = cal or SpeedCalibration()
+    cal = cal or _DEFAULT_CAL
     prompt = context if prompt is None else prompt
     t_dec = decode_seconds(inp, context, cal)
     t_pre = prefill_seconds(inp, max(prompt, 1), 0, cal)
@@ -554,7 +562,6 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
     from lander_tui.core.formats import kv_cache_type
-    from lander_tui.core.model_spec import FULL, RECURRENT, SWA
 
     L = spec.n_layers
     n_dev = len(gpus)
@@ -574,48 +581,31 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
         if moe and cpu_moe:
             on_cpu |= tab.expert & (tab.layer < cpu_moe)
         slot = np.where(on_cpu, n_dev, slot)
-    acc = {}
-    for key, values in (("dec", tab.decode), ("all", tab.nbytes), ("dense", tab.dense_flops),
-                        ("exp", tab.expert_flops), ("params", tab.params)):
-        if tensor_parallel:
-            acc[key] = [float(values.sum()) / n_dev] * n_dev + [0.0]
-        else:
-            acc[key] = np.bincount(slot, weights=values, minlength=n_dev + 1).tolist()
-    moe_cpu_layers = set() if tensor_parallel else {
-        int(layer) for layer in tab.layer[tab.expert & (slot == n_dev)] if layer < L and units[layer] is not None}
-
+    if tensor_parallel:
+        sums = tab.columns.sum(axis=0)
+        tcols = np.vstack([np.tile(sums / n_dev, (n_dev, 1)), np.zeros(len(sums))])
+    else:
+        tcols = _one_hot(slot, n_dev + 1) @ tab.columns  # per device (and the CPU, last): bytes, FLOPs
+    acc = {key: tcols[:, j].tolist() for j, key in enumerate(("dec", "all", "dense", "exp", "params"))}
     kv = kv_cache_type(kv_type)
-    bpv = kv.block_bytes / kv.block
     if sliding_window is None:
         sliding_window = spec.llamacpp_uses_swa if runtime == GGML else bool(spec.sliding_window)
     swa_applies = bool(sliding_window and spec.sliding_window)
     latent = bool(spec.mla) and (runtime != EAGER if mla_latent is None else mla_latent)
-    k_full, v_full = spec.kv_values_per_token(FULL, expanded_mla=bool(spec.mla) and not latent)
-    if spec.mla and latent:
-        qk = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
-        attn_per_ctx = 2.0 * spec.n_heads * (qk + spec.mla.kv_lora_rank)
+    lt = _layer_table(spec, swa_applies, latent, kv.block_bytes / kv.block)
+    if tensor_parallel:  # every rank holds a share of every layer
+        sums = lt.sum(axis=0)
+        row = sums / n_dev
+        row[_COL["layers"]], row[_COL["moe"]] = sums[_COL["layers"]], sums[_COL["moe"]]
+        row[_COL["kq"]] = np.count_nonzero(lt[:, _COL["kq"]]) * round(spec.n_heads / n_dev)
+        cols = np.vstack([np.tile(row, (n_dev, 1)), np.zeros(len(row))])
+        moe_cpu_layers = 0
     else:
-        attn_per_ctx = 2.0 * spec.n_heads * (spec.head_dim + spec.head_dim_v)
-    rec_state = (spec.recurrent.conv + spec.recurrent.ssm) * 4.0 if spec.recurrent else 0.0
-    per = [{"kv": 0.0, "swa": 0.0, "state": 0.0, "layers": 0, "moe": 0, "attn": 0.0, "swa_attn": 0.0, "kq": 0}
-           for _ in range(n_dev + 1)]
-    dense_layers = set(moe.dense_layers) if moe else set()
-    for il, kind in enumerate(spec.kinds()):
-        targets = range(n_dev) if tensor_parallel else [n_dev if units[il] is None else int(units[il])]  # type: ignore[arg-type]
-        share = 1.0 / n_dev if tensor_parallel else 1.0
-        for i in targets:
-            p = per[i]
-            p["layers"] += 1
-            p["moe"] += 1 if moe and il not in dense_layers else 0
-            if kind == RECURRENT:
-                p["state"] += rec_state * share
-            elif kind == SWA and swa_applies:
-                p["swa"] += (k_full + v_full) * bpv * share
-                p["swa_attn"] += attn_per_ctx * share
-            else:
-                p["kv"] += (k_full + v_full) * bpv * share
-                p["attn"] += attn_per_ctx * share
-                p["kq"] += round(spec.n_heads * share)
+        layer_dev = dev_of_unit[:L]
+        cols = _one_hot(layer_dev, n_dev + 1) @ lt
+        held = np.unique(tab.layer[tab.expert & (slot == n_dev) & (tab.layer < L)])
+        moe_cpu_layers = int(np.count_nonzero(layer_dev[held] != n_dev))
+    per = [dict(zip(_LAYER_COLS, map(float, c), strict=True)) for c in cols]
     window = int(spec.sliding_window or 0) if swa_applies else 0
     devices = tuple(DeviceLoad(
         gpu=g, decode_bytes=acc["dec"][i], all_bytes=acc["all"][i], kv_bytes_per_token=per[i]["kv"],
@@ -629,7 +619,7 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     if acc["all"][n_dev] > 0:
         host = HostLoad(decode_bytes=acc["dec"][n_dev], all_bytes=acc["all"][n_dev],
                         bandwidth_gbs=host_bw_gbs or DEFAULT_HOST_BW_GBS, layers=int(per[n_dev]["layers"]),
-                        moe_layers=len(moe_cpu_layers), kv_bytes_per_token=per[n_dev]["kv"])
+                        moe_layers=moe_cpu_layers, kv_bytes_per_token=per[n_dev]["kv"])
     notes: list[str] = []
     if host is not None and host_bw_gbs is None:
         notes.append(f"host RAM bandwidth unknown: assumed {DEFAULT_HOST_BW_GBS:g} GB/s (dual-channel DDR5-4800; "
@@ -642,6 +632,40 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
                        host=host, split="tensor" if tensor_parallel else "layer", flash_attn=flash_attn,
                        n_ubatch=n_ubatch, n_batch=n_batch, moe_experts=moe.n_experts if moe else 0,
                        moe_used=moe.n_used if moe else 0, build=build, concurrency=concurrency, notes=tuple(notes))
+
+
+_LAYER_COLS = ("kv", "swa", "state", "layers", "moe", "attn", "swa_attn", "kq")
+_COL = {name: i for i, name in enumerate(_LAYER_COLS)}
+
+
+@lru_cache(maxsize=256)
+def _layer_table(spec: Any, swa_applies: bool, latent: bool, bytes_per_value: float) -> np.ndarray:
+    """Per layer (rows) what it adds to the device holding it (`_LAYER_COLS`): KV bytes per token on
+    full-attention and sliding-window layers, recurrent state bytes, 1 per layer and per MoE layer,
+    attention FLOPs per token of context (full, SWA) and its heads (the KQ scores without FlashAttention)."""
+    from lander_tui.core.model_spec import FULL, RECURRENT, SWA
+
+    k_full, v_full = spec.kv_values_per_token(FULL, expanded_mla=bool(spec.mla) and not latent)
+    kv = (k_full + v_full) * bytes_per_value
+    if spec.mla and latent:
+        qk = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+        attn = 2.0 * spec.n_heads * (qk + spec.mla.kv_lora_rank)
+    else:
+        attn = 2.0 * spec.n_heads * (spec.head_dim + spec.head_dim_v)
+    state = (spec.recurrent.conv + spec.recurrent.ssm) * 4.0 if spec.recurrent else 0.0
+    dense_layers = set(spec.moe.dense_layers) if spec.moe else set()
+    rows = []
+    for il, kind in enumerate(spec.kinds()):
+        moe = 1.0 if spec.moe and il not in dense_layers else 0.0
+        if kind == RECURRENT:
+            rows.append((0.0, 0.0, state, 1.0, moe, 0.0, 0.0, 0.0))
+        elif kind == SWA and swa_applies:
+            rows.append((0.0, kv, 0.0, 1.0, moe, 0.0, attn, 0.0))
+        else:
+            rows.append((kv, 0.0, 0.0, 1.0, moe, attn, 0.0, float(spec.n_heads)))
+    table = np.array(rows, dtype=float).reshape(-1, len(_LAYER_COLS))
+    table.setflags(write=False)
+    return table
 
 
 @dataclass(frozen=True)
@@ -657,6 +681,15 @@ class _TensorTable:
     params: np.ndarray  # matrix elements
     names: tuple[str, ...]
     matrix_type: str  # the storage type holding most matrix bytes (what prompt kernels run on)
+    columns: np.ndarray  # decode, nbytes, dense_flops, expert_flops, params side by side (one matmul per plan)
+
+
+def _one_hot(index: np.ndarray, n: int) -> np.ndarray:
+    """An n x len(index) matrix with a 1 in row index[j] of column j: `_one_hot(i, n) @ x` sums the
+    rows of x per index, like n bincounts at once."""
+    out = np.zeros((n, len(index)))
+    out[index, np.arange(len(index))] = 1.0
+    return out
 
 
 _TABLES: dict[int, tuple[Any, _TensorTable]] = {}
@@ -682,12 +715,13 @@ def _tensor_table(weights: Any, n_layers: int, used_frac: float) -> _TensorTable
         if t.is_matrix:
             by_type[st.dtype] = by_type.get(st.dtype, 0) + st.nbytes
     cols = list(zip(*rows, strict=True))
+    nbytes, decode = np.array(cols[2], dtype=float), np.array(cols[3], dtype=float)
+    dense, expert_f, params = (np.array(cols[i], dtype=float) for i in (4, 5, 6))
     table = _TensorTable(
         layer=np.array(cols[0], dtype=np.int64), expert=np.array(cols[1], dtype=bool),
-        nbytes=np.array(cols[2], dtype=float), decode=np.array(cols[3], dtype=float),
-        dense_flops=np.array(cols[4], dtype=float), expert_flops=np.array(cols[5], dtype=float),
-        params=np.array(cols[6], dtype=float), names=tuple(cols[7]),
-        matrix_type=(max(by_type, key=lambda k: by_type[k]) if by_type else str(weights.quant)).upper())
+        nbytes=nbytes, decode=decode, dense_flops=dense, expert_flops=expert_f, params=params, names=tuple(cols[7]),
+        matrix_type=(max(by_type, key=lambda k: by_type[k]) if by_type else str(weights.quant)).upper(),
+        columns=np.stack([decode, nbytes, dense, expert_f, params], axis=1))
     if len(_TABLES) > 64:
         _TABLES.clear()
     _TABLES[id(weights)] = (weights, table)  # holding the WeightSet keeps its id from being reused

@@ -20,6 +20,7 @@ import bisect
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,11 @@ class Layout:
 
 def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int | None]:
     """Device index of each unit 0..n_layers (the last is the output layer); None = CPU."""
+    return list(_layer_devices(n_layers, ngl, tuple(split)))
+
+
+@lru_cache(maxsize=1024)
+def _layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> tuple[int | None, ...]:
     total = sum(split)
     if total <= 0:
         raise LanderError("--tensor-split needs at least one positive share")
@@ -117,7 +123,7 @@ def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int
         else:
             frac = (il - start) / max(1, ngl)
             out.append(min(len(split) - 1, bisect.bisect_right(cum, frac)))
-    return out
+    return tuple(out)
 
 
 class LlamaCpp(Engine):
