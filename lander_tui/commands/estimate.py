@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     data["memory_source"] = memory.source
     plan = None
     several = len(memory.devices) > 1
-    if several or args.launch or args.format or args.bench:
+    plain = not (args.json or args.format)  # prints the plan when it splits or offloads, with its speed
+    if several or args.launch or args.format or args.bench or plain:
         plan = plan_row(req, est)
         if plan is not None:
             data["plan"] = plan.as_json()

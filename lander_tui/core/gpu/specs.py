@@ -380,7 +380,11 @@ def catalog_card(name: str) -> tuple[GpuSpec | None, str]:
 
 def named_card(query: str) -> GpuSpec:
     """The card a user named (`--gpu-model "RTX 4090"`): unambiguous, like `--what-if`."""
-    g = find_gpu(query)
+    try:
+        g = find_gpu(query)
+    except LanderError as err:  # the catalog speaks of --what-if; here the user typed --gpu-model
+        raise LanderError(str(err).replace("what-if GPU or instance", "GPU").replace("--what-if", "--gpu-model")
+                          .replace(" (all: lander-tui gpus --gpu-model list)", "")) from None
     spec = SPECS.get(g.name)
     if spec is None:
         raise LanderError(NOT_NVIDIA.format(name=g.name))
