@@ -50,13 +50,22 @@ def test_decode_within_20_percent_on_80_percent_of_held_out_single_gpu_rows(held
     assert s["median"] <= 0.12, s
 
 
-def test_prefill_on_held_out_single_gpu_rows(held_out):
-    # The issue's goal is 80 % within 35 %; the model reaches ~74 % (scripts/SPEED.md says where it
-    # misses: GB10 dense prompts, MoE prompts on the biggest GPUs, 2024 builds). This guards what holds.
+def test_prefill_within_35_percent_on_80_percent_of_held_out_single_gpu_rows(held_out):
+    # 81.5 % since MoE routing is counted apart from the expert matmuls (`moe_route_token_s`); the README
+    # says where it still misses (GB10 dense prompts, 2024 builds' F16 prompts).
     s = summary([p for p in held_out if p.row.kind == SINGLE and p.row.test == "pp"])
     assert s["n"] >= 300
-    assert s["within35"] >= 0.70, s
-    assert s["median"] <= 0.22, s
+    assert s["within35"] >= 0.80, s
+    assert s["median"] <= 0.17, s
+
+
+def test_moe_prompt_speed_stops_scaling_with_sms(held_out):
+    """The routing that does not shrink with SMs: gpt-oss-20b prompts on the biggest cards are no longer
+    predicted 45-80 % too fast (they were before `moe_route_token_s`)."""
+    big = [p for p in held_out if p.row.kind == SINGLE and p.row.test == "pp" and p.row.model == "gpt-oss-20b"
+           and p.row.gpu.sms >= 128]
+    assert len(big) >= 20
+    assert summary(big)["median"] <= 0.30, summary(big)
 
 
 def test_multi_gpu_rows_never_fitted_on_hold(held_out):

@@ -78,7 +78,7 @@ class SpeedCalibration:
     #: Fraction of peak memory bandwidth the decode kernels reach (fitted, llama.cpp CUDA rows).
     bw_efficiency: float = 1.0
     #: Bytes per second one SM keeps streaming, per GHz of its clock (fitted): the in-flight limit.
-    sm_stream_gbs_per_ghz: float = 14.0
+    sm_stream_gbs_per_ghz: float = 14.03
     #: Fixed cost per decoded token: sampling, graph launch, host sync (fitted).
     token_overhead_s: float = 0.0
     #: Cost per layer per decoded token beyond its bytes: kernel launches and tails (fitted).
@@ -87,24 +87,31 @@ class SpeedCalibration:
     moe_layer_overhead_s: float = 4.47e-5
     #: Fraction of peak tensor throughput per kernel path for prompt matmuls (fitted).
     mmq_efficiency: float = 1.0
-    cublas_efficiency: float = 0.634
-    dp4a_efficiency: float = 0.713
+    cublas_efficiency: float = 0.721
+    dp4a_efficiency: float = 0.765
     #: Matmul FLOPs one SM's non-tensor side (dequantisation, loads, shared memory) sustains per clock
     #: (fitted). Peak tensor rates grew faster than this (GA100/GH100 doubled INT8 per SM, the rest did
     #: not), so MMQ reaches a much smaller share of the peak on A100/H100 than on GeForce cards.
-    matmul_sm_flops_per_clk: float = 821.0
+    matmul_sm_flops_per_clk: float = 1012.0
     #: MoE expert matmuls (MUL_MAT_ID: tokens gathered per expert, then scattered back), fraction of
-    #: the path's peak (fitted).
-    moe_efficiency: float = 0.185
+    #: the path's peak (fitted; at its cap once the routing below is counted apart).
+    moe_efficiency: float = 1.0
     #: Tokens per matrix at which a matmul runs at half its large-batch rate (fitted): small batches
     #: and MoE experts that see few tokens each.
-    small_batch_tokens: float = 48.0
+    small_batch_tokens: float = 128.0
     #: Fraction of the FP16 tensor peak attention reaches in prefill (fitted; FlashAttention on).
-    attention_efficiency: float = 0.392
+    attention_efficiency: float = 0.411
     #: The same without flash attention (KQ materialised; fitted).
-    attention_efficiency_nofa: float = 0.0748
+    attention_efficiency_nofa: float = 0.0734
     #: Fixed cost per micro-batch per layer (fitted).
-    ubatch_layer_overhead_s: float = 1.78e-4
+    ubatch_layer_overhead_s: float = 1.53e-4
+    #: Seconds per prompt token per MoE layer that do not scale with the GPU (fitted): sorting tokens
+    #: by expert before MUL_MAT_ID. llama.cpp's `mmq_ids_helper` (ggml-cuda/mmq.cu) runs one warp per
+    #: expert walking every token of the micro-batch in order, so this work takes as long on a 170-SM
+    #: card as on a 48-SM one (earlier builds copied the ids to the host and synchronised instead).
+    #: Fitted at 2.6 us: for gpt-oss-20b (24 MoE layers) 62 us per prompt token, what the RTX 5070 Ti
+    #: and RTX 5090 rows alone give for the part of prompt time that does not shrink with SMs (~60 us).
+    moe_route_token_s: float = 2.59e-6
     #: Host RAM: fraction of peak DDR bandwidth a CPU matrix-vector pass reaches. Not fitted (the data
     #: has 9 usable offload rows on 4 machines); STREAM-triad on desktop DDR4/DDR5 reaches 70-85 %
     #: and llama.cpp's CPU kernels somewhat less.
@@ -418,7 +425,7 @@ def device_ubatch_seconds(d: DeviceLoad, n: np.ndarray, pos: np.ndarray, inp: Sp
         touched = touched + 4.0 * d.matrix_params  # dequantized to an FP16 copy (written, then read by the GEMM)
     mem = touched / (d.gpu.mem_bw_gbs * GB)
     return (_matmul_seconds(d, n, inp, cal) + _attention_seconds(d, n, pos, inp.flash_attn, cal) + mem
-            + d.layers * cal.ubatch_layer_overhead_s)
+            + d.layers * cal.ubatch_layer_overhead_s + n * d.moe_layers * cal.moe_route_token_s)
 
 
 def _host_ubatch_seconds(h: HostLoad, n: np.ndarray, inp: SpeedInputs, cal: SpeedCalibration) -> np.ndarray:
