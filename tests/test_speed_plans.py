@@ -275,3 +275,30 @@ def test_plain_text_has_the_speed_lines(capsys):
     assert main(["estimate", "llama-3.1-8b", "--what-if", "RTX 4090", "-c", "8192", "-q", "Q4_K_M"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"  decode_tps: [\d.]+\n  prefill_tps: [\d.]+\n  ttft_s: [\d.]+\n  speed_at_context: 8192", out)
+
+
+def test_an_unknown_live_card_is_built_from_nvml_clocks_read_once():
+    """A card the speed table does not know, on a driver that reports its clocks (the fake answers
+    `nvmlDeviceGetMaxClockInfo`, `...MemoryBusWidth`, `...CudaComputeCapability`, `...NumGpuCores` as
+    nvidia-ml-py does): bandwidth from memory clock x bus width, SMs from the CUDA cores."""
+    from lander_tui.core.gpu.specs import nvml_bandwidth_gbs
+
+    scenario = {"gpus": [{"name": "NVIDIA Zephyr X1", "total_mib": 24564, "used_mib": 0,
+                          "max_mem_clock_mhz": 10501, "max_sm_clock_mhz": 2520, "bus_width_bits": 384,
+                          "compute_capability": [8, 9], "cuda_cores": 16384},
+                         {"name": "NVIDIA Quantum 9000", "total_mib": 49152, "used_mib": 0,
+                          "unsupported": ["clocks"], "bus_width_bits": 512, "compute_capability": [12, 0]}]}
+    backend = FakeBackend(scenario)
+    for _ in range(3):
+        snap = backend.poll()
+    g = snap.gpus[0]
+    assert (g.mem_clock_mhz, g.bus_width_bits, g.compute_capability, g.sm_count, g.sm_clock_mhz) == (
+        10501, 384, (8, 9), 128, 2520)
+    assert backend.nvml.calls["nvmlDeviceGetMaxClockInfo", 0] == 2  # memory and SM clock, once each
+    dev = pm.on_gpus(snap, [0]).devices[0]
+    assert dev.card is not None and not dev.card.known
+    assert dev.card.mem_bw_gbs == pytest.approx(nvml_bandwidth_gbs(10501, 384)) == pytest.approx(1008, rel=0.01)
+    assert dev.card.int8 == pytest.approx(RTX4090.int8, rel=0.01)  # 128 Ada SMs at 2.52 GHz
+    # no memory clock: no bandwidth, so no card, and the note says how to name one
+    other = pm.on_gpus(snap, [1]).devices[0]
+    assert other.card is None and "--gpu-model" in other.card_note

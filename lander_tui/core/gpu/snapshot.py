@@ -60,6 +60,13 @@ class GpuInfo:
     lost: bool = False
     unified_memory: bool = False  # memory shared with the host: figures come from host RAM
     note: str = ""  # one line about anything unusual on this GPU
+    #: Fixed facts for the speed of a card the speed table does not know (read once; None = N/A):
+    #: NVML's maximum memory clock (half the data rate), bus width, compute capability, SMs, SM clock.
+    mem_clock_mhz: float | None = None
+    bus_width_bits: int | None = None
+    compute_capability: tuple[int, int] | None = None
+    sm_count: int | None = None
+    sm_clock_mhz: float | None = None
 
     @property
     def label(self) -> str:

@@ -339,6 +339,19 @@ def nvml_bandwidth_gbs(memory_clock_mhz: float, bus_width_bits: int) -> float:
     return 2.0 * memory_clock_mhz * bus_width_bits / 8 / 1000
 
 
+#: CUDA cores per SM by compute capability (CUDA C Programming Guide, "Arithmetic Instructions" table:
+#: FP32 results per clock per SM): Kepler 192, GP100/Volta/Turing/GA100 64, the rest 128.
+_CORES_PER_SM = {(3,): 192, (5,): 128, (6, 0): 64, (6,): 128, (7,): 64, (8, 0): 64, (8,): 128, (9,): 128,
+                 (10,): 128, (12,): 128}
+
+
+def sm_count_from_cores(cores: int, compute_capability: tuple[int, int]) -> int:
+    """SMs from NVML's CUDA core count (`nvmlDeviceGetNumGpuCores`), which NVML does not give directly."""
+    major, minor = compute_capability
+    per = _CORES_PER_SM.get((major, minor)) or _CORES_PER_SM.get((major,)) or 128
+    return max(1, round(cores / per))
+
+
 def _kind_for(cc: tuple[int, int], geforce: bool) -> str:
     major, minor = cc
     if major >= 10 and major < 12:
