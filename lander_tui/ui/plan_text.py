@@ -110,9 +110,10 @@ def speed_text(chosen: ChosenPlan) -> str:
         label = get_engine(chosen.engine).label
         return speed_unknown(chosen.memory.devices) or f"speed unknown: {label} has no speed model"
     pad = " " * len("speed: ")
-    lines = [f"speed: decode {tps_text(s.decode_tps)} tok/s at {short_tokens(s.context)} tokens · {s.bound}",
-             f"{pad}prefill {tps_text(s.prefill_tps)} tok/s · first token after {seconds_text(s.ttft_s)} "
-             f"({short_tokens(s.prompt)}-token prompt)"]
+    # decode and prefill are both at the plan's context (a prompt that long): one line of numbers, then
+    # what bounds decode on its own line, so neither wraps in the 76-column Plan view
+    lines = [f"speed: decode {tps_text(s.decode_tps)} tok/s at {short_tokens(s.context)} · prefill "
+             f"{tps_text(s.prefill_tps)} tok/s · TTFT {seconds_text(s.ttft_s)}", f"{pad}{s.bound}"]
     if s.offload_step_cost is not None:
         after = max(0.0, s.decode_tps - s.offload_step_cost)
         lines.append(f"{pad}one more step on the CPU ({s.offload_step}): decode {tps_text(s.decode_tps)} -> "
