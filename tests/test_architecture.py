@@ -13,8 +13,6 @@ ENGINES_DIR = PACKAGE / "core" / "engines"
 #: Modules that may name engines, and why. The accuracy harness picks the records each engine logged
 #: (`rec["engine"] == "vllm"`): it judges the engines, it decides nothing for a user.
 ALLOWED = {"core/ground_truth.py",
-           # speed's kernel paths still name engines until speed moves into the engine modules (issue 15)
-           "core/speed.py",
            # the live readers' dispatch, until each reader names the engine it predicts with (issue 14)
            "core/live/predict.py", "core/live/registry.py"}
 #: A live reader module knows one server kind, as an engine module knows one engine: it recognises its

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lander_tui.core.memory import MemoryParts, total_parts
+
+if TYPE_CHECKING:
+    from lander_tui.core.speed import SpeedEstimate
 
 
 def cpu_gpu_split(size: float, size_vram: float) -> str:
@@ -73,6 +76,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     #: Engine settings the plan was made with and its command must pass (e.g. gpu_memory_utilization).
     settings: Mapping[str, float] = field(default_factory=dict)
+    #: How fast it runs at `context` (`Engine.speed`, filled by `estimate.plan_row`); None: not known.
+    speed: SpeedEstimate | None = None
 
     @property
     def memory(self) -> MemoryParts:
@@ -97,11 +102,14 @@ class Plan:
         return cpu_gpu_split(self.cpu_weights_mib + self.gpu_weights_mib, self.gpu_weights_mib)
 
     def as_json(self) -> dict[str, Any]:
+        from lander_tui.core.speed import speed_json
+
         return {
             "backend": self.engine, "quant": self.quant, "kv_cache": self.kv_cache, "context": self.context,
             "fits": self.fits, "n_layers": self.n_layers, "gpu_layers": self.gpu_layers, "cpu_moe": self.cpu_moe,
             "tensor_split": [round(x, 3) for x in self.tensor_split], "tensor_parallel": self.tensor_parallel,
             "host_mib": round(self.host_mib, 2), "cpu_gpu": self.cpu_gpu_split(),
             "devices": [d.as_json() for d in self.devices],
+            **speed_json(self.speed, detail=True),
             "notes": list(self.notes),
         }

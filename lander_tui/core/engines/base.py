@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts, total_parts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import DeviceShare, Plan
 from lander_tui.core.weights import WeightSet
+
+if TYPE_CHECKING:
+    from lander_tui.core.speed import SpeedEstimate, SpeedInputs
 
 
 def pad(x: Any, n: int) -> Any:
@@ -48,6 +51,7 @@ class EngineOptions:
     block_size: int = 16
     enforce_eager: bool = False  # vLLM --enforce-eager: no CUDA graphs
     tensor_split: tuple[float, ...] | None = None  # llama.cpp --tensor-split; None = by free memory
+    host_bw_gbs: float | None = None  # host RAM bandwidth for layers on the CPU; None = read it (SMBIOS) or a default
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -148,6 +152,9 @@ class Engine:
     #: The `EngineOptions` fields this engine's numbers depend on (a flag for any other is ignored,
     #: and the CLI says so). `overrides` always applies.
     options_read: frozenset[str] = frozenset({"n_parallel"})
+    #: How it runs a token, for the speed model (`core/speed.py` GGML, SERVER or EAGER); "" = no speed
+    #: model (a plugin that does not say).
+    runtime: str = ""
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
@@ -230,6 +237,49 @@ class Engine:
     def startup_need_mib(self, share: DeviceShare, device: Device, plan: Plan) -> float:
         """What must be free on this GPU for the plan to start (by default what it holds)."""
         return share.total_mib
+
+    # --- speed ---------------------------------------------------------------------------------
+    def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
+        """The speed model's view of a placement: `plan`, or the row's own (everything on the GPUs, as
+        `footprint` places it). By default tensor parallel over several GPUs (every rank reads its share
+        at once), prompts in chunks of `max_num_batched_tokens`."""
+        from lander_tui.core.speed import device_cards, speed_inputs
+
+        tp = plan.tensor_parallel if plan is not None else len(devices)
+        chunk = self.prefill_chunk(devices, opts)
+        return speed_inputs(model.spec, self.weights(model, quant), device_cards(devices), kv_type=kv,
+                            runtime=self.runtime, tensor_parallel=tp > 1, flash_attn=opts.flash_attn is not False,
+                            n_ubatch=chunk, n_batch=chunk, concurrency=opts.n_parallel or 1)
+
+    def prefill_chunk(self, devices: Sequence[Device], opts: EngineOptions) -> int:
+        """Prompt tokens one forward pass takes (a server's `max_num_batched_tokens`)."""
+        return opts.max_num_batched_tokens or 8192
+
+    def offload_step(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan) -> tuple[SpeedInputs, str] | None:
+        """The plan with one more layer (or one more layer's experts) on the CPU, and that step in the
+        engine's flags ("-ngl 42"); None when this engine does not run layers on the CPU."""
+        return None
+
+    def speed(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
+              opts: EngineOptions, plan: Plan | None = None) -> SpeedEstimate | None:
+        """Decode tokens/s at `ctx`, prefill of a `ctx`-token prompt and time to first token, for `plan`
+        (with the cost of one more offload step) or the row's own placement. None when the engine has no
+        speed model or a GPU's card is unknown (`core.speed.speed_unknown` says which)."""
+        from lander_tui.core.speed import estimate_speed, speed_unknown
+
+        if not self.runtime or speed_unknown(devices):
+            return None
+        inp = self.speed_inputs(model, quant, kv, devices, opts, plan)
+        step = self.offload_step(model, quant, kv, devices, opts, plan) if plan is not None else None
+        if step is None:
+            return estimate_speed(inp, ctx, prompt=ctx)
+        return estimate_speed(inp, ctx, prompt=ctx, step=step[0], step_label=step[1])
+
+    def bench_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        """The command that measures what `speed` predicts for the plan, on the user's machine."""
+        raise LanderError(f"{self.label} has no benchmark command here (llama.cpp and Ollama plans have one)")
 
     # --- running it ----------------------------------------------------------------------------
     def command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:

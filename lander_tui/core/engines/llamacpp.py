@@ -20,6 +20,8 @@ import bisect
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +34,7 @@ from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
 from lander_tui.core.quant_config import native_format
+from lander_tui.core.speed import GGML, SpeedInputs, device_cards, llama_bench_command, offload_step, speed_inputs
 from lander_tui.core.weights import WeightSet, gguf_format, gguf_weights
 
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
@@ -102,6 +105,11 @@ class Layout:
 
 def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int | None]:
     """Device index of each unit 0..n_layers (the last is the output layer); None = CPU."""
+    return list(_layer_devices(n_layers, ngl, tuple(split)))
+
+
+@lru_cache(maxsize=1024)
+def _layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> tuple[int | None, ...]:
     total = sum(split)
     if total <= 0:
         raise LanderError("--tensor-split needs at least one positive share")
@@ -117,7 +125,7 @@ def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int
         else:
             frac = (il - start) / max(1, ngl)
             out.append(min(len(split) - 1, bisect.bisect_right(cum, frac)))
-    return out
+    return tuple(out)
 
 
 class LlamaCpp(Engine):
@@ -132,6 +140,7 @@ class LlamaCpp(Engine):
     splits_across_gpus = True
     builtin = True
     options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split"})
+    runtime = GGML
     pad_cells = 256
     defaults_parallel = 1
     #: Whether a plan may keep MoE experts on the CPU (`--n-cpu-moe`) before moving whole layers.
@@ -375,6 +384,60 @@ class LlamaCpp(Engine):
                 hi = mid - 1
         return at(ngl=lo)
 
+    # --- speed ---------------------------------------------------------------------------------
+    def _speed_args(self, model: ResolvedModel, kv: str, devices: Sequence[Device], opts: EngineOptions,
+                    plan: Plan | None) -> dict[str, Any]:
+        """The placement as the speed model takes it: the device of every layer unit (the same
+        `layer_devices` the memory uses), `--n-cpu-moe`, and the batch and attention settings."""
+        L = model.spec.n_layers
+        ngl = L + 1 if plan is None else plan.gpu_layers
+        split = plan.tensor_split if plan is not None and plan.tensor_split else self._split(devices, opts)
+        units = layer_devices(L, ngl, split)
+        cpu_moe = plan.cpu_moe if plan is not None else 0
+        _, fa = self.check(model.spec, kv, opts)
+        host = host_bandwidth_gbs(opts)
+        return {"units": units, "cpu_moe": cpu_moe, "kv_type": kv, "runtime": self.runtime, "flash_attn": fa,
+                "n_ubatch": opts.n_ubatch, "n_batch": opts.n_batch, "host_bw_gbs": host}
+
+    def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
+        return speed_inputs(model.spec, self.weights(model, quant), device_cards(devices),
+                            **self._speed_args(model, kv, devices, opts, plan))
+
+    def offload_step(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan) -> tuple[SpeedInputs, str] | None:
+        """The next layer's experts to the CPU for an MoE model (`--n-cpu-moe N+1`), else the lowest
+        GPU layer (`-ngl` one lower: llama.cpp offloads from the front)."""
+        spec = model.spec
+        if plan.gpu_layers <= 0:
+            return None  # everything is on the CPU already
+        if spec.moe and plan.cpu_moe < spec.n_layers:
+            label = f"--n-cpu-moe {plan.cpu_moe + 1}"
+        else:
+            label = f"-ngl {min(plan.gpu_layers, spec.n_layers + 1) - 1}"
+        inputs = offload_step(spec, self.weights(model, quant), device_cards(devices),
+                              **self._speed_args(model, kv, devices, opts, plan))
+        return inputs, label
+
+    def bench_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        """Two `llama-bench` runs with the plan's placement: a prompt as long as the context (prefill
+        tok/s, time to first token) and 128 tokens decoded after context - 128 cached ones (decode tok/s
+        at the context; llama-bench sizes its cache to prompt + generated + depth, so this stays within
+        the plan's memory)."""
+        args: dict[str, Any] = {"ngl": plan.gpu_layers if plan.gpu_layers <= plan.n_layers else 999,
+                "tensor_split": tuple(_ratios(plan.tensor_split)) if len(plan.devices) > 1 else (),
+                "cpu_moe": plan.cpu_moe, "flash_attn": opts.flash_attn is not False, "n_ubatch": opts.n_ubatch,
+                "n_batch": opts.n_batch, "kv_type": plan.kv_cache}
+        ckpt = gguf_checkpoint(model, plan.quant)
+        path, note = ckpt.ref, ckpt.comment()
+        if ckpt.kind == "gguf-repo":  # llama-bench reads a local file only
+            path = f"{ckpt.ref.split('/')[-1].replace(':', '-')}.gguf"
+            note = f"# {path}: the GGUF that `llama-server -hf {ckpt.ref}` downloads (llama-bench reads a file)\n"
+        prefill = llama_bench_command(path, prompt=plan.context, gen=0, **args)
+        decode = llama_bench_command(path, prompt=0, gen=BENCH_GEN, depth=max(0, plan.context - BENCH_GEN),
+                                     **args)
+        return f"{note}{prefill}\n{decode}"
+
     # --- running it ----------------------------------------------------------------------------
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         ckpt = gguf_checkpoint(model, plan.quant)
@@ -390,6 +453,19 @@ class LlamaCpp(Engine):
             args += ["--n-cpu-moe", str(plan.cpu_moe)]
         args += ["-fit", "off"]  # the plan is already fitted; keep llama.cpp from changing it
         return ckpt.comment() + shlex.join(args)
+
+
+#: Tokens the decode benchmark generates (llama-bench's own default, `tg128`).
+BENCH_GEN = 128
+
+
+def host_bandwidth_gbs(opts: EngineOptions) -> float | None:
+    """Host RAM bandwidth for layers on the CPU: the user's figure, else this machine's SMBIOS
+    (`core/host_memory.py`); None when neither is known (the speed model then says what it assumed)."""
+    from lander_tui.core.host_memory import host_memory_bandwidth
+
+    hm = host_memory_bandwidth(opts.host_bw_gbs)
+    return None if hm.source.startswith("default") else hm.gbs
 
 
 def _ratios(split: tuple[float, ...]) -> list[float]:

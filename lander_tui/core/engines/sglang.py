@@ -46,6 +46,7 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
+from lander_tui.core.speed import SERVER
 from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
 
 GIB = 1024**3
@@ -103,6 +104,7 @@ class SGLang(Engine):
     kv_cycle = ("", "auto", "fp8")
     splits_across_gpus = True
     builtin = True
+    runtime = SERVER
 
     def granularity(self, opts: EngineOptions) -> int:
         return 1  # the pool counts tokens (page size 1 by default)

@@ -16,6 +16,7 @@ Calibrated on tests/data/ground-truth/transformers.jsonl (torch 2.11, transforme
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +25,11 @@ from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Calibration, Engine, EngineOptions
 from lander_tui.core.formats import kv_bytes_per_value, weight_format
 from lander_tui.core.memory import MIB, Breakdown
-from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
+from lander_tui.core.speed import EAGER, SpeedInputs, device_cards, speed_inputs
 from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights
 
 #: bitsandbytes on load: the BitsAndBytesConfig arguments per format.
@@ -113,6 +115,7 @@ class Transformers(Engine):
     kv_types = ("bf16",)
     kv_cycle = ("", "bf16")
     builtin = True
+    runtime = EAGER
 
     def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
         return checkpoint_quants(model.spec, self.quants)
@@ -186,6 +189,15 @@ class Transformers(Engine):
         return Breakdown(weights, kv, np.asarray(act, dtype=np.float64), reserve + ctx_mib, np.zeros(ctx.shape),
                          {"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
                          context=ctx)
+
+    def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
+        """`generate` runs the whole prompt in one forward pass (no micro-batches) on the GPUs' summed
+        memory; SDPA attention (a fused kernel, like FlashAttention), MLA cached expanded per head."""
+        whole = 1 << 30
+        return speed_inputs(model.spec, self.weights(model, quant), device_cards(devices), kv_type=kv,
+                            runtime=self.runtime, flash_attn=True, n_ubatch=whole, n_batch=whole,
+                            concurrency=opts.n_parallel or 1)
 
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         """A Python snippet: load the checkpoint as planned and generate within the planned context."""

@@ -71,6 +71,7 @@ from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.solver import max_fitting
+from lander_tui.core.speed import SERVER
 from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
 
 GIB = 1024**3
@@ -355,6 +356,7 @@ class Vllm(Engine):
     builtin = True
     options_read = frozenset({"n_parallel", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs",
                               "block_size", "cuda_graphs"})
+    runtime = SERVER
 
     def granularity(self, opts: EngineOptions) -> int:
         return opts.block_size
@@ -388,6 +390,9 @@ class Vllm(Engine):
         return VllmSettings(total, d.name, len(devices), util, opts.max_num_seqs,
                             opts.max_num_batched_tokens, kv, opts.block_size, opts.enforce_eager,
                             self.calibration(opts).release).resolved()
+
+    def prefill_chunk(self, devices: Sequence[Device], opts: EngineOptions) -> int:
+        return int(self.settings(devices, "auto", opts, self.utilization(opts)).max_num_batched_tokens or 8192)
 
     def budget(self, devices: Sequence[Device], opts: EngineOptions) -> Budget:
         """`total x utilization` on each GPU. vLLM refuses to start if that much is not free, so when
