@@ -23,3 +23,13 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def model_facts() -> list[dict]:
     return json.loads((DATA / "models" / "model_facts.json").read_text())
+
+
+def pytest_report_header(config) -> str:
+    """Say which real llama.cpp the tests judge against (tests/support/llamacpp.py pins it)."""
+    from support import llamacpp
+
+    secs = llamacpp.build_seconds()
+    state = f"cached (its build took {secs:.0f} s)" if llamacpp.is_built() and secs is not None \
+        else "not built yet: the first test that needs it builds it"
+    return f"llama.cpp: {llamacpp.VERSION}, {llamacpp.install_dir()}, {state}"

@@ -8,7 +8,7 @@ vLLM and Transformers load them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from lander_tui.core.errors import LanderError
@@ -70,12 +70,16 @@ def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] |
             SizedTensor(t, t.ggml_type or "F32", t.nbytes if t.nbytes is not None
                         else ggml_type(t.ggml_type or "F32").nbytes(t.n_elements))
             for t in file_tensors), exact=True)
+    if file_tensors:
+        # another quant of this file's model: the file's own tensor list, re-typed as the quantizer would
+        # from the converter's output (its types say nothing about another file type's choices)
+        return _predicted_gguf(spec, fmt.name, tuple(replace(t, ggml_type=None, nbytes=None) for t in file_tensors))
     return _predicted_gguf(spec, fmt.name)
 
 
 @lru_cache(maxsize=512)
-def _predicted_gguf(spec: ModelSpec, ftype: str) -> WeightSet:
-    tensors = model_tensors(spec)
+def _predicted_gguf(spec: ModelSpec, ftype: str, tensors: tuple[Tensor, ...] | None = None) -> WeightSet:
+    tensors = tensors if tensors is not None else model_tensors(spec)
     types = predict_tensor_types(spec, tensors, ftype)
     return WeightSet(ftype, tuple(
         SizedTensor(t, types[t.name], ggml_type(types[t.name]).nbytes(t.n_elements)) for t in tensors

@@ -36,6 +36,11 @@ class EngineOptions:
     block_size: int = 16
     cuda_graphs: bool = True
     tensor_split: tuple[float, ...] | None = None  # llama.cpp --tensor-split; None = by free memory
+    #: llama.cpp front end whose defaults apply (core/llamacpp_front_ends.py): "llama-server" (what the
+    #: launch command runs), "llama-cli", or "bindings" (the C API defaults: llama-cpp-python ...).
+    front_end: str = "llama-server"
+    #: llama.cpp full-size sliding-window cache (`--swa-full`, C API `swa_full`); None = the front end's default.
+    swa_full: bool | None = None
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -45,6 +50,9 @@ class EngineOptions:
             raise LanderError("--gpu-memory-utilization must be between 0.05 and 1.0")
         if self.n_ubatch < 1 or self.n_batch < 1:
             raise LanderError("batch sizes must be at least 1")
+        from lander_tui.core.llamacpp_front_ends import front_end
+
+        front_end(self.front_end)
 
 
 @dataclass(frozen=True)

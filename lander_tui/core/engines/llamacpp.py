@@ -18,6 +18,7 @@ import numpy as np
 from lander_tui.core.engines.base import MIB, Breakdown, Calibration, EngineOptions, pad
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import BlockType, kv_cache_type
+from lander_tui.core.llamacpp_front_ends import front_end, logits_rows
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.weights import WeightSet, gguf_weights
 
@@ -44,6 +45,11 @@ class LlamaCppCalibration(Calibration):
     nofa_embd_tensors: float = 4.5
     #: Host compute buffer: input embeddings stage, n_embd x n_ubatch f32 tensors.
     host_embd_tensors: float = 2.0
+    #: f32 tensors of width n_ff x n_ubatch alive at the FFN peak (gate, up, their product, and one more
+    #: the allocator cannot reuse). Only visible when the logits rows are few (llama-server): Qwen3-4B at 8k
+    #: shows a CUDA compute buffer of 85.01 MiB (tests/data/ground-truth/wild, llama.cpp-ollama-019)
+    #: = 4 x 9728 x 512 x 4 B + 2 x 2560 x 512 x 4 B (86.0 MiB, 1 MiB to spare); 3 would give 67 MiB.
+    ffn_ff_tensors: float = 4.0
 
     def device_overhead_mib(self) -> float:
         """What each GPU in use carries besides weights, KV and compute buffers."""
@@ -104,18 +110,24 @@ class LlamaCpp:
             n_ctx_seq = pad(n_ctx // n_par, self.pad_cells)
             n_ctx, streams = n_ctx_seq * n_par, n_par
         n_ub = np.minimum(min(opts.n_ubatch, opts.n_batch), n_ctx)
-        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch))
+        fe = front_end(opts.front_end)
+        swa_full = fe.swa_full if opts.swa_full is None else opts.swa_full
+        # with causal attention llama.cpp caps n_batch (hence n_ubatch) at n_ctx (src/llama-context.cpp)
+        rows = np.minimum(logits_rows(opts.front_end, opts.n_ubatch, opts.n_batch, n_par), n_ub)
+        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch),
+                        swa_full=swa_full, n_outputs=rows)
 
     def kv_layer_bytes(self, spec: ModelSpec, kv: BlockType, geo: Geometry) -> dict[str, np.ndarray]:
         """KV (or recurrent state) bytes of ONE layer of each kind: "full", "swa", "recurrent"."""
         k_vals, v_vals = spec.kv_values_per_token()
         per_cell = _kv_row_bytes(kv, k_vals) + _kv_row_bytes(kv, v_vals)
         out = {FULL: (per_cell * geo.n_ctx_seq * geo.streams).astype(np.float64)}
-        if spec.llamacpp_uses_swa:
+        if spec.llamacpp_uses_swa and not geo.swa_full:
+            # src/llama-kv-cache-iswa.cpp: GGML_PAD(min(size_base, n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)
             swa_seqs = geo.n_par if geo.unified else 1
             cells = np.minimum(geo.n_ctx_seq, pad((spec.sliding_window or 0) * swa_seqs + geo.n_ub, self.pad_cells))
             out[SWA] = (per_cell * cells * geo.streams).astype(np.float64)
-        else:
+        else:  # no iSWA cache for this arch, or swa_full: the SWA cache is as large as the base one
             out[SWA] = out[FULL]
         rec = (spec.recurrent.conv + spec.recurrent.ssm) * 4 * geo.n_par if spec.recurrent else 0
         out[RECURRENT] = np.full(geo.n_ctx.shape, float(rec))
@@ -131,7 +143,7 @@ class LlamaCpp:
         H, V = spec.hidden_size, spec.vocab_size
         k_vals, v_vals = spec.kv_values_per_token()
         embd = H * geo.n_ub * 4
-        logits = V * np.minimum(geo.n_ub, geo.n_batch) * 4 + embd
+        logits = V * geo.n_outputs * 4 + embd  # rows: the front end's n_outputs_max (core/llamacpp_front_ends.py)
         n_kv = geo.n_ctx_seq
         if fa:
             attn = n_kv * geo.n_ub * 2 + cal.fa_embd_tensors * embd  # f16 mask
@@ -141,7 +153,7 @@ class LlamaCpp:
             attn = n_kv * geo.n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
         ff = max(spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0,
                  spec.moe.n_used * spec.moe.expert_ff if spec.moe else 0)
-        ffn = 3 * ff * geo.n_ub * 4 + 2 * embd
+        ffn = cal.ffn_ff_tensors * ff * geo.n_ub * 4 + 2 * embd
         host = cal.host_embd_tensors * embd + n_kv * geo.n_ub * (2 if fa else 4)
         return {"logits": logits.astype(np.float64), "attention": np.asarray(attn, dtype=np.float64),
                 "ffn": ffn.astype(np.float64), "host": np.asarray(host, dtype=np.float64)}
@@ -177,6 +189,8 @@ class Geometry:
     n_par: int
     unified: bool
     n_batch: int
+    swa_full: bool = False
+    n_outputs: np.ndarray | int = 1  # logits rows the worst-case prompt graph is reserved for
 
 
 @dataclass(frozen=True)
