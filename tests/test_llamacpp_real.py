@@ -277,7 +277,8 @@ def test_kv_caches_equal_the_estimate(models, case):
 
 def test_gpt_oss_gguf_sizes_match_the_published_files():
     """Published gpt-oss GGUFs (experts MXFP4 at every level): bartowski gpt-oss-20b MXFP4 12.1 GB and
-    Q6_K 12.04 GB, unsloth F16 ~13.8 GB; ggml-org gpt-oss-120b MXFP4 59.02 GiB (llama-bench), Q4_K_M ~63 GB."""
+    Q6_K 12.04 GB, unsloth F16 ~13.8 GB; gpt-oss-120b MXFP4 59.02 GiB and F16 60.87 GiB as llama-bench prints
+    them (a public Framework-forum post), Q4_K_M ~63 GB."""
     from lander_tui.core.catalog import get_model
 
     def gb(model: str, quant: str) -> float:
@@ -286,8 +287,9 @@ def test_gpt_oss_gguf_sizes_match_the_published_files():
     assert gb("gpt-oss-20b", "MXFP4_MOE") == pytest.approx(12.1, rel=0.03)
     assert gb("gpt-oss-20b", "Q6_K") == pytest.approx(12.04, rel=0.03)
     assert gb("gpt-oss-20b", "F16") == pytest.approx(13.8, rel=0.03)
-    assert predicted_weights(get_model("gpt-oss-120b"), "MXFP4_MOE").total_bytes / 2**30 == pytest.approx(
-        59.02, rel=0.02)
+    gib = {q: predicted_weights(get_model("gpt-oss-120b"), q).total_bytes / 2**30 for q in ("MXFP4_MOE", "F16")}
+    assert gib["MXFP4_MOE"] == pytest.approx(59.02, abs=0.01)  # llama-bench: "gpt-oss ?B MXFP4 MoE 59.02 GiB"
+    assert gib["F16"] == pytest.approx(60.87, abs=0.01)  # llama-bench: "gpt-oss ?B F16 60.87 GiB"
     assert gb("gpt-oss-120b", "Q4_K_M") == pytest.approx(63, rel=0.04)
     for quant in ("Q4_K_M", "Q8_0", "F16"):  # every level keeps the experts in MXFP4
         w = predicted_weights(get_model("gpt-oss-20b"), quant)
@@ -360,3 +362,21 @@ def test_gemma3_270m_types_are_what_the_quantizer_rules_predict(gemma_270m):
     pred = predicted_weights(g.spec, "Q4_K_M")
     assert _type_mismatches(pred, g.tensors) == {}
     assert pred.total_bytes == g.tensor_bytes
+
+
+def test_native_mxfp4_is_a_known_quant_for_every_engine():
+    """gpt-oss's own format: `MXFP4` for vLLM/Transformers (experts MXFP4, the rest BF16, as the checkpoint
+    ships) and for llama.cpp (its file type MXFP4_MOE: experts MXFP4, other matrices Q8_0)."""
+    from lander_tui.core.catalog import get_model
+    from lander_tui.core.weights import hf_weights
+
+    spec = get_model("gpt-oss-20b")
+    gguf = predicted_weights(spec, "MXFP4")
+    assert gguf.quant == "MXFP4_MOE" and gguf.total_bytes == predicted_weights(spec, "MXFP4_MOE").total_bytes
+    hf = hf_weights(spec, "MXFP4")
+    by_type = {t.tensor.name: t.dtype for t in hf.tensors}
+    assert {d for n, d in by_type.items() if "_exps.weight" in n} == {"MXFP4"}
+    assert {d for n, d in by_type.items() if "_exps.weight" not in n} == {"BF16"}
+    # the checkpoint on the Hub is 13.8 GB (model-0000x-of-00002.safetensors); BF16 experts would be 39 GiB
+    assert hf.total_bytes / 1e9 == pytest.approx(13.8, rel=0.03)
+    assert hf_weights(spec, "MXFP4_MOE").total_bytes == hf.total_bytes

@@ -131,8 +131,9 @@ class WeightFormat:
     """How a model's weights are stored, for every engine.
 
     `kind` is "gguf" (a llama.cpp file type, possibly mixed per tensor), "dtype" (one plain type for
-    every matrix), "grouped" (GPTQ/AWQ: `bits` per weight plus an f16 scale and a packed zero per
-    `group` weights), or "nf4" (bitsandbytes: 4 bits plus one absmax per 64, double-quantized).
+    every matrix), "mxfp4" (native MXFP4 experts, the rest in the checkpoint dtype), "grouped"
+    (GPTQ/AWQ: `bits` per weight plus an f16 scale and a packed zero per `group` weights), or "nf4"
+    (bitsandbytes: 4 bits plus one absmax per 64, double-quantized).
     """
 
     name: str
@@ -219,6 +220,10 @@ def weight_format(name: str) -> WeightFormat:
         return WeightFormat(key, "gguf", ggml_type(GGUF_FTYPE_DEFAULT[key]).bits_per_weight)
     if key in _DTYPE_BITS:
         return WeightFormat(key, "dtype", float(_DTYPE_BITS[key]))
+    if key == "MXFP4":
+        # a checkpoint's native MXFP4 experts (gpt-oss): 32 4-bit values + one E8M0 scale byte, other
+        # tensors in the checkpoint dtype; llama.cpp's file type for it is MXFP4_MOE
+        return WeightFormat("MXFP4", "mxfp4", GGML_TYPES["MXFP4"].bits_per_weight)
     if key == "NF4":
         return WeightFormat("NF4", "nf4", 4.0)
     if key.startswith(("GPTQ", "AWQ")):
@@ -235,7 +240,7 @@ def weight_format(name: str) -> WeightFormat:
             raise LanderError(f"bad grouped quant {name!r}: bits must be 2, 3, 4 or 8 (e.g. GPTQ-4bit-g128)")
         label = f"{parts[0]}-{bits}bit" + ("" if group == 128 else f"-g{group}")
         return WeightFormat(label, "grouped", float(bits), group)
-    known = ", ".join(list(GGUF_FTYPE_DEFAULT) + list(_DTYPE_BITS) + ["NF4", "GPTQ-4bit", "AWQ"])
+    known = ", ".join(list(GGUF_FTYPE_DEFAULT) + list(_DTYPE_BITS) + ["MXFP4", "NF4", "GPTQ-4bit", "AWQ"])
     raise LanderError(f"unknown quant {name!r}; known: {known}")
 
 

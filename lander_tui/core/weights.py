@@ -62,7 +62,7 @@ class WeightSet:
 def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] | None = None,
                  file_quant: str | None = None) -> WeightSet:
     """llama.cpp weights. A real file's tensors are exact when `quant` is that file's type."""
-    fmt = weight_format(quant)
+    fmt = weight_format("MXFP4_MOE" if quant.strip().upper() == "MXFP4" else quant)
     if fmt.kind != "gguf":
         raise LanderError(f"{quant} is not a GGUF type; llama.cpp/Ollama take e.g. Q4_K_M, Q8_0, F16")
     if file_tensors is not None and (file_quant is None or file_quant.upper() == fmt.name):
@@ -92,15 +92,22 @@ _KEEP_DTYPE = ("token_embd", "output.weight", "ffn_gate_inp")
 @lru_cache(maxsize=512)
 def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
     """Weights as vLLM/Transformers hold them for a Hugging Face checkpoint in format `quant`."""
-    fmt = weight_format(quant)
+    fmt = weight_format("MXFP4" if quant.strip().upper() == "MXFP4_MOE" else quant)
     if fmt.kind == "gguf" and fmt.name not in FLOAT_FORMATS:
-        raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ or NF4")
+        raise LanderError(f"{quant} is a GGUF type; vLLM/Transformers take BF16, FP16, FP8, INT8, GPTQ, AWQ, "
+                          "MXFP4 or NF4")
+    mxfp4 = ggml_type("MXFP4")
     base_bytes = 4 if spec.torch_dtype == "float32" else 2
     sized = []
     for t in model_tensors(spec):
         if fmt.kind == "gguf":  # F32/F16/BF16: every tensor in that dtype
             nbytes = t.n_elements * (4 if fmt.name == "F32" else 2)
             dtype = fmt.name
+        elif fmt.kind == "mxfp4":  # only the routed experts are MXFP4 (gpt-oss quantization_config)
+            if t.is_matrix and t.n_experts and "_exps." in t.name:
+                nbytes, dtype = mxfp4.nbytes(t.n_elements), "MXFP4"
+            else:
+                nbytes, dtype = t.n_elements * base_bytes, "BF16" if base_bytes == 2 else "F32"
         elif t.is_matrix and not t.name.startswith(_KEEP_DTYPE):
             nbytes, dtype = round(fmt.matrix_bytes(t.n_elements)), fmt.name
         else:
