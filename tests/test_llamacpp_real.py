@@ -380,3 +380,16 @@ def test_native_mxfp4_is_a_known_quant_for_every_engine():
     # the checkpoint on the Hub is 13.8 GB (model-0000x-of-00002.safetensors); BF16 experts would be 39 GiB
     assert hf.total_bytes / 1e9 == pytest.approx(13.8, rel=0.03)
     assert hf_weights(spec, "MXFP4_MOE").total_bytes == hf.total_bytes
+
+
+def test_a_machine_without_cmake_is_told_what_to_install(monkeypatch, tmp_path):
+    """No cmake on a fresh machine: the build stops at once with the package to install (the tests
+    that need llama.cpp then fail with this message; none is skipped)."""
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "cmake" else real_which(name))
+    monkeypatch.setenv("LANDER_TUI_TEST_CACHE", str(tmp_path))
+    with pytest.raises(lc.LlamaCppUnavailable, match=r"cmake missing: apt-get install cmake"):
+        lc.llama_binary("llama-server")
+    assert not (tmp_path / f"llama.cpp-{lc.LLAMA_CPP_COMMIT}" / "BUILT").exists()
