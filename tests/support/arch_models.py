@@ -78,41 +78,32 @@ def _hf(model_type: str, H: int, L: int, nh: int, nkv: int, hd: int, ff: int, ct
             "max_position_embeddings": ctx, "tie_word_embeddings": tied, "torch_dtype": "bfloat16", **extra}
 
 
-def llama() -> ArchCase:
-    """Llama-3.1-8B attention (32 heads x 128, 8 KV heads), src/models/llama.cpp."""
-    H, L, nh, nkv, hd, F, ctx = 256, 4, 32, 8, 128, 512, 131072
-    t = _head(H, tied=False)
+def _dense(arch: str, H: int, L: int, nh: int, nkv: int, hd: int, F: int, ctx: int, *, tied: bool,
+           bias: bool = False, qk_norm: bool = False) -> ArchCase:
+    """A dense decoder as src/models/{llama,qwen2,qwen3}.cpp load it (q/k/v, optional biases and q/k norms)."""
+    t = _head(H, tied=tied)
     for i in range(L):
         p = f"blk.{i}."
-        t += [_norm(p + "attn_norm.weight", H), *_qkvo(p, H, nh * hd, nkv * hd, nh * hd),
-              _norm(p + "ffn_norm.weight", H), *_dense_ffn(p, H, F)]
-    return ArchCase("llama", "llama", _hf("llama", H, L, nh, nkv, hd, F, ctx, False),
-                    _base_meta(H, L, nh, nkv, hd, F, ctx), t)
+        t += [_norm(p + "attn_norm.weight", H), *_qkvo(p, H, nh * hd, nkv * hd, nh * hd, bias=bias)]
+        if qk_norm:
+            t += [_norm(p + "attn_q_norm.weight", hd), _norm(p + "attn_k_norm.weight", hd)]
+        t += [_norm(p + "ffn_norm.weight", H), *_dense_ffn(p, H, F)]
+    return ArchCase(arch, arch, _hf(arch, H, L, nh, nkv, hd, F, ctx, tied), _base_meta(H, L, nh, nkv, hd, F, ctx), t)
+
+
+def llama() -> ArchCase:
+    """Llama-3.1-8B attention (32 heads x 128, 8 KV heads)."""
+    return _dense("llama", 256, 4, 32, 8, 128, 512, 131072, tied=False)
 
 
 def qwen2() -> ArchCase:
-    """Qwen2.5-0.5B (hidden 896 = 14 heads x 64, 2 KV heads, q/k/v biases, tied), src/models/qwen2.cpp."""
-    H, L, nh, nkv, hd, F, ctx = 896, 4, 14, 2, 64, 512, 32768
-    t = _head(H, tied=True)
-    for i in range(L):
-        p = f"blk.{i}."
-        t += [_norm(p + "attn_norm.weight", H), *_qkvo(p, H, H, nkv * hd, H, bias=True),
-              _norm(p + "ffn_norm.weight", H), *_dense_ffn(p, H, F)]
-    return ArchCase("qwen2", "qwen2", _hf("qwen2", H, L, nh, nkv, hd, F, ctx, True),
-                    _base_meta(H, L, nh, nkv, hd, F, ctx), t)
+    """Qwen2.5-0.5B (hidden 896 = 14 heads x 64, 2 KV heads, q/k/v biases, tied); qwen2 needs n_embd = heads x 64."""
+    return _dense("qwen2", 896, 4, 14, 2, 64, 512, 32768, tied=True, bias=True)
 
 
 def qwen3() -> ArchCase:
-    """Qwen3-8B attention (32 heads x 128, 8 KV heads, q/k norms), src/models/qwen3.cpp."""
-    H, L, nh, nkv, hd, F, ctx = 256, 4, 32, 8, 128, 512, 40960
-    t = _head(H, tied=False)
-    for i in range(L):
-        p = f"blk.{i}."
-        t += [_norm(p + "attn_norm.weight", H), *_qkvo(p, H, nh * hd, nkv * hd, nh * hd),
-              _norm(p + "attn_q_norm.weight", hd), _norm(p + "attn_k_norm.weight", hd),
-              _norm(p + "ffn_norm.weight", H), *_dense_ffn(p, H, F)]
-    return ArchCase("qwen3", "qwen3", _hf("qwen3", H, L, nh, nkv, hd, F, ctx, False),
-                    _base_meta(H, L, nh, nkv, hd, F, ctx), t)
+    """Qwen3-8B attention (32 heads x 128, 8 KV heads, q/k norms)."""
+    return _dense("qwen3", 256, 4, 32, 8, 128, 512, 40960, tied=False, qk_norm=True)
 
 
 def _experts(p: str, H: int, F: int, E: int, kind: str = "F16") -> list[TensorDef]:
