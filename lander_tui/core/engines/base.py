@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lander_tui.core.errors import LanderError
+from lander_tui.core.llamacpp_front_ends import front_end
 
 MIB = 1024 * 1024
 
@@ -50,8 +51,6 @@ class EngineOptions:
             raise LanderError("--gpu-memory-utilization must be between 0.05 and 1.0")
         if self.n_ubatch < 1 or self.n_batch < 1:
             raise LanderError("batch sizes must be at least 1")
-        from lander_tui.core.llamacpp_front_ends import front_end
-
         front_end(self.front_end)
 
 
