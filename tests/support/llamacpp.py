@@ -176,6 +176,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """Linux PR_SET_PDEATHSIG: a server outlives no test run, even one killed by a timeout."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 READY = "listening on http"  # tools/server/server.cpp: "llama_server: listening on http://HOST:PORT"
 
 
@@ -188,7 +198,7 @@ def run_until_ready(args: list[str], timeout: float = 120.0) -> str:
     exe = llama_binary("llama-server")
     cmd = [str(exe), "--host", "127.0.0.1", "--port", str(free_port()), "--no-warmup", *args]
     with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
