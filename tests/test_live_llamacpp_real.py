@@ -23,16 +23,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import llamacpp as lc
 
-SUPPORT = Path(__file__).resolve().parent / "support" / "llamacpp.py"
-if not SUPPORT.exists():  # pragma: no cover - only before the h-llamacpp merge
-    pytest.skip("needs tests/support/llamacpp.py from branch h-llamacpp (merge it first)", allow_module_level=True)
-
-from support import llamacpp as lc  # noqa: E402
-
-from lander_tui import cli  # noqa: E402
-from lander_tui.core.live import LiveClient, discover, history  # noqa: E402
-from lander_tui.core.live.poller import read_endpoint  # noqa: E402
+from lander_tui import cli
+from lander_tui.core.live import LiveClient, discover, history
+from lander_tui.core.live.poller import read_endpoint
 
 CELLS, SLOTS = 8192, 2
 

@@ -58,8 +58,9 @@ def llamacpp_rows(gt: Path) -> list[Row]:
         name, quant = _split_name(r["model"])
         model = _model(gt, name)
         if r["kind"] == "lcpp_run":
+            # measured with llama-completion, which reserves a ubatch of logits (engines/llamacpp.py, FRONT_ENDS)
             opts = EngineOptions(flash_attn=r["fa"] == "on", n_ubatch=r.get("n_ubatch", 512),
-                                 n_batch=r.get("n_batch", 2048))
+                                 n_batch=r.get("n_batch", 2048), front_end="llama-cli")
             bd = eng.memory(model, quant, r["kv"], np.array([r["ctx"]]), opts).at(0).to_mib()
             cuda = r["bd_cuda"]
             rows.append(Row(
@@ -70,7 +71,7 @@ def llamacpp_rows(gt: Path) -> list[Row]:
                 {"total": bd.total, "model": bd.weights, "context": bd.kv, "compute": bd.compute},
             ))
         elif r["kind"] == "lcpp_maxctx":
-            opts = EngineOptions(flash_attn=True)
+            opts = EngineOptions(flash_attn=True, front_end="llama-cli")
 
             def total_of(ctx: np.ndarray, model: ResolvedModel = model, quant: str = quant,
                          kv: str = r["kv"], opts: EngineOptions = opts) -> np.ndarray:

@@ -52,6 +52,11 @@ class EngineOptions:
     enforce_eager: bool = False  # vLLM --enforce-eager: no CUDA graphs
     tensor_split: tuple[float, ...] | None = None  # llama.cpp --tensor-split; None = by free memory
     host_bw_gbs: float | None = None  # host RAM bandwidth for layers on the CPU; None = read it (SMBIOS) or a default
+    #: llama.cpp front end whose defaults apply (engines/llamacpp.py FRONT_ENDS): "llama-server" (what the
+    #: launch command runs), "llama-cli", or "bindings" (the C API defaults: llama-cpp-python ...).
+    front_end: str = "llama-server"
+    #: llama.cpp full-size sliding-window cache (`--swa-full`, C API `swa_full`); None = the front end's default.
+    swa_full: bool | None = None
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -43,6 +43,67 @@ OFFLOAD_NOTE = ("layers and experts on the CPU run several times slower than on 
                 "(each token streams their weights from system RAM)")
 
 
+# --- front ends ----------------------------------------------------------------------------------
+# What each llama.cpp front end asks llama.cpp to allocate, when the user sets nothing.
+#
+# The same GGUF costs different memory depending on the program that opens it, because the front ends
+# fill `llama_context_params` differently (llama.cpp as vendored in llama-cpp-python 0.3.36,
+# ggml-org/llama.cpp@0c1e57098):
+#
+# * `swa_full`: `llama_context_default_params()` (src/llama-context.cpp) sets `swa_full = true`, so the C API
+#   and every binding that keeps its defaults (llama-cpp-python `Llama(...)`, ...) give sliding-window
+#   layers a full-size cache; `common_params` (common/common.h: `bool swa_full = false`) is what
+#   llama-server, llama-cli and llama-completion start from, so they keep only window + ubatch cells
+#   (src/llama-kv-cache-iswa.cpp). `--swa-full` turns it on there.
+# * the logits rows of the worst-case graph: llama_context::sched_reserve reserves the prompt graph for
+#   `min(n_ubatch, n_outputs_max)` outputs (src/llama-context.cpp). `n_outputs_max = 0` means `n_batch`
+#   (llama_context constructor), which is the C API's and common_params' default (common/common.h), so the
+#   bindings and llama-cli reserve a full ubatch of f32 logits (n_vocab x 512 x 4 bytes: 297 MiB for a
+#   152k vocabulary). llama-server sets `n_outputs_max = min(n_batch, n_parallel x (1 + n_draft))`
+#   (tools/server/server-context.cpp `server_output_limits`, common/speculative.cpp
+#   `common_speculative_get_output_limits`), so it reserves one row per slot (85 MiB instead of
+#   301.75 MiB of CUDA compute buffer for Qwen3-4B at 8k).
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    name: str
+    #: Default of `swa_full` (full-size sliding-window cache) in this front end.
+    swa_full: bool
+    #: True: the graph is reserved for one logits row per parallel sequence (llama-server);
+    #: False: for a whole ubatch of rows (n_outputs_max = n_batch).
+    logits_per_sequence: bool
+    summary: str
+
+
+FRONT_ENDS: dict[str, FrontEnd] = {
+    "llama-server": FrontEnd("llama-server", False, True,
+                             "llama-server (and Ollama-style servers on common_params): window-sized SWA cache, "
+                             "one logits row per slot"),
+    "llama-cli": FrontEnd("llama-cli", False, False,
+                          "llama-cli / llama-completion / llama-bench: window-sized SWA cache, a ubatch of logits"),
+    "bindings": FrontEnd("bindings", True, False,
+                         "the C API defaults (llama-cpp-python and other bindings): full-size SWA cache, "
+                         "a ubatch of logits"),
+}
+DEFAULT_FRONT_END = "llama-server"
+
+
+def front_end(name: str) -> FrontEnd:
+    try:
+        return FRONT_ENDS[name]
+    except KeyError:
+        raise LanderError(f"unknown llama.cpp front end {name!r}; use one of: {', '.join(FRONT_ENDS)}") from None
+
+
+def logits_rows(name: str, n_ubatch: int, n_batch: int, n_parallel: int) -> int:
+    """Logits rows in the reserved prompt graph: min(n_ubatch, n_outputs_max)."""
+    n_ub = min(n_ubatch, n_batch)
+    if front_end(name).logits_per_sequence:
+        return max(1, min(n_ub, n_batch, n_parallel))
+    return n_ub
+
+
 @dataclass(frozen=True)
 class LlamaCppCalibration(Calibration):
     """Constants that are not format facts, each with where it comes from."""
@@ -65,6 +126,11 @@ class LlamaCppCalibration(Calibration):
     nofa_embd_tensors: float = 4.5
     #: Host compute buffer: input embeddings stage, n_embd x n_ubatch f32 tensors.
     host_embd_tensors: float = 2.0
+    #: f32 tensors of width n_ff x n_ubatch alive at the FFN peak (gate, up, their product, and one more
+    #: the allocator cannot reuse). Only visible when the logits rows are few (llama-server): Qwen3-4B at 8k
+    #: shows a CUDA compute buffer of 85.01 MiB (tests/data/ground-truth/wild, llama.cpp-ollama-019)
+    #: = 4 x 9728 x 512 x 4 B + 2 x 2560 x 512 x 4 B (86.0 MiB, 1 MiB to spare); 3 would give 67 MiB.
+    ffn_ff_tensors: float = 4.0
 
     def device_overhead_mib(self) -> float:
         """What each GPU in use carries besides weights, KV and compute buffers."""
@@ -84,6 +150,8 @@ class Geometry:
     n_par: int
     unified: bool
     n_batch: int
+    swa_full: bool = False
+    n_outputs: np.ndarray | int = 1  # logits rows the worst-case prompt graph is reserved for
 
 
 @dataclass(frozen=True)
@@ -180,6 +248,7 @@ class LlamaCpp(Engine):
     def check(self, spec: ModelSpec, kv_type: str, opts: EngineOptions) -> tuple[BlockType, bool]:
         """The KV type and whether flash attention is on; refuses what llama.cpp refuses."""
         self.check_kv(kv_type)
+        front_end(opts.front_end)
         kv = kv_cache_type(kv_type)
         fa = True if opts.flash_attn is None else opts.flash_attn
         if kv.block > 1 and not fa and not spec.mla:
@@ -196,18 +265,24 @@ class LlamaCpp(Engine):
             n_ctx_seq = pad(n_ctx // n_par, self.pad_cells)
             n_ctx, streams = n_ctx_seq * n_par, n_par
         n_ub = np.minimum(min(opts.n_ubatch, opts.n_batch), n_ctx)
-        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch))
+        fe = front_end(opts.front_end)
+        swa_full = fe.swa_full if opts.swa_full is None else opts.swa_full
+        # with causal attention llama.cpp caps n_batch (hence n_ubatch) at n_ctx (src/llama-context.cpp)
+        rows = np.minimum(logits_rows(opts.front_end, opts.n_ubatch, opts.n_batch, n_par), n_ub)
+        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch),
+                        swa_full=swa_full, n_outputs=rows)
 
     def kv_layer_bytes(self, spec: ModelSpec, kv: BlockType, geo: Geometry) -> dict[str, np.ndarray]:
         """KV (or recurrent state) bytes of ONE layer of each kind: "full", "swa", "recurrent"."""
         k_vals, v_vals = spec.kv_values_per_token()
         per_cell = _kv_row_bytes(kv, k_vals) + _kv_row_bytes(kv, v_vals)
         out = {FULL: (per_cell * geo.n_ctx_seq * geo.streams).astype(np.float64)}
-        if spec.llamacpp_uses_swa:
+        if spec.llamacpp_uses_swa and not geo.swa_full:
+            # src/llama-kv-cache-iswa.cpp: GGML_PAD(min(size_base, n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)
             swa_seqs = geo.n_par if geo.unified else 1
             cells = np.minimum(geo.n_ctx_seq, pad((spec.sliding_window or 0) * swa_seqs + geo.n_ub, self.pad_cells))
             out[SWA] = (per_cell * cells * geo.streams).astype(np.float64)
-        else:
+        else:  # no iSWA cache for this arch, or swa_full: the SWA cache is as large as the base one
             out[SWA] = out[FULL]
         rec = (spec.recurrent.conv + spec.recurrent.ssm) * 4 * geo.n_par if spec.recurrent else 0
         out[RECURRENT] = np.full(geo.n_ctx.shape, float(rec))
@@ -223,7 +298,7 @@ class LlamaCpp(Engine):
         H, V = spec.hidden_size, spec.vocab_size
         k_vals, v_vals = spec.kv_values_per_token()
         embd = H * geo.n_ub * 4
-        logits = V * np.minimum(geo.n_ub, geo.n_batch) * 4 + embd
+        logits = V * geo.n_outputs * 4 + embd  # rows: the front end's n_outputs_max (engines/llamacpp.py, FRONT_ENDS)
         n_kv = geo.n_ctx_seq
         if fa:
             attn = n_kv * geo.n_ub * 2 + cal.fa_embd_tensors * embd  # f16 mask
@@ -232,7 +307,7 @@ class LlamaCpp(Engine):
         else:
             attn = n_kv * geo.n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
         dense_ff = spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0
-        ffn = 3 * dense_ff * geo.n_ub * 4 + 2 * embd
+        ffn = cal.ffn_ff_tensors * dense_ff * geo.n_ub * 4 + 2 * embd
         pool = np.zeros_like(embd)
         if spec.moe:
             # build_moe_ffn (src/llama-graph.cpp): gate, up and their swiglu are [n_ff_exp, k, n_ub] f32,
