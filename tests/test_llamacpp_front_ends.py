@@ -60,3 +60,24 @@ def test_swa_full_follows_the_front_end_unless_set():
 
     assert kv(front_end="bindings") == kv(swa_full=True) > kv() == kv(front_end="bindings", swa_full=False)
 
+
+
+def test_the_front_end_and_swa_full_reach_the_estimate_and_the_command(capsys):
+    import json
+
+    from commands import parse
+
+    from lander_tui.cli import main
+
+    def row(*flags):
+        assert main(["estimate", "gemma-3-4b-it", "--what-if", "RTX 4090", "-q", "Q4_K_M", "-k", "f16",
+                     "--context", "32k", "--json", "--launch", "llama.cpp", *flags]) == 0
+        data = json.loads(capsys.readouterr().out)
+        return data["results"][0], parse(data["launch"], 1).flags
+
+    server, cmd = row()
+    bindings, _ = row("--front-end", "bindings")
+    full, full_cmd = row("--swa-full", "-np", "2")
+    assert bindings["kv_cache_mib"] > server["kv_cache_mib"]  # the C API keeps a full-size SWA cache
+    assert "--swa-full" not in cmd and "--swa-full" in full_cmd
+    assert "-kvu" in full_cmd and full_cmd["-np"] == "2"  # the plan's one shared cache, as llama-server gets it

@@ -44,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", "-np", type=int, metavar="N",
                    help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
     p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
+    p.add_argument("--front-end", choices=["llama-server", "llama-cli", "bindings"],
+                   help="llama.cpp program whose defaults apply: llama-server (default, what --launch runs), "
+                        "llama-cli, or bindings (the C API: llama-cpp-python ...; full-size SWA cache)")
+    p.add_argument("--swa-full", action="store_true", help="llama.cpp: a full-size sliding-window cache (--swa-full)")
     p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default: vLLM's own, 0.92)")
     p.add_argument("--max-num-batched-tokens", type=int, metavar="N",
                    help="vLLM (default: vLLM's for the GPU, 8192 on 70 GiB+ cards but A100, else 2048)")
@@ -168,6 +172,7 @@ def _poll(demo: bool) -> Any:
 
 #: EngineOptions fields the flags set, by flag (for "this engine ignores --x" warnings).
 _OPTION_FLAGS = {"flash_attn": "--flash-attn", "n_parallel": "--parallel", "n_ubatch": "--ubatch",
+                 "front_end": "--front-end", "swa_full": "--swa-full",
                  "gpu_memory_utilization": "--gpu-memory-utilization",
                  "max_num_batched_tokens": "--max-num-batched-tokens", "max_num_seqs": "--max-num-seqs",
                  "enforce_eager": "--enforce-eager", "tensor_split": "--tensor-split"}
@@ -185,6 +190,8 @@ def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, li
         "max_num_batched_tokens": args.max_num_batched_tokens,
         "max_num_seqs": args.max_num_seqs,
         "enforce_eager": True if args.enforce_eager else None,
+        "front_end": args.front_end,
+        "swa_full": True if args.swa_full else None,
         "tensor_split": _shares(args.tensor_split, n_gpus) if args.tensor_split else None,
     }
     given = {k: v for k, v in given.items() if v is not None}

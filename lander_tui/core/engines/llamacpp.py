@@ -207,7 +207,8 @@ class LlamaCpp(Engine):
     kv_cycle = ("", "f16", "q8_0", "q4_0")
     splits_across_gpus = True
     builtin = True
-    options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split"})
+    options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split",
+                              "front_end", "swa_full"})
     runtime = GGML
     pad_cells = 256
     defaults_parallel = 1
@@ -521,7 +522,14 @@ class LlamaCpp(Engine):
                 "-ngl", str(plan.gpu_layers if plan.gpu_layers <= plan.n_layers else 999),
                 "-ctk", plan.kv_cache, "-ctv", plan.kv_cache, "-fa", "off" if opts.flash_attn is False else "on"]
         # always explicit: llama-server's automatic -np is 4, which grows sliding-window and recurrent caches
-        args += ["-np", str(max(1, opts.n_parallel or 1))]
+        n_par = max(1, opts.n_parallel or 1)
+        args += ["-np", str(n_par)]
+        if n_par > 1 and opts.kv_unified:
+            args.append("-kvu")  # the plan shares one cache across slots; with -np alone llama-server splits it
+        if opts.swa_full:
+            args.append("--swa-full")
+        if opts.n_ubatch != EngineOptions().n_ubatch:
+            args += ["-ub", str(opts.n_ubatch)]
         if len(plan.devices) > 1:
             args += ["--tensor-split", ",".join(f"{x:g}" for x in _ratios(plan.tensor_split))]
         if plan.cpu_moe:
