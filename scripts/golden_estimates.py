@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "data" / "golden" / "estimates.json"
@@ -48,15 +50,36 @@ def invocations() -> list[str]:
         "estimate llama-3.1-8b --free-vram 24000 --set cuda_context_mib=450 --json",
         "estimate llama-3.1-70b --free-vram 24000,24000 --tensor-split 1,3 --launch llama.cpp",
         "estimate llama-3.1-8b --backend ollama --total-vram 49152 --launch ollama",
+        "estimate llama-3.1-70b --what-if 'RTX 4090' -q Q4_K_M -k f16 -c 8192 --bench",
+        "estimate llama-3.1-8b --what-if 'RTX 4090' -c 32768 --prefer speed --format md --bench",
+        "estimate gpt-oss-120b --what-if 'RTX 5090' -c 32768 --host-bandwidth 83.2 --json --bench",
+        "estimate llama-3.1-8b --free-vram 20000 --gpu-model 'RTX 3090' --format csv",
     ]
     return out
+
+
+@contextlib.contextmanager
+def _no_smbios() -> Iterator[None]:
+    """Host RAM bandwidth (the speed of layers on the CPU) as on a machine whose SMBIOS is unreadable,
+    so the recorded speeds do not depend on where they are replayed."""
+    from lander_tui.core.host_memory import DMI_ENV
+
+    old = os.environ.get(DMI_ENV)
+    os.environ[DMI_ENV] = "/nonexistent/DMI"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[DMI_ENV]
+        else:
+            os.environ[DMI_ENV] = old
 
 
 def run_one(line: str) -> dict[str, object]:
     from lander_tui.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _no_smbios():
         rc = main(shlex.split(line))
     # host RAM available now changes from run to run; everything else must not
     stdout = re.sub(r"\d+ MiB available now", "N MiB available now", out.getvalue())

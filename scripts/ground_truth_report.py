@@ -18,6 +18,7 @@ from lander_tui.core.ground_truth import (
     ollama_wild_rows,
     sglang_wild_rows,
     transformers_rows,
+    transformers_sim_rows,
     vllm_target_summary,
     vllm_wild_rows,
 )
@@ -27,6 +28,8 @@ print("== H100 llama.cpp (measured -> predicted, MiB or tokens)")
 print(format_table(llamacpp_rows(gt)))
 print("\n== H100 Transformers")
 print(format_table(transformers_rows(gt)))
+print("\n== Transformers 5.17, kept-back shapes: the real code path traced on the meta device (no GPU)")
+print(format_table(transformers_sim_rows(gt)))
 vllm = vllm_wild_rows(gt)
 print("\n== wild vLLM (GiB, tokens; [release modelled])")
 print(format_wild(vllm))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 FLAGS_DIR = Path(__file__).resolve().parent / "data" / "engine-flags"
 #: Flags that take no value.
-SWITCHES = {"--enforce-eager", "--enable-lora"}
+SWITCHES = {"--enforce-eager", "--enable-lora", "-kvu", "--swa-full"}
 
 
 def flag_set(name: str) -> dict[str, set[str]]:

@@ -25,3 +25,23 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def model_facts() -> list[dict]:
     return json.loads((DATA / "models" / "model_facts.json").read_text())
+
+
+
+def _llamacpp_line() -> str:
+    from support import llamacpp
+
+    secs = llamacpp.build_seconds()
+    state = f"cached (its build took {secs:.0f} s)" if llamacpp.is_built() and secs is not None \
+        else "not built yet: the first test that needs it builds it"
+    return f"llama.cpp: {llamacpp.VERSION}, {llamacpp.install_dir()}, {state}"
+
+
+def pytest_report_header(config) -> str:
+    """Say which real llama.cpp the tests judge against (tests/support/llamacpp.py pins it)."""
+    return _llamacpp_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The same line at the end, which `-q` (the default here) still shows."""
+    terminalreporter.write_line(_llamacpp_line())

@@ -199,20 +199,32 @@ def write_mla_gguf(path: str | Path, *, n_layers: int = 3, hidden: int = 256, n_
                    kv_lora_rank: int = 128, rope_dim: int = 32, nope_dim: int = 64, v_dim: int = 64,
                    n_experts: int = 4, n_used: int = 2, expert_ff: int = 256, n_shared: int = 1,
                    dense_ff: int = 512, n_dense: int = 1, vocab: int = 512, context: int = 163840,
-                   file_type: str | None = "Q8_0", name: str = "tiny-deepseek2") -> Path:
+                   file_type: str | None = "Q8_0", name: str = "tiny-deepseek2", legacy: bool = False) -> Path:
     """A tiny DeepSeek-V2-Lite-like GGUF (arch `deepseek2`).
 
     MLA without q-LoRA, `n_dense` leading dense layers, then MoE layers with `n_shared` shared
-    experts. Matrices are Q8_0, norms and the router F32.
+    experts. Matrices are Q8_0, norms and the router F32. Written as today's converter does
+    (conversion/deepseek.py: `key_length_mla`, one KV head of the latent's width, `attn_k_b`/`attn_v_b`);
+    `legacy=True` writes the older layout (a fused `attn_kv_b`, per-head key/value lengths), which
+    llama.cpp runs as plain multi-head attention.
     """
+    mla_meta: dict[str, Any] = {
+        "attention.head_count_kv": n_heads,
+        "attention.key_length": nope_dim + rope_dim,
+        "attention.value_length": v_dim,
+    } if legacy else {
+        "attention.head_count_kv": 1,
+        "attention.key_length": kv_lora_rank + rope_dim,
+        "attention.value_length": kv_lora_rank,
+        "attention.key_length_mla": nope_dim + rope_dim,
+        "attention.value_length_mla": v_dim,
+    }
     meta: dict[str, Any] = {
         "block_count": n_layers,
         "embedding_length": hidden,
         "feed_forward_length": dense_ff,
         "attention.head_count": n_heads,
-        "attention.head_count_kv": n_heads,
-        "attention.key_length": nope_dim + rope_dim,
-        "attention.value_length": v_dim,
+        **mla_meta,
         "attention.kv_lora_rank": kv_lora_rank,
         "rope.dimension_count": rope_dim,
         "context_length": context,
@@ -231,7 +243,9 @@ def write_mla_gguf(path: str | Path, *, n_layers: int = 3, hidden: int = 256, n_
             (p + "attn_q.weight", (hidden, n_heads * (nope_dim + rope_dim)), q),
             (p + "attn_kv_a_mqa.weight", (hidden, kv_lora_rank + rope_dim), q),
             (p + "attn_kv_a_norm.weight", (kv_lora_rank,), "F32"),
-            (p + "attn_kv_b.weight", (kv_lora_rank, n_heads * (nope_dim + v_dim)), q),
+            *([(p + "attn_kv_b.weight", (kv_lora_rank, n_heads * (nope_dim + v_dim)), q)] if legacy else
+              [(p + "attn_k_b.weight", (nope_dim, kv_lora_rank, n_heads), q),
+               (p + "attn_v_b.weight", (kv_lora_rank, v_dim, n_heads), q)]),
             (p + "attn_output.weight", (n_heads * v_dim, hidden), q),
             (p + "ffn_norm.weight", (hidden,), "F32"),
         ]

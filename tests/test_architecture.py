@@ -12,9 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lander_tui"
 ENGINES_DIR = PACKAGE / "core" / "engines"
 #: Modules that may name engines, and why. The accuracy harness picks the records each engine logged
 #: (`rec["engine"] == "vllm"`): it judges the engines, it decides nothing for a user.
-ALLOWED = {"core/ground_truth.py",
-           # speed's kernel paths still name engines until speed moves into the engine modules (issue 15)
-           "core/speed.py"}
+ALLOWED = {"core/ground_truth.py"}
 #: A live reader module knows one server kind, as an engine module knows one engine: it recognises its
 #: own program on a command line (`ollama serve`). Shared live modules are checked like the rest.
 LIVE_SHARED = {"base.py", "discovery.py", "http.py", "metrics.py", "poller.py", "predict.py", "registry.py",

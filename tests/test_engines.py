@@ -67,7 +67,7 @@ def test_mla_caches_one_latent_per_token():
     bd = get_engine("llama.cpp").memory(m, "Q4_K_M", "f16", np.array([8192]), EngineOptions())
     assert bd.kv[0] == 27 * 8192 * 576 * 2
     tf = get_engine("transformers").memory(m, "BF16", "bf16", np.array([8192]), EngineOptions())
-    assert tf.kv[0] == 27 * 8192 * 16 * (192 + 128) * 2  # expanded per head
+    assert tf.kv[0] == 27 * 8192 * 576 * 2  # Transformers 5.x caches the latent too (DeepseekV2Attention)
 
 
 def test_quantized_v_cache_needs_flash_attention():
@@ -116,8 +116,28 @@ def test_grouped_quant_sizes():
 
 
 def test_ollama_default_context_tiers():
-    from lander_tui.core.engines.ollama import default_context as ollama_default_context
+    from lander_tui.core.engines.ollama import default_num_ctx
 
-    assert ollama_default_context(8 * 1024) == 4096
-    assert ollama_default_context(24 * 1024) == 32768
-    assert ollama_default_context(80 * 1024) == 262144
+    assert default_num_ctx([8 * 1024]) == 4096
+    assert default_num_ctx([24 * 1024]) == 32768
+    assert default_num_ctx([80 * 1024]) == 262144
+
+
+def test_llamacpp_moe_compute_holds_the_expert_outputs_and_the_cuda_pool():
+    """build_moe_ffn: the down mul_mat_id writes [n_embd, k, n_ub] f32 while its [n_ff_exp, k, n_ub] input
+    is alive; Qwen3-30B-A3B (k 8, n_embd 2048 > n_ff_exp 768) peaks there, not at gate/up/swiglu. The
+    CUDA mul_mat_id's q8_1 copy of the routed input sits in the CUDA pool beside the graph."""
+    from lander_tui.core.formats import kv_cache_type
+
+    eng = get_engine("llama.cpp")
+    m = _m("qwen3-30b-a3b")
+    opts = EngineOptions()
+    geo = eng.geometry(np.array([4096]), opts)
+    ph = eng.compute_phases(m.spec, kv_cache_type("f16"), True, geo, eng.calibration(opts))
+    k, H, ff = 8, m.spec.hidden_size, m.spec.moe.expert_ff
+    assert ph["ffn"][0] == (k * ff + k * H) * 512 * 4 + 2 * H * 512 * 4
+    assert ph["cuda_pool"][0] == k * 512 * H * 36 / 32
+    dense = eng.compute_phases(_m("llama-3.1-8b").spec, kv_cache_type("f16"), True, geo, eng.calibration(opts))
+    assert dense["cuda_pool"][0] == 0
+    bd = eng.memory(m, "Q4_K_M", "f16", np.array([4096]), opts)
+    assert bd.compute[0] == max(ph["logits"][0], ph["attention"][0], ph["ffn"][0]) + ph["cuda_pool"][0]

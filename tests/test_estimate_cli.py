@@ -17,9 +17,13 @@ def test_plain_output_format(capsys):
     assert out.startswith("=== llama-3.1-8b (quant=Q4_K_M) (params=8.03B)")
     assert "free_vram_mib: 10316.00" in out and "_mb:" not in out  # MiB, named as the JSON names them (D17)
     assert "[Q4_K_M, kv f16]" in out and "[Q4_K_M, kv q8_0]" in out
-    # the measured maximum for exactly this case (tests/data/ground-truth) is 40448: at most that, within 2 %
+    # the measured maximum for exactly this case (tests/data/ground-truth) is 40448 with llama-completion,
+    # which reserves a ubatch (512 rows) of f32 logits; the CLI plans for llama-server, which reserves one
+    # row per slot (engines/llamacpp.py, FRONT_ENDS), so it may go further by at most what those rows cost
+    # in f16 KV cells (128 KiB per token for Llama-3.1-8B)
     max_ctx = int(out.split("max_context_length: ")[1].split()[0])
-    assert 0.98 * 40448 <= max_ctx <= 40448 and max_ctx % 256 == 0
+    logits_cells = 128256 * 511 * 4 // (128 * 1024)
+    assert 0.98 * 40448 <= max_ctx <= 40448 + logits_cells and max_ctx % 256 == 0
     assert "fits_in_vram: True" in out
 
 
@@ -80,7 +84,7 @@ def test_vllm_budget_is_a_fraction_of_total(capsys):
     main(["estimate", "llama-3.1-8b", "-b", "vllm", "-q", "BF16", "-k", "auto", "--total-vram", "81079",
           "--context", "32768", "--json"])
     data = json.loads(capsys.readouterr().out)
-    assert data["budget_mib"] == pytest.approx(81079 * 0.9)
+    assert data["budget_mib"] == pytest.approx(81079 * 0.92)  # vLLM's own default since 0.22
     r = data["results"][0]
     assert r["max_context"] % 16 == 0 and r["max_concurrency"] > 1
 

@@ -117,6 +117,16 @@ def test_mla_spec_caches_the_latent(tmp_path: Path) -> None:
     assert g.file_type == "Q8_0"
 
 
+def test_legacy_mla_gguf_caches_every_head(tmp_path: Path) -> None:
+    """A GGUF without key_length_mla (converted before the absorbed MLA) runs as plain attention in
+    llama.cpp (llama_hparams::is_mla() is false): it caches each head's K and V, not the latent."""
+    g = read_gguf(write_mla_gguf(tmp_path / "old.gguf", kv_lora_rank=128, rope_dim=32, nope_dim=64, v_dim=64,
+                                 n_heads=4, legacy=True))
+    assert g.spec.mla is None
+    assert g.spec.kv_values_per_token() == (4 * (64 + 32), 4 * 64)
+    assert any("legacy MLA" in n for n in g.spec.notes)
+
+
 def test_file_type_is_inferred_when_the_key_is_missing(tmp_path: Path) -> None:
     assert read_gguf(write_llama_gguf(tmp_path / "a.gguf", file_type=None)).file_type == "Q4_K_M"
     assert read_gguf(write_mla_gguf(tmp_path / "b.gguf", file_type=None)).file_type == "Q8_0"

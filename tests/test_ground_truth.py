@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lander_tui.core.ground_truth import format_table, llamacpp_rows, transformers_rows
+from lander_tui.core.ground_truth import format_table, llamacpp_rows, transformers_rows, transformers_sim_rows
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,29 @@ def test_transformers_max_context_within_7_percent_below(gt):
             assert pred <= ok, f"{r.case}: predicted {pred} is above the measured maximum {ok}"
 
 
+def test_transformers_moe_mla_and_large_mlp_shapes_against_the_traced_code_path(gt):
+    """The kept-back shapes (Qwen3-30B-A3B MoE, DeepSeek-V2-Lite MLA, Qwen2.5-7B, Llama-3.2-3B): the
+    longest context the real 5.17 code path fits (tests/data/ground-truth/transformers-sim.jsonl,
+    method/hf_meta_trace.py), never above it; MoE and MLA within 7 % below. The dense reserve is the
+    largest any measured model needs, so models whose allocator fragments less land further below
+    (Qwen2.5-7B: 11 % above its peak allocation, against 25 % for Llama-3.1-8B)."""
+    rows = transformers_sim_rows(gt)
+    print("\n" + format_table(rows))
+    assert {"qwen3-30b-a3b", "deepseek-v2-lite", "qwen2.5-7b"} <= {r.case.split()[0] for r in rows}
+    for r in rows:
+        pred, ok = r.predicted["max_context"], r.measured["max_context"]
+        if r.measured["capped_by_model"]:
+            assert pred >= ok, r.case
+            continue
+        assert pred <= ok, f"{r.case}: predicted {pred} would not run (traced maximum {ok})"
+        moe_or_mla = r.case.startswith(("qwen3-30b-a3b", "deepseek"))
+        assert pred >= (0.93 if moe_or_mla else 0.88) * ok, f"{r.case}: predicted {pred} is far below {ok}"
+
+
 # --- wild logs (issue 12) -------------------------------------------------------------------------
 
-from lander_tui.core.engines import ollama_rules, vllm_profile  # noqa: E402
+from lander_tui.core.engines import vllm  # noqa: E402
+from lander_tui.core.engines.ollama import default_num_ctx, server_context  # noqa: E402
 from lander_tui.core.engines.sglang import default_settings  # noqa: E402
 from lander_tui.core.ground_truth import (  # noqa: E402
     GIB,
@@ -70,6 +90,7 @@ from lander_tui.core.ground_truth import (  # noqa: E402
     vllm_wild_rows,
     wild_spec,
 )
+from lander_tui.core.plan import cpu_gpu_split  # noqa: E402
 from lander_tui.core.quant_config import native_format  # noqa: E402
 from lander_tui.core.weights import hf_weights  # noqa: E402
 
@@ -104,24 +125,24 @@ def test_vllm_refuses_what_vllm_refuses(gt):
     row = next(r for r in vllm_wild_rows(gt) if r.id == "vllm-sglang-062")
     assert row.predicted["kv"] < 0
     spec = wild_spec(gt, "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic")
-    b = vllm_profile.budget(spec, hf_weights(spec, "FP8"), vllm_profile.VllmSettings(79.18 * GIB, "H100", tp=2))
-    assert vllm_profile.fits(spec, b, 16000) and b.kv_capacity_tokens > 16000
-    assert vllm_profile.max_model_len(spec, b) >= 16000
+    b = vllm.startup(spec, hf_weights(spec, "FP8"), vllm.VllmSettings(79.18 * GIB, "H100", tp=2))
+    assert vllm.fits(spec, b, 16000) and b.kv_capacity_tokens > 16000
+    assert vllm.max_model_len(spec, b) >= 16000
 
 
 def test_vllm_flags_move_the_answer_as_in_vllm(gt):
     spec = wild_spec(gt, "Qwen/Qwen3-32B")
     w = hf_weights(spec, "BF16")
-    base = vllm_profile.VllmSettings(79.18 * GIB, "H100", tp=2, release=vllm_profile.VllmRelease.parse("0.11.0"))
-    b0 = vllm_profile.budget(spec, w, base)
-    fewer_seqs = vllm_profile.budget(spec, w, vllm_profile.replace(base, max_num_seqs=256))
-    fp8 = vllm_profile.budget(spec, w, vllm_profile.replace(base, kv_cache_dtype="fp8"))
-    tp1 = vllm_profile.budget(spec, w, vllm_profile.replace(base, tp=1))
+    base = vllm.VllmSettings(79.18 * GIB, "H100", tp=2, release=vllm.VllmRelease.parse("0.11.0"))
+    b0 = vllm.startup(spec, w, base)
+    fewer_seqs = vllm.startup(spec, w, vllm.replace(base, max_num_seqs=256))
+    fp8 = vllm.startup(spec, w, vllm.replace(base, kv_cache_dtype="fp8"))
+    tp1 = vllm.startup(spec, w, vllm.replace(base, tp=1))
     assert fewer_seqs.kv_available > b0.kv_available  # the sampler's rows shrink the peak
     assert fp8.kv_capacity_tokens == pytest.approx(2 * b0.kv_capacity_tokens, rel=0.001)
     assert tp1.kv_available < b0.kv_available / 2
-    today = vllm_profile.budget(spec, w, vllm_profile.replace(base, release=vllm_profile.TODAY))
-    eager = vllm_profile.budget(spec, w, vllm_profile.replace(base, release=vllm_profile.TODAY, enforce_eager=True))
+    today = vllm.startup(spec, w, vllm.replace(base, release=vllm.TODAY))
+    eager = vllm.startup(spec, w, vllm.replace(base, release=vllm.TODAY, enforce_eager=True))
     assert today.cuda_graphs > 0 and eager.cuda_graphs == 0  # graphs inside the budget since v0.21
 
 
@@ -156,17 +177,23 @@ def test_sglang_token_pool_matches_logs(gt):
 
 
 def test_llamacpp_wild_kv_buffers(gt):
-    rows = [r for r in ollama_wild_rows(gt) if r.reason is None]
+    rows = [r for r in ollama_wild_rows(gt) if r.reason is None and "kv_mib" in r.measured]
     assert len(rows) >= 3
     for r in rows:
         assert abs(r.predicted["kv_mib"] - r.measured["kv_mib"]) <= 0.02 * r.measured["kv_mib"], r.case
 
 
+def test_ollama_ps_processor_where_a_record_names_gpus_model_and_context(gt):
+    """llama.cpp-ollama-040: gpt-oss:120b at 8192 on 4x 22 GB RTX 2080 Ti showed "100% GPU"."""
+    row = next(r for r in ollama_wild_rows(gt) if r.id == "llama.cpp-ollama-040")
+    assert row.reason is None and row.case.endswith("PROCESSOR 100% GPU -> 100% GPU")
+
+
 def test_ollama_2026_rules():
-    assert ollama_rules.default_num_ctx([16 * GIB]) == 4096
-    assert ollama_rules.default_num_ctx([24 * GIB]) == 32768
-    assert ollama_rules.default_num_ctx([24 * GIB, 24 * GIB]) == 262144
-    assert ollama_rules.server_context(32768, 4) == 131072
+    assert default_num_ctx([16 * 1024]) == 4096
+    assert default_num_ctx([24 * 1024]) == 32768
+    assert default_num_ctx([24 * 1024, 24 * 1024]) == 262144
+    assert server_context(32768, 4) == 131072
     # record llama.cpp-ollama-047: /api/ps size 87836872554, size_vram 55521512106
-    assert ollama_rules.processor(87836872554, 55521512106) == "37%/63% CPU/GPU"
-    assert ollama_rules.processor(10, 10) == "100% GPU" and ollama_rules.processor(10, 0) == "100% CPU"
+    assert cpu_gpu_split(87836872554, 55521512106) == "37%/63% CPU/GPU"
+    assert cpu_gpu_split(10, 10) == "100% GPU" and cpu_gpu_split(10, 0) == "100% CPU"

@@ -7,9 +7,7 @@ and /metrics, its configuration is turned into an estimate, and `engines --json`
 memory a fake GPU (the NVML stand-in) says its PID holds. The estimate's KV cache and weights must
 equal the buffers the server itself logs. The dashboard shows it under that GPU's card (Pilot, and the
 installed app in a tmux pane) and `f` plans from its configuration.
-
-Until tests/support/llamacpp.py (branch h-llamacpp) is merged this module cannot run; it says so.
-Once the file exists, anything missing (a compiler, the model package) fails the test with the reason.
+Anything missing (cmake, a compiler, the model package, tmux) fails the test with the reason.
 """
 
 from __future__ import annotations
@@ -24,16 +22,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import llamacpp as lc
 
-SUPPORT = Path(__file__).resolve().parent / "support" / "llamacpp.py"
-if not SUPPORT.exists():  # pragma: no cover - only before the h-llamacpp merge
-    pytest.skip("needs tests/support/llamacpp.py from branch h-llamacpp (merge it first)", allow_module_level=True)
-
-from support import llamacpp as lc  # noqa: E402
-
-from lander_tui import cli  # noqa: E402
-from lander_tui.core.live import LiveClient, discover, history  # noqa: E402
-from lander_tui.core.live.poller import read_endpoint  # noqa: E402
+from lander_tui import cli
+from lander_tui.core.live import LiveClient, discover, history
+from lander_tui.core.live.poller import read_endpoint
 
 CELLS, SLOTS = 8192, 2
 

@@ -211,16 +211,17 @@ def test_ollama_restarts_with_its_fit_margin_kept_free(long_gguf):
 def test_vllm_restart_takes_the_utilization_that_fits_held_plus_free():
     from lander_tui.core.engines.vllm import fitting_utilization
     from lander_tui.core.live.predict import restart
+    from lander_tui.core.model import Device
 
-    cfg = EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096, gpu_memory_utilization=0.1, block_size=16)
-    r = restart("vllm", LoadedModel("q", cfg), 2900, 24564)
+    cfg = EngineConfig(model="Qwen/Qwen2.5-0.5B", context=4096, gpu_memory_utilization=0.08, block_size=16)
+    r = restart("vllm", LoadedModel("q", cfg), 2420, 24564)  # a 4090: 2,254 MiB at 4k, 2,590 at 32k
     util = fitting_utilization(r.available_mib, 24564)
     assert r.flags == f"--max-model-len {r.context} --gpu-memory-utilization {util:g}"
     # one request of that context fits in util x total, one more block does not (vLLM's own memory model)
     model = resolve_model("Qwen/Qwen2.5-0.5B")
-    opts = EngineOptions(gpu_memory_utilization=util)
-    mib = [float(get_engine("vllm").memory(model, "BF16", "auto", np.array([c]), opts).total[0]) / MIB
-           for c in (r.context, r.context + 16)]
+    fp = get_engine("vllm").footprint(model, "BF16", "auto", [Device("4090", r.available_mib, 24564)],
+                                      EngineOptions(gpu_memory_utilization=util))
+    mib = [float(fp(np.array([c])).devices[0].total[0]) / MIB for c in (r.context, r.context + 16)]
     assert 4096 < r.context < model.spec.max_context and mib[0] <= util * 24564 < mib[1]
 
 
@@ -244,3 +245,13 @@ def test_restart_advice_does_not_flicker_with_a_few_mib_of_jitter(long_gguf):
     assert lower.available_mib == first.available_mib - RESTART_STEP_MIB and lower.context < first.context
     more = restart("llama-server", m, first.available_mib + 10 * RESTART_STEP_MIB, 24564)
     assert more.context > first.context
+
+
+def test_vllm_is_predicted_for_its_own_release():
+    """vLLM's default utilization moved from 0.9 to 0.92 in 0.22 (vllm/config/cache.py): a server that
+    does not report its utilization is predicted with its release's."""
+    base = {"model": "Qwen/Qwen2.5-0.5B", "context": 4096, "block_size": 16}
+    old = predict("vllm", LoadedModel("q", EngineConfig(**base, version="0.11.0")), 81559)
+    new = predict("vllm", LoadedModel("q", EngineConfig(**base, version="0.27.1")), 81559)
+    assert old.total_mib == pytest.approx(0.9 * 81559) and new.total_mib == pytest.approx(0.92 * 81559)
+    assert (old.config["release"], new.config["release"]) == ("0.11", "0.27")

@@ -101,7 +101,9 @@ def test_vllm_tp_replicates_kv_heads_past_their_count():
     tp8 = vllm_tp_plan(m, "BF16", "auto", 8192, devs[:8], OPTS)
     tp2 = vllm_tp_plan(m, "BF16", "auto", 8192, devs[:2], OPTS)
     assert tp8.devices[0].memory.kv == pytest.approx(tp2.devices[0].memory.kv / 4)
-    assert tp8.devices[0].memory.weights == pytest.approx(tp2.devices[0].memory.weights / 4)
+    # matrices split across ranks; the norms (1-D) are replicated on every rank
+    assert tp8.devices[0].memory.weights == pytest.approx(tp2.devices[0].memory.weights / 4, rel=1e-3)
+    assert tp8.devices[0].memory.weights > tp2.devices[0].memory.weights / 4
     mla = vllm_tp_plan(_m("deepseek-v2-lite"), "BF16", "auto", 8192, devs[:2], OPTS)
     one = get_engine("vllm").memory(_m("deepseek-v2-lite"), "BF16", "auto", np.array([8192]), OPTS)
     assert mla.devices[0].memory.kv * MIB == pytest.approx(float(one.kv[0]))  # latent on every rank
@@ -142,7 +144,7 @@ def test_vllm_command_parses_back(capsys):
     assert data["launch"].startswith("# AWQ needs a checkpoint quantized with AWQ")
     assert ns.max_model_len == data["plan"]["context"] <= 131072
     assert ns.tensor_parallel_size == 2 and ns.kv_cache_dtype == "fp8" and ns.quantization is None
-    assert ns.gpu_memory_utilization == 0.9
+    assert ns.gpu_memory_utilization == 0.92  # vLLM's own default since 0.22 (vllm/config/cache.py)
 
 
 def test_ollama_and_transformers_outputs():

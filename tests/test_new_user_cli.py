@@ -35,7 +35,7 @@ def test_d1_vllm_free_vram_command_and_budget_are_the_same_number(capsys):
 
 
 def test_d3_nothing_fits_prints_no_command_says_why_and_fails(capsys):
-    rc, out, err = run(capsys, "estimate", "llama-3.1-70b", "--what-if", "2x RTX 4090", "--backend", "vllm",
+    rc, out, err = run(capsys, "estimate", "llama-3.1-405b", "--what-if", "2x RTX 4090", "--backend", "vllm",
                        "--launch", "vllm")
     assert rc != 0 and "vllm serve" not in out and "nothing fits" in err
     rc, out, err = run(capsys, "estimate", "llama-3.1-8b", "--free-vram", "1")

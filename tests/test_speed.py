@@ -16,6 +16,8 @@ from lander_tui.core.gpu.catalog import GPUS, match_gpu
 from lander_tui.core.gpu.specs import SPECS, gpu_spec, nvml_bandwidth_gbs, spec_from_nvml
 from lander_tui.core.host_memory import DEFAULT_GBS, bandwidth_from_modules, host_memory_bandwidth, memory_modules
 from lander_tui.core.speed import (
+    EAGER,
+    SERVER,
     SpeedCalibration,
     estimate_speed,
     kernel_path,
@@ -48,13 +50,22 @@ def test_decode_within_20_percent_on_80_percent_of_held_out_single_gpu_rows(held
     assert s["median"] <= 0.12, s
 
 
-def test_prefill_on_held_out_single_gpu_rows(held_out):
-    # The issue's goal is 80 % within 35 %; the model reaches ~74 % (scripts/SPEED.md says where it
-    # misses: GB10 dense prompts, MoE prompts on the biggest GPUs, 2024 builds). This guards what holds.
+def test_prefill_within_35_percent_on_80_percent_of_held_out_single_gpu_rows(held_out):
+    # 81.5 % since MoE routing is counted apart from the expert matmuls (`moe_route_token_s`); the README
+    # says where it still misses (GB10 dense prompts, 2024 builds' F16 prompts).
     s = summary([p for p in held_out if p.row.kind == SINGLE and p.row.test == "pp"])
     assert s["n"] >= 300
-    assert s["within35"] >= 0.70, s
-    assert s["median"] <= 0.22, s
+    assert s["within35"] >= 0.80, s
+    assert s["median"] <= 0.17, s
+
+
+def test_moe_prompt_speed_stops_scaling_with_sms(held_out):
+    """The routing that does not shrink with SMs: gpt-oss-20b prompts on the biggest cards are no longer
+    predicted 45-80 % too fast (they were before `moe_route_token_s`)."""
+    big = [p for p in held_out if p.row.kind == SINGLE and p.row.test == "pp" and p.row.model == "gpt-oss-20b"
+           and p.row.gpu.sms >= 128]
+    assert len(big) >= 20
+    assert summary(big)["median"] <= 0.30, summary(big)
 
 
 def test_multi_gpu_rows_never_fitted_on_hold(held_out):
@@ -196,8 +207,7 @@ def test_unknown_card_falls_back_to_nvml_memory_clock_and_bus_width():
 
 def _plan(model="llama-3.1-8b", quant="Q4_K_M", gpus=("RTX 4090",), **kw):
     spec = get_model(model)
-    gguf = kw.get("engine", "llama.cpp") in ("llama.cpp", "ollama")
-    w = gguf_weights(spec, quant) if gguf else hf_weights(spec, quant)
+    w = hf_weights(spec, quant) if kw.get("hf") else gguf_weights(spec, quant)
     return spec, w, [gpu_spec(g) for g in gpus], kw
 
 
@@ -248,11 +258,11 @@ def test_sliding_window_layers_stop_growing():
 
 
 def test_tensor_parallel_decodes_faster_but_less_than_linearly():
-    spec, w, _, _ = _plan("llama-3.1-70b", "BF16", engine="vllm")
+    spec, w, _, _ = _plan("llama-3.1-70b", "BF16", hf=True)
     h100 = gpu_spec("H100 80GB")
-    one = estimate_speed(speed_inputs(spec, w, [h100] * 2, engine="vllm", tensor_parallel=True), 4096).decode_tps
-    four = estimate_speed(speed_inputs(spec, w, [h100] * 4, engine="vllm", tensor_parallel=True), 4096).decode_tps
-    eight = estimate_speed(speed_inputs(spec, w, [h100] * 8, engine="vllm", tensor_parallel=True), 4096).decode_tps
+    one = estimate_speed(speed_inputs(spec, w, [h100] * 2, runtime=SERVER, tensor_parallel=True), 4096).decode_tps
+    four = estimate_speed(speed_inputs(spec, w, [h100] * 4, runtime=SERVER, tensor_parallel=True), 4096).decode_tps
+    eight = estimate_speed(speed_inputs(spec, w, [h100] * 8, runtime=SERVER, tensor_parallel=True), 4096).decode_tps
     assert one < four < eight < 4 * one
 
 
@@ -286,21 +296,21 @@ def test_prefill_depends_on_the_weight_format_kernel_and_the_quadratic_part():
 
 
 def test_vllm_aggregate_throughput_grows_with_concurrency_and_saturates():
-    spec, w, _, _ = _plan("llama-3.1-8b", "BF16", engine="vllm")
+    spec, w, _, _ = _plan("llama-3.1-8b", "BF16", hf=True)
     g = [gpu_spec("H100 80GB")]
-    agg = [estimate_speed(speed_inputs(spec, w, g, engine="vllm", concurrency=c), 2048).aggregate_tps
+    agg = [estimate_speed(speed_inputs(spec, w, g, runtime=SERVER, concurrency=c), 2048).aggregate_tps
            for c in (2, 8, 32, 128)]
-    single = estimate_speed(speed_inputs(spec, w, g, engine="vllm"), 2048).decode_tps
+    single = estimate_speed(speed_inputs(spec, w, g, runtime=SERVER), 2048).decode_tps
     assert all(a is not None for a in agg)
     assert single < agg[0] < agg[1] < agg[2] < agg[3]
     assert agg[3] / 128 < agg[0] / 2  # per stream it slows as the batch grows
 
 
 def test_transformers_eager_is_slower_than_vllm_on_the_same_gpu():
-    spec, w, _, _ = _plan("llama-3.1-8b", "BF16", engine="vllm")
+    spec, w, _, _ = _plan("llama-3.1-8b", "BF16", hf=True)
     g = [gpu_spec("A100 80GB")]
-    eager = estimate_speed(speed_inputs(spec, w, g, engine="transformers"), 2048).decode_tps
-    vllm = estimate_speed(speed_inputs(spec, w, g, engine="vllm"), 2048).decode_tps
+    eager = estimate_speed(speed_inputs(spec, w, g, runtime=EAGER), 2048).decode_tps
+    vllm = estimate_speed(speed_inputs(spec, w, g, runtime=SERVER), 2048).decode_tps
     assert eager < 0.7 * vllm
 
 

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mem.add_argument("--total-vram", metavar="MIB[,MIB...]", help="whole, empty GPUs of this size, MiB")
     mem.add_argument("--gpu", metavar="N[,N...]", help="take GPU N's free memory now (nvidia-smi index; 0,1 for two)")
     mem.add_argument("--what-if", metavar="NAME", help='plan for a catalog GPU, e.g. "RTX 4090", "2x A100 80GB"')
+    p.add_argument("--gpu-model", metavar="NAME",
+                   help='the card behind --free-vram/--total-vram (or an unknown GPU), for the speed: "RTX 4090"')
     p.add_argument("--margin", metavar="MIB", default=f"{DEFAULT_MARGIN_MIB:.0f}",
                    help="with --gpu or no memory flag: keep this much of the free memory spare "
                         f"(default {DEFAULT_MARGIN_MIB:.0f}, like the dashboard; 1.5G works)")
@@ -42,14 +44,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", "-np", type=int, metavar="N",
                    help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
     p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
-    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=int, metavar="N", help="vLLM (default 8192)")
+    p.add_argument("--front-end", choices=["llama-server", "llama-cli", "bindings"],
+                   help="llama.cpp program whose defaults apply: llama-server (default, what --launch runs), "
+                        "llama-cli, or bindings (the C API: llama-cpp-python ...; full-size SWA cache)")
+    p.add_argument("--swa-full", action="store_true", help="llama.cpp: a full-size sliding-window cache (--swa-full)")
+    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default: vLLM's own, 0.92)")
+    p.add_argument("--max-num-batched-tokens", type=int, metavar="N",
+                   help="vLLM (default: vLLM's for the GPU, 8192 on 70 GiB+ cards but A100, else 2048)")
+    p.add_argument("--max-num-seqs", type=int, metavar="N",
+                   help="vLLM (default: vLLM's for the GPU, 1024 on 70 GiB+ cards but A100, else 256)")
+    p.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs (their memory goes to KV)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
     p.add_argument("--tensor-split", metavar="A,B,...",
                    help="llama.cpp layer split across GPUs, as shares (3,1); default: by free memory")
     p.add_argument("--launch", metavar="ENGINE",
                    help=f"print the command that runs the plan: {engines} (plans with that engine)")
+    p.add_argument("--bench", action="store_true",
+                   help="print the llama-bench commands that measure the plan's predicted speed")
+    p.add_argument("--prefer", choices=["precision", "speed"], default="precision",
+                   help="recommend the highest precision (default) or the fastest row that reaches the context")
+    p.add_argument("--host-bandwidth", type=float, metavar="GB/S",
+                   help="host RAM bandwidth for layers on the CPU (default: read from SMBIOS, else 76.8)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
     out.add_argument("--json", action="store_true", help="print one JSON object")
@@ -109,7 +125,14 @@ def engine_name(args: argparse.Namespace) -> str:
 
 
 def planning_memory(args: argparse.Namespace) -> PlanningMemory:
-    """The GPUs to plan on, from the memory flag (or the freest GPU now), and where they came from."""
+    """The GPUs to plan on, from the memory flag (or the freest GPU now), and where they came from;
+    `--gpu-model` names their card for the speed."""
+    memory = _memory(args)
+    card = getattr(args, "gpu_model", None)
+    return memory.with_card(card) if card else memory
+
+
+def _memory(args: argparse.Namespace) -> PlanningMemory:
     from lander_tui.core import planning_memory as pm
 
     if args.free_vram is not None:
@@ -149,8 +172,10 @@ def _poll(demo: bool) -> Any:
 
 #: EngineOptions fields the flags set, by flag (for "this engine ignores --x" warnings).
 _OPTION_FLAGS = {"flash_attn": "--flash-attn", "n_parallel": "--parallel", "n_ubatch": "--ubatch",
+                 "front_end": "--front-end", "swa_full": "--swa-full",
                  "gpu_memory_utilization": "--gpu-memory-utilization",
-                 "max_num_batched_tokens": "--max-num-batched-tokens", "tensor_split": "--tensor-split"}
+                 "max_num_batched_tokens": "--max-num-batched-tokens", "max_num_seqs": "--max-num-seqs",
+                 "enforce_eager": "--enforce-eager", "tensor_split": "--tensor-split"}
 
 
 def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, list[str]]:
@@ -163,10 +188,15 @@ def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, li
         "n_ubatch": args.ubatch,
         "gpu_memory_utilization": args.gpu_memory_utilization,
         "max_num_batched_tokens": args.max_num_batched_tokens,
+        "max_num_seqs": args.max_num_seqs,
+        "enforce_eager": True if args.enforce_eager else None,
+        "front_end": args.front_end,
+        "swa_full": True if args.swa_full else None,
         "tensor_split": _shares(args.tensor_split, n_gpus) if args.tensor_split else None,
     }
     given = {k: v for k, v in given.items() if v is not None}
-    opts = EngineOptions(**given, overrides=_overrides(args.set))
+    opts = EngineOptions(**given, overrides=_overrides(args.set),
+                         host_bw_gbs=_host_bandwidth(getattr(args, "host_bandwidth", None)))
     engine = get_engine(engine_name(args))
     warnings = [f"{_OPTION_FLAGS[k]} does not change {engine.label}'s numbers; {engine.label} ignores it"
                 for k in given if k not in engine.options_read]
@@ -190,7 +220,14 @@ def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateR
         raise LanderError(f"--context takes {err}, got {args.context!r}") from None
     model = resolve_model(args.model)
     return EstimateRequest(model=model, engine=engine_name(args), quants=_split(args.quant),
-                           kv_types=_split(args.kv_cache), devices=memory.devices, context=context, options=opts)
+                           kv_types=_split(args.kv_cache), devices=memory.devices, context=context, options=opts,
+                           prefer=getattr(args, "prefer", "precision"))
+
+
+def _host_bandwidth(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise LanderError("--host-bandwidth must be a positive number of GB/s, e.g. 83.2 for dual-channel DDR5-5200")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,10 +254,15 @@ def run(args: argparse.Namespace) -> int:
     data["memory_source"] = memory.source
     plan = None
     several = len(memory.devices) > 1
-    if several or args.launch or args.format:
+    plain = not (args.json or args.format)  # prints the plan when it splits or offloads, with its speed
+    if several or args.launch or args.format or args.bench or plain:
         plan = plan_row(req, est)
         if plan is not None:
             data["plan"] = plan.as_json()
+    if args.bench:
+        if plan is None:
+            raise LanderError("nothing fits, so there is no plan to benchmark")
+        data["bench"] = engine.bench_command(req.model, plan, req.options)
     if args.launch:
         if plan is None:
             raise LanderError(f"{est.recommendation.reason}, so there is no command to print", exit_code=1)
@@ -239,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
             print(format_plan(plan))
         if args.launch:
             print(data["launch"])
-    if est.recommendation.quant is None and plan is None:
+        if args.bench:
+            print(bench_text(data["bench"]))
+    if est.recommendation.quant is None and "launch" not in data:
         print(f"lander-tui: {est.recommendation.reason}", file=sys.stderr)
         return 1
     return 0
@@ -259,3 +303,8 @@ def _list_models(as_json: bool) -> int:
         params = parameter_count(spec) / 1e9
         print(f"{spec.name:34} {params:8.2f}B  ctx {spec.max_context:>7}  {spec.hf_repo or ''}")
     return 0
+
+
+def bench_text(commands: str) -> str:
+    """The benchmark commands under a line saying what they are for."""
+    return "# measure the speed above on this machine:\n" + commands

@@ -10,7 +10,7 @@ all read it, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,12 @@ from lander_tui.core.memory import MIB, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 from lander_tui.core.solver import max_fitting
+from lander_tui.core.speed import SpeedEstimate, speed_json, speed_unknown
 from lander_tui.core.tensors import parameter_count
+
+#: What the recommendation weighs (`--prefer`): the highest precision that reaches the target context
+#: (the default), or the fastest decode at that context.
+PREFERENCES = ("precision", "speed")
 
 
 @dataclass(frozen=True)
@@ -36,8 +41,11 @@ class EstimateRequest:
     devices: tuple[Device, ...] = ()
     context: int | None = None
     options: EngineOptions = field(default_factory=EngineOptions)
+    prefer: str = "precision"  # one of PREFERENCES
 
     def __post_init__(self) -> None:
+        if self.prefer not in PREFERENCES:
+            raise LanderError(f"--prefer takes {' or '.join(PREFERENCES)}, not {self.prefer!r}")
         if not self.devices:
             raise LanderError("an estimate needs at least one GPU to plan on")
         if any(d.free_mib < 0 or (d.total_mib is not None and d.total_mib <= 0) for d in self.devices):
@@ -72,6 +80,9 @@ class ConfigResult:
     capacity: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     devices: tuple[MemoryParts, ...] = ()  # per GPU, MiB
+    #: How fast it runs everything on the GPUs at min(target, max_context) (`Engine.speed`); None when
+    #: nothing loads or the speed is unknown (the estimate's notes say why).
+    speed: SpeedEstimate | None = None
 
     @property
     def total_mib(self) -> float:
@@ -86,14 +97,20 @@ class ConfigResult:
         """The memory holds more than the model was trained for: engines refuse or degrade past it."""
         return self.max_context > self.model_max_context
 
+    def capacity_json(self) -> dict[str, Any]:
+        """What the engine says its KV cache holds (vLLM's `kv_capacity_mib` per GPU, `kv_capacity_tokens`,
+        SGLang's token pool): present for the engines that size a cache of their own."""
+        return {k: int(v) if k.endswith(("_tokens", "_context")) else v
+                for k, v in self.capacity.items() if k != "max_concurrency"}
+
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"quant": self.quant, "kv_cache": self.kv_cache, "max_context": self.max_context,
                              "model_max_context": self.model_max_context,
                              "past_model_max_context": self.past_trained_max, "context": self.context,
                              **self.memory.as_json(), "fits": self.fits, "exact_weights": self.exact_weights,
                              "bits_per_weight": self.bits_per_weight, "max_concurrency": self.max_concurrency,
-                             "error": self.error}
-        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}
+                             **self.capacity_json(), "error": self.error}
+        return {**{k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}, **speed_json(self.speed)}
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,7 @@ class Recommendation:
     quant: str | None
     kv_cache: str | None
     reason: str
+    prefer: str = "precision"
 
 
 @dataclass(frozen=True)
@@ -135,7 +153,7 @@ class Estimate:
             "target_context": self.target_context,
             "results": [r.as_json() for r in self.results],
             "recommendation": {"quant": self.recommendation.quant, "kv_cache": self.recommendation.kv_cache,
-                               "reason": self.recommendation.reason},
+                               "reason": self.recommendation.reason, "prefer": self.recommendation.prefer},
             "notes": list(self.notes),
         }
 
@@ -179,12 +197,17 @@ def run_estimate(req: EstimateRequest) -> Estimate:
     notes = [*budget.notes, *engine.notes(req.model, req.devices, req.options)]
     spec = req.model.spec
     target = req.context or spec.max_context
-    results = [_row(req, engine, q, kv, budget) for q in quants for kv in kvs]
+    timed = bool(engine.runtime) and not speed_unknown(req.devices)
+    results = [_row(req, engine, q, kv, budget, target if timed else 0) for q in quants for kv in kvs]
     if all(r.error for r in results):
         raise LanderError(results[0].error or "no configuration could be estimated")
+    if not engine.runtime:
+        notes.append(f"speed unknown: the {engine.label} engine does not model speed")
+    elif not timed:
+        notes.append(speed_unknown(req.devices))
     return Estimate(
         model=spec.name, params=parameter_count(spec), engine=engine.name, free_mib=req.free_mib, budget=budget,
-        target_context=target, results=tuple(results), recommendation=recommend(results, target),
+        target_context=target, results=tuple(results), recommendation=recommend(results, target, req.prefer),
         notes=tuple(notes),
     )
 
@@ -195,7 +218,8 @@ def _error_row(req: EstimateRequest, quant: str, kv: str, message: str) -> Confi
                         error=message)
 
 
-def _row(req: EstimateRequest, engine: Engine, quant: str, kv: str, budget: Budget) -> ConfigResult:
+def _row(req: EstimateRequest, engine: Engine, quant: str, kv: str, budget: Budget, target: int) -> ConfigResult:
+    """One row; its speed at min(`target`, its longest context) when `target` (0: no speed)."""
     try:
         row = RowMemory(engine, req, quant, kv, budget)
         max_ctx = row.max_context()
@@ -203,6 +227,9 @@ def _row(req: EstimateRequest, engine: Engine, quant: str, kv: str, budget: Budg
         w = engine.weights(req.model, quant)
         per_gpu = tuple(d.at(0).to_mib() for d in fp.devices)
         capacity = engine.capacity(req.model, quant, kv, int(fp.context[0]), per_gpu, budget, req.options)
+        speed = None
+        if target and max_ctx > 0:
+            speed = engine.speed(req.model, quant, kv, min(target, max_ctx), req.devices, req.options)
     except LanderError as err:
         return _error_row(req, quant, kv, str(err))
     except Exception as err:
@@ -214,7 +241,7 @@ def _row(req: EstimateRequest, engine: Engine, quant: str, kv: str, budget: Budg
     return ConfigResult(
         quant=w.quant, kv_cache=kv, max_context=max_ctx, model_max_context=req.model.spec.max_context,
         context=int(fp.context[0]), memory=summed, fits=fits, exact_weights=w.exact,
-        bits_per_weight=w.bits_per_weight, capacity=capacity, devices=per_gpu,
+        bits_per_weight=w.bits_per_weight, capacity=capacity, devices=per_gpu, speed=speed,
     )
 
 
@@ -246,24 +273,40 @@ def plan_row(req: EstimateRequest, est: Estimate, quant: str | None = None, kv: 
         if fallback is None:
             return None
         ctx = fallback
-    return engine.plan(req.model, quant, kv, ctx, req.devices, est.budget, req.options)
+    plan = engine.plan(req.model, quant, kv, ctx, req.devices, est.budget, req.options)
+    if speed_unknown(req.devices):
+        return plan
+    return replace(plan, speed=engine.speed(req.model, quant, kv, plan.context, req.devices, req.options, plan))
 
 
-def recommend(results: list[ConfigResult], target: int) -> Recommendation:
+def recommend(results: list[ConfigResult], target: int, prefer: str = "precision") -> Recommendation:
+    """The row to use: of those reaching `target`, the highest precision (or with `prefer="speed"` the
+    fastest decode at the target); else the longest context."""
     ok = [r for r in results if not r.error]
     loads = [r for r in ok if r.max_context > 0]
     if not loads:
         short = min(ok, key=lambda r: r.total_mib, default=None)
         need = f" (smallest needs {short.total_mib:,.0f} MiB at {short.context:,} tokens)" if short else ""
-        return Recommendation(None, None, f"nothing fits in this memory{need}")
+        return Recommendation(None, None, f"nothing fits in this memory{need}", prefer)
     reach = [r for r in loads if r.max_context >= target]
     if reach:
+        timed = [r for r in reach if r.speed is not None]
+        if prefer == "speed" and timed:
+            fast = max(timed, key=lambda r: (_decode_tps(r), r.bits_per_weight, kv_cache_bits(r.kv_cache)))
+            return Recommendation(fast.quant, fast.kv_cache, f"fastest that reaches {target:,} tokens "
+                                  f"({_decode_tps(fast):,.0f} tok/s decode there)", prefer)
         best = max(reach, key=lambda r: (r.bits_per_weight, kv_cache_bits(r.kv_cache), r.max_context))
+        why = "; speed unknown, so by precision" if prefer == "speed" else ""
         return Recommendation(best.quant, best.kv_cache,
-                              f"highest precision that still reaches {tokens(target)}")
+                              f"highest precision that still reaches {tokens(target)}{why}", prefer)
     best = max(loads, key=lambda r: (r.max_context, r.bits_per_weight))
     return Recommendation(best.quant, best.kv_cache,
-                          f"no choice reaches {tokens(target)}; this gives the longest context ({best.max_context:,})")
+                          f"no choice reaches {tokens(target)}; this gives the longest context ({best.max_context:,})",
+                          prefer)
+
+
+def _decode_tps(r: ConfigResult) -> float:
+    return r.speed.decode_tps if r.speed is not None else 0.0
 
 
 def tokens(n: int) -> str:

@@ -9,9 +9,10 @@ from typing import Any
 
 from lander_tui.core.errors import LanderError
 from lander_tui.core.memory import PARTS
+from lander_tui.core.speed import SPEED_KEYS
 
 _HEAD = ("quant", "kv_cache", "max_context", "model_max_context", "context")
-COLUMNS = (*_HEAD, *(p.json_key for p in PARTS), "total_mib", "fits")
+COLUMNS = (*_HEAD, *(p.json_key for p in PARTS), "total_mib", "fits", *SPEED_KEYS)
 DEVICE_COLUMNS = (*(p.json_key for p in PARTS), "total_mib", "headroom_mib", "fits")
 
 
@@ -39,6 +40,8 @@ def export(data: dict[str, Any], fmt: str) -> str:
             out += ["", *_plan_md(data["plan"])]
         if data.get("launch"):
             out += ["", "```sh", data["launch"], "```"]
+        if data.get("bench"):
+            out += ["", "Measure the speed on your machine:", "", "```sh", data["bench"], "```"]
         return "\n".join(out) + "\n"
     raise LanderError(f"--format takes json, md or csv, not {fmt!r}")
 
@@ -61,6 +64,13 @@ def _plan_md(plan: dict[str, Any]) -> list[str]:
         out.append(f"| {d.get('name')} | {where} | " + " | ".join(str(d.get(c)) for c in DEVICE_COLUMNS) + " |")
     if plan.get("host_mib"):
         out += ["", f"Host RAM needed: {plan['host_mib']} MiB"]
+    if plan.get("decode_tps") is not None:
+        out += ["", f"Speed at {plan.get('speed_context')} tokens: decode {plan['decode_tps']} tok/s "
+                f"({plan.get('speed_bound')}), prefill {plan.get('prefill_tps')} tok/s, first token after "
+                f"{plan.get('ttft_s')} s"]
+        if plan.get("offload_step_cost_tps") is not None:
+            out.append(f"One more step on the CPU ({plan.get('offload_step')}): decode "
+                       f"-{plan['offload_step_cost_tps']} tok/s")
     if plan.get("notes"):
         out += ["", *[f"- note: {n}" for n in plan["notes"]]]
     return out

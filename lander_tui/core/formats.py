@@ -131,8 +131,9 @@ class WeightFormat:
     """How a model's weights are stored, for every engine.
 
     `kind` is "gguf" (a llama.cpp file type, possibly mixed per tensor), "dtype" (one plain type for
-    every matrix), "grouped" (GPTQ/AWQ: `bits` per weight plus an f16 scale and a packed zero per
-    `group` weights), or "nf4" (bitsandbytes: 4 bits plus one absmax per 64, double-quantized).
+    every matrix), "mxfp4" (native MXFP4 experts, the rest in the checkpoint dtype), "grouped"
+    (GPTQ/AWQ: `bits` per weight plus an f16 scale and a packed zero per `group` weights), or "nf4"
+    (bitsandbytes: 4 bits plus one absmax per 64, double-quantized).
     """
 
     name: str
@@ -190,7 +191,7 @@ GGUF_FTYPE_DEFAULT: dict[str, str] = {
 }
 
 # MXFP4: e2m1 + one e8m0 scale per 32 (4.25 bits); NVFP4: e2m1 + one fp8 scale per 16 (4.5 bits).
-_DTYPE_BITS = {"FP8": 8, "INT8": 8, "INT4": 4, "MXFP4": 4.25, "NVFP4": 4.5}
+_DTYPE_BITS = {"FP8": 8, "INT8": 8, "INT4": 4, "NVFP4": 4.5}
 _ALIASES = {
     "FP16": "F16",
     "HALF": "F16",
@@ -222,6 +223,10 @@ def weight_format(name: str) -> WeightFormat:
         return WeightFormat(key, "dtype", float(_DTYPE_BITS[key]))
     if key in ("MODELOPT", "FP4"):
         return WeightFormat("NVFP4", "dtype", 4.5)
+    if key == "MXFP4":
+        # a checkpoint's native MXFP4 experts (gpt-oss): 32 4-bit values + one E8M0 scale byte, other
+        # tensors in the checkpoint dtype; llama.cpp's file type for it is MXFP4_MOE
+        return WeightFormat("MXFP4", "mxfp4", GGML_TYPES["MXFP4"].bits_per_weight)
     if key == "NF4":
         return WeightFormat("NF4", "nf4", 4.0)
     if key.startswith(("GPTQ", "AWQ")):
@@ -238,7 +243,7 @@ def weight_format(name: str) -> WeightFormat:
             raise LanderError(f"bad grouped quant {name!r}: bits must be 2, 3, 4 or 8 (e.g. GPTQ-4bit-g128)")
         label = f"{parts[0]}-{bits}bit" + ("" if group == 128 else f"-g{group}")
         return WeightFormat(label, "grouped", float(bits), group)
-    known = ", ".join(list(GGUF_FTYPE_DEFAULT) + list(_DTYPE_BITS) + ["NF4", "GPTQ-4bit", "AWQ"])
+    known = ", ".join(list(GGUF_FTYPE_DEFAULT) + list(_DTYPE_BITS) + ["MXFP4", "NF4", "GPTQ-4bit", "AWQ"])
     raise LanderError(f"unknown quant {name!r}; known: {known}")
 
 

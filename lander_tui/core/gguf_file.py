@@ -448,6 +448,13 @@ def _spec(meta: dict[str, Any], array_lens: dict[str, int], tensors: Sequence[Te
 
     mla = None
     kv_lora = get("attention.kv_lora_rank", 0)
+    if kv_lora and not get("attention.key_length_mla", 0):
+        # A GGUF converted before the absorbed MLA (no key_length_mla, a fused attn_kv_b): llama.cpp runs it
+        # as plain multi-head attention and caches every head's K and V (llama_hparams::is_mla() is false).
+        notes_mla = "legacy MLA GGUF (no key_length_mla): llama.cpp caches full per-head K/V, not the latent"
+        kv_lora = 0
+    else:
+        notes_mla = ""
     if kv_lora:
         rope_dim = get("rope.dimension_count")
         k_len = get("attention.key_length_mla", 0) or head_dim
@@ -491,8 +498,13 @@ def _spec(meta: dict[str, Any], array_lens: dict[str, int], tensors: Sequence[Te
         params = sum(t.n_elements for k, t in rl.items()
                      if not k.startswith(("ffn", "attn_norm", "post_", "layer_output_norm")))
         # llama_hparams::n_embd_r / n_embd_s
+        layout: dict[str, int] = {}
+        dt_rank = get("ssm.time_step_rank", 0)
+        if arch == "qwen3next" and dt_rank and n_group:  # Gated DeltaNet heads (src/models/qwen3next.cpp)
+            layout = {"d_conv": d_conv, "k_heads": n_group, "k_dim": d_state, "v_heads": dt_rank,
+                      "v_dim": d_inner // dt_rank}
         recurrent = Recurrent(conv=max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state),
-                              ssm=d_state * d_inner, params=params)
+                              ssm=d_state * d_inner, params=params, **layout)
 
     rope = ""
     scaling = meta.get(p + "rope.scaling.type")
@@ -504,6 +516,8 @@ def _spec(meta: dict[str, Any], array_lens: dict[str, int], tensors: Sequence[Te
         if len(vals) > 1:
             notes.append(f"KV heads vary per layer ({min(vals)}..{max(vals)}); the largest is used")
 
+    if notes_mla:
+        notes.append(notes_mla)
     label = meta.get("general.name")
     return ModelSpec(
         name=name or (label if isinstance(label, str) and label else "model"),

@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 
 from lander_tui.core.catalog import find_model
-from lander_tui.core.engines import MIB, EngineOptions, get_engine, ollama_rules, vllm_profile
+from lander_tui.core.engines import MIB, EngineOptions, get_engine
 from lander_tui.core.engines.transformers import TransformersCalibration
-from lander_tui.core.engines.vllm_profile import VllmRelease, VllmSettings
+from lander_tui.core.engines.vllm import Startup, Vllm, VllmRelease, max_concurrency
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import torch_dtype_format
 from lander_tui.core.gpu.catalog import find_gpu
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec, from_hf_config
+from lander_tui.core.plan import cpu_gpu_split
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.solver import max_fitting
-from lander_tui.core.weights import WeightSet, hf_weights
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ def llamacpp_rows(gt: Path) -> list[Row]:
         name, quant = _split_name(r["model"])
         model = _model(gt, name)
         if r["kind"] == "lcpp_run":
+            # measured with llama-completion, which reserves a ubatch of logits (engines/llamacpp.py, FRONT_ENDS)
             opts = EngineOptions(flash_attn=r["fa"] == "on", n_ubatch=r.get("n_ubatch", 512),
-                                 n_batch=r.get("n_batch", 2048))
+                                 n_batch=r.get("n_batch", 2048), front_end="llama-cli")
             bd = eng.memory(model, quant, r["kv"], np.array([r["ctx"]]), opts).at(0).to_mib()
             cuda = r["bd_cuda"]
             rows.append(Row(
@@ -70,7 +71,7 @@ def llamacpp_rows(gt: Path) -> list[Row]:
                 {"total": bd.total, "model": bd.weights, "context": bd.kv, "compute": bd.compute},
             ))
         elif r["kind"] == "lcpp_maxctx":
-            opts = EngineOptions(flash_attn=True)
+            opts = EngineOptions(flash_attn=True, front_end="llama-cli")
 
             def total_of(ctx: np.ndarray, model: ResolvedModel = model, quant: str = quant,
                          kv: str = r["kv"], opts: EngineOptions = opts) -> np.ndarray:
@@ -113,6 +114,31 @@ def transformers_rows(gt: Path) -> list[Row]:
     return rows
 
 
+def transformers_sim_rows(gt: Path) -> list[Row]:
+    """Kept-back shapes (MoE, MLA, large-MLP dense) without an H100: the longest prefill+decode that
+    the real 5.17 code path fits in weights + 6 GiB, from its traced allocations replayed on PyTorch's
+    caching allocator (method/hf_meta_trace.py; at most 1.2 % below every measured H100 maximum)."""
+    eng = get_engine("transformers")
+    cal = TransformersCalibration()
+    path = gt / "transformers-sim.jsonl"
+    rows = []
+    configs = {p.stem: json.loads(p.read_text()) for p in (gt / "configs").glob("*.json")}
+    for r in _read(path) if path.is_file() else []:
+        model = _model(gt, r["model"])
+        opts = EngineOptions()
+        free = (eng.weights(model, "BF16").total_bytes + 32 * MIB + r["budget_over_weights_gib"] * 2**30
+                + cal.cuda_context_mib * MIB)
+
+        def total_of(ctx: np.ndarray, model: ResolvedModel = model, opts: EngineOptions = opts) -> np.ndarray:
+            return np.asarray(eng.memory(model, "BF16", "bf16", ctx, opts).total)
+
+        capped = r["first_fail"] >= int(configs[r["model"]].get("max_position_embeddings", 1 << 30))
+        rows.append(Row(f"{r['model']} max ctx (traced code path)", {"max_context": r["max_ctx_ok"],
+                                                                      "capped_by_model": float(capped)},
+                        {"max_context": max_fitting(total_of, free, 256)}))
+    return rows
+
+
 def format_table(rows: list[Row]) -> str:
     out = []
     for row in rows:
@@ -151,11 +177,16 @@ class WildRow:
     in_target: bool = False  # names model, GPU and utilization (issue 12's vLLM V1 target set)
 
 
-def wild_records(gt: Path) -> list[dict[str, Any]]:
+def wild_records(gt: Path, engines: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The wild records, or those whose engine (its forks too: `vllm-fork:aphrodite`) is one of `engines`."""
     out: list[dict[str, Any]] = []
     for p in sorted((gt / "wild").glob("*.jsonl")):
         out += _read(p)
-    return out
+    return [r for r in out if not engines or re.split(r"[-:]fork", str(r["engine"]))[0] in engines]
+
+
+def _fork(rec: dict[str, Any]) -> bool:
+    return "fork" in str(rec["engine"]) or "fork" in str(rec.get("engine_version") or "").lower()
 
 
 def _model_names(name: str) -> list[str]:
@@ -216,7 +247,7 @@ def wild_release(rec: dict[str, Any]) -> VllmRelease:
 def _vllm_unexplained(rec: dict[str, Any], spec: ModelSpec | None, total: float | None) -> str | None:
     gen, ver = str(rec.get("engine_generation") or ""), str(rec.get("engine_version") or "")
     gpu = rec.get("gpu") or {}
-    if rec["engine"] != "vllm" or "fork" in ver.lower() or "omni" in gen:
+    if _fork(rec) or "omni" in gen:
         return "fork of vLLM (its own profiling)"
     if gen.startswith("V0") or (not gen and not ver):
         return "V0 engine or generation not stated (V1 only is modelled)"
@@ -245,9 +276,7 @@ _VLLM_FIELDS = (("weights", "weights_gib"), ("activation_peak", "torch_peak_incr
 
 def vllm_wild_rows(gt: Path) -> list[WildRow]:
     rows = []
-    for rec in wild_records(gt):
-        if not str(rec["engine"]).startswith("vllm"):
-            continue
+    for rec in wild_records(gt, ("vllm",)):
         spec = wild_spec(gt, rec.get("model"))
         total = wild_gpu_bytes(rec)
         measured = {k: float(rec[f]) for k, f in _VLLM_FIELDS if isinstance(rec.get(f), (int, float))}
@@ -259,23 +288,35 @@ def vllm_wild_rows(gt: Path) -> list[WildRow]:
         if reason or spec is None or total is None:
             rows.append(WildRow(rec["id"], "vllm", case, measured, {}, reason, in_target))
             continue
-        b = vllm_profile.budget(spec, _hf_weights(spec), VllmSettings(
-            gpu_total_bytes=total, gpu_name=str((rec.get("gpu") or {}).get("name") or ""),
-            tp=int(rec.get("tensor_parallel_size") or 1), gpu_memory_utilization=rec.get("gpu_memory_utilization"),
-            max_num_seqs=rec.get("max_num_seqs"), max_num_batched_tokens=rec.get("max_num_batched_tokens"),
-            kv_cache_dtype=str(rec.get("kv_cache_dtype") or "auto"), block_size=int(rec.get("block_size") or 16),
-            enforce_eager=bool(rec.get("enforce_eager")), release=wild_release(rec)))
+        b = vllm_startup(spec, rec, total)
         pred = {"weights": b.weights / GIB, "activation_peak": b.activation_peak / GIB,
                 "non_torch": b.non_torch / GIB, "kv": b.kv_available / GIB, "kv_tokens": float(b.kv_capacity_tokens)}
         if rec.get("max_model_len"):
-            pred["max_concurrency"] = vllm_profile.max_concurrency(spec, b, int(rec["max_model_len"]))
+            pred["max_concurrency"] = max_concurrency(spec, b, int(rec["max_model_len"]))
         rows.append(WildRow(rec["id"], "vllm", f"{case} [{b.settings.release.label}]", measured, pred, None, in_target))
     return rows
 
 
-def _hf_weights(spec: ModelSpec) -> WeightSet:
+def vllm_startup(spec: ModelSpec, rec: dict[str, Any], total_bytes: float) -> Startup:
+    """What the vLLM engine lander-tui plans with says this record's start-up logged: the record's
+    flags as `estimate` options, its release as `--set release_minor`, its GPUs whole and idle."""
+    eng = get_engine("vllm")
+    assert isinstance(eng, Vllm)
+    release = wild_release(rec)
+    opts = EngineOptions(gpu_memory_utilization=rec.get("gpu_memory_utilization"),
+                         max_num_seqs=rec.get("max_num_seqs"), max_num_batched_tokens=rec.get("max_num_batched_tokens"),
+                         block_size=int(rec.get("block_size") or 16), enforce_eager=bool(rec.get("enforce_eager")),
+                         overrides={"release_minor": float(release.minor)} if release.major == 0 else {})
+    name = str((rec.get("gpu") or {}).get("name") or "GPU")
+    devices = [Device(name, total_bytes / MIB, total_bytes / MIB)] * int(rec.get("tensor_parallel_size") or 1)
+    kv = str(rec.get("kv_cache_dtype") or "auto")
+    return eng.startup(ResolvedModel(spec, "config"), _checkpoint_format(spec), "fp8" if kv.startswith("fp8") else kv,
+                       devices, opts)
+
+
+def _checkpoint_format(spec: ModelSpec) -> str:
     """The checkpoint as it ships (its own quant), else its dtype: what vLLM/SGLang load by default."""
-    return hf_weights(spec, native_format(spec) or torch_dtype_format(spec.torch_dtype))
+    return native_format(spec) or torch_dtype_format(spec.torch_dtype)
 
 
 def format_wild(rows: list[WildRow]) -> str:
@@ -291,9 +332,7 @@ def format_wild(rows: list[WildRow]) -> str:
 def sglang_wild_rows(gt: Path) -> list[WildRow]:
     """SGLang records: the token pool `max_total_num_tokens` (and K size, weights) per record."""
     rows = []
-    for rec in wild_records(gt):
-        if rec["engine"] != "sglang":
-            continue
+    for rec in wild_records(gt, ("sglang",)):
         spec = wild_spec(gt, rec.get("model"))
         total = wild_gpu_bytes(rec)
         tokens = rec.get("max_total_num_tokens") or rec.get("kv_cache_tokens")
@@ -326,7 +365,7 @@ def sglang_pool(spec: ModelSpec, rec: dict[str, Any], total_bytes: float) -> tup
     given = {"mem_fraction_static": float(rec["mem_fraction_static"])} if rec.get("mem_fraction_static") else {}
     opts = EngineOptions(overrides=given)
     model = ResolvedModel(spec, "config")
-    quant = native_format(spec) or torch_dtype_format(spec.torch_dtype)
+    quant = _checkpoint_format(spec)
     devices = [Device("GPU", total_bytes / MIB, total_bytes / MIB)] * tp
     budget = eng.budget(devices, opts)
     fp = eng.footprint(model, quant, kv, devices, opts)(np.array([1]))
@@ -343,15 +382,17 @@ def ollama_wild_rows(gt: Path) -> list[WildRow]:
     `ollama ps` PROCESSOR where the record gives /api/ps sizes."""
     eng = get_engine("llama.cpp")
     rows = []
-    for rec in wild_records(gt):
-        if rec["engine"] not in ("llama.cpp", "ollama"):
-            continue
+    for rec in wild_records(gt, ("llama.cpp", "ollama")):
         case = f"{rec['id']} {rec['engine']} {str(rec.get('model') or '?')[:34]}"
         ps = rec.get("ollama_api_ps") or {}
         if ps.get("size_bytes"):
             rows.append(WildRow(rec["id"], "ollama", case + f" ps={ps.get('reported')}", {}, {},
-                                "PROCESSOR " + ollama_rules.processor(ps["size_bytes"], ps["size_vram_bytes"])
+                                "PROCESSOR " + cpu_gpu_split(ps["size_bytes"], ps["size_vram_bytes"])
                                 + " (from /api/ps sizes; no model config here to predict them)"))
+            continue
+        ps_row = _ollama_ps_row(gt, rec, case)
+        if ps_row is not None:
+            rows.append(ps_row)
             continue
         spec = wild_spec(gt, rec.get("model"))
         kv_mib = sum((rec.get("kv_buffer_mib") or {}).values()) if isinstance(rec.get("kv_buffer_mib"), dict) else None
@@ -371,6 +412,26 @@ def ollama_wild_rows(gt: Path) -> list[WildRow]:
             bd = eng.memory(ResolvedModel(spec, "catalog"), "F16", kv, np.array([rec["n_ctx"]]), opts).at(0).to_mib()
         rows.append(WildRow(rec["id"], rec["engine"], case, {"kv_mib": kv_mib}, {"kv_mib": bd.kv}))
     return rows
+
+
+def _ollama_ps_row(gt: Path, rec: dict[str, Any], case: str) -> WildRow | None:
+    """`ollama ps` PROCESSOR where the record names the GPUs as `Nx NAME NNGB`, the model and the context:
+    what the Ollama engine plans there (its --fit placement), against what Ollama showed."""
+    shown = (rec.get("ollama_ps") or {}).get("PROCESSOR")
+    gpus = re.fullmatch(r"(\d+)x [^,]*?(\d+)\s*GB[^,]*", str((rec.get("gpu") or {}).get("name") or ""))
+    spec = wild_spec(gt, str(rec.get("model") or "").split(" (")[0].replace(":", "-"))
+    if not shown or not gpus or spec is None or not isinstance(rec.get("n_ctx"), int):
+        return None
+    eng = get_engine("ollama")
+    devices = [Device(f"GPU{i}", int(gpus.group(2)) * 1024.0, int(gpus.group(2)) * 1024.0)
+               for i in range(int(gpus.group(1)))]
+    opts = EngineOptions(n_parallel=int(rec.get("n_parallel") or 1))
+    model = ResolvedModel(spec, "catalog")
+    quant = eng.default_quants(model)[0]
+    plan = eng.plan(model, quant, "f16", rec["n_ctx"], devices, eng.budget(devices, opts), opts)
+    predicted = plan.cpu_gpu_split()
+    why = None if predicted == shown else f"predicted {predicted}"
+    return WildRow(rec["id"], "ollama", f"{case} PROCESSOR {shown} -> {predicted}", {}, {}, why)
 
 
 def vllm_target_summary(rows: list[WildRow], low: float = -0.08, high: float = 0.02) -> str:

@@ -9,12 +9,16 @@ little, the documented default is used and says so. A user's figure always wins.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 DMI_TABLES = "/sys/firmware/dmi/tables/DMI"
+#: Read this file instead (tests and recorded outputs set it so they do not depend on the machine).
+DMI_ENV = "LANDER_TUI_DMI_TABLES"
 #: Dual-channel DDR5-4800, the most common desktop configuration of 2023-2026: 2 x 8 bytes x 4800 MT/s.
 DEFAULT_GBS = 76.8
 _MEMORY_DEVICE = 17
@@ -98,7 +102,14 @@ def bandwidth_from_modules(modules: list[_Module]) -> tuple[float, int]:
     return gbs, len(chans)
 
 
-def host_memory_bandwidth(override_gbs: float | None = None, tables: str | Path = DMI_TABLES) -> HostMemory:
+def host_memory_bandwidth(override_gbs: float | None = None, tables: str | Path | None = None) -> HostMemory:
+    """The user's figure, else what this machine's SMBIOS says (`$LANDER_TUI_DMI_TABLES` or the
+    kernel's copy), else the documented default; read once per file."""
+    return _host_memory(override_gbs, tables or os.environ.get(DMI_ENV) or DMI_TABLES)
+
+
+@lru_cache(maxsize=8)
+def _host_memory(override_gbs: float | None, tables: str | Path) -> HostMemory:
     if override_gbs:
         return HostMemory(float(override_gbs), "user")
     try:

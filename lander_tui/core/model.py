@@ -7,10 +7,13 @@ resolver, the engines and the UI can all name these types without importing each
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
 from lander_tui.core.tensors import Tensor, parameter_count
+
+if TYPE_CHECKING:
+    from lander_tui.core.gpu.specs import GpuSpec
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,18 @@ class Device:
     """A GPU to plan on: what is free on it (MiB) and, when known, its total.
 
     `index` is the real GPU (nvidia-smi numbering) behind it, None for numbers given by hand or a
-    what-if card; a plan on real GPUs can be checked against every later reading."""
+    what-if card; a plan on real GPUs can be checked against every later reading.
+
+    `card` is what the speed model knows of the GPU (bandwidth, tensor rates: `core/gpu/specs.py`):
+    the catalog's row of a what-if card, a live GPU matched by its NVML name, or the card named with
+    `--gpu-model`. None when it is not known; `card_note` then says why, in one line."""
 
     name: str
     free_mib: float
     total_mib: float | None = None
     index: int | None = None
+    card: GpuSpec | None = None
+    card_note: str = ""
 
 
 def model_facts(spec: ModelSpec) -> dict[str, Any]:

@@ -54,12 +54,19 @@ class Recurrent:
     """Constant-size state of a linear-attention/Mamba layer, in values per sequence.
 
     `conv` is llama.cpp's `n_embd_r` (rolling conv state) and `ssm` its `n_embd_s` (the SSM/delta state).
-    `params` is the layer's mixer parameter count (for the parameter total).
+    `params` is the layer's mixer parameter count (for the parameter total). A Gated DeltaNet layer
+    (Qwen3-Next) also keeps its layout, so its tensors can be listed as llama.cpp names them:
+    `d_conv` (conv kernel), `k_heads` x `k_dim` (keys), `v_heads` x `v_dim` (values); 0 when unknown.
     """
 
     conv: int
     ssm: int
     params: int = 0
+    d_conv: int = 0
+    k_heads: int = 0
+    k_dim: int = 0
+    v_heads: int = 0
+    v_dim: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,6 +307,8 @@ def from_hf_config(cfg: dict[str, Any], name: str = "model", hf_repo: str | None
         qkv_bias = o_bias = bool(c.get("bias", False))
         if not c.get("ffn_hidden_size"):
             ff = 4 * H
+    if mt == "phi3":  # one attn_qkv and one gate_up matrix (src/models/phi3.cpp)
+        kw["fused_qkv"] = True
     if mt in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text", "qwen3_next"):
         kw["qk_norm"] = True
     if mt in ("gemma2", "gemma3", "gemma3_text"):
@@ -450,7 +459,8 @@ def _recurrent(c: dict[str, Any], mt: str, H: int) -> Recurrent:
         nv, dv = int(c.get("linear_num_value_heads", 32)), int(c.get("linear_value_head_dim", 128))
         conv_dim = 2 * nk * dk + nv * dv
         params = H * (2 * nk * dk + 2 * nv * dv + 2 * nv) + conv_dim * d_conv + nv * dv * H + 2 * nv + dv
-        return Recurrent(conv=(d_conv - 1) * conv_dim, ssm=nv * dk * dv, params=params)
+        return Recurrent(conv=(d_conv - 1) * conv_dim, ssm=nv * dk * dv, params=params,
+                         d_conv=d_conv, k_heads=nk, k_dim=dk, v_heads=nv, v_dim=dv)
     d_state = int(c.get("mamba_d_state") or c.get("ssm_state_size") or c.get("state_size") or 16)
     d_conv = int(c.get("mamba_d_conv") or c.get("conv_kernel") or 4)
     expand = int(c.get("mamba_expand") or c.get("expand") or 2)

@@ -9,9 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lander_tui.core.memory import MemoryParts, total_parts
+
+if TYPE_CHECKING:
+    from lander_tui.core.speed import SpeedEstimate
+
+
+def cpu_gpu_split(size: float, size_vram: float) -> str:
+    """`ollama ps` PROCESSOR (cmd/cmd.go): "100% GPU", "100% CPU" or "48%/52% CPU/GPU", with
+    `cpu% = round((size - size_vram) / size x 100)` (any unit, e.g. /api/ps `size`/`size_vram`)."""
+    if size <= 0 or size_vram >= size:
+        return "100% GPU"
+    if size_vram <= 0:
+        return "100% CPU"
+    cpu = round((size - size_vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,8 @@ class Plan:
     notes: tuple[str, ...] = ()
     #: Engine settings the plan was made with and its command must pass (e.g. gpu_memory_utilization).
     settings: Mapping[str, float] = field(default_factory=dict)
+    #: How fast it runs at `context` (`Engine.speed`, filled by `estimate.plan_row`); None: not known.
+    speed: SpeedEstimate | None = None
 
     @property
     def memory(self) -> MemoryParts:
@@ -80,21 +96,20 @@ class Plan:
         return max(0, self.n_layers + 1 - self.gpu_layers)
 
     def cpu_gpu_split(self) -> str:
-        """Ollama's `ollama ps` wording: "100% GPU", "100% CPU" or "48%/52% CPU/GPU"."""
-        total = self.cpu_weights_mib + self.gpu_weights_mib
-        if total <= 0 or self.fully_offloaded:
+        """Ollama's `ollama ps` PROCESSOR for this plan, from where its weights are."""
+        if self.fully_offloaded:
             return "100% GPU"
-        if self.gpu_weights_mib <= 0:
-            return "100% CPU"
-        cpu = round(self.cpu_weights_mib / total * 100)
-        return f"{cpu}%/{100 - cpu}% CPU/GPU"
+        return cpu_gpu_split(self.cpu_weights_mib + self.gpu_weights_mib, self.gpu_weights_mib)
 
     def as_json(self) -> dict[str, Any]:
+        from lander_tui.core.speed import speed_json
+
         return {
             "backend": self.engine, "quant": self.quant, "kv_cache": self.kv_cache, "context": self.context,
             "fits": self.fits, "n_layers": self.n_layers, "gpu_layers": self.gpu_layers, "cpu_moe": self.cpu_moe,
             "tensor_split": [round(x, 3) for x in self.tensor_split], "tensor_parallel": self.tensor_parallel,
             "host_mib": round(self.host_mib, 2), "cpu_gpu": self.cpu_gpu_split(),
             "devices": [d.as_json() for d in self.devices],
+            **speed_json(self.speed, detail=True),
             "notes": list(self.notes),
         }

@@ -8,7 +8,7 @@ numbers the user typed. No GPU at all: both plan on the same what-if card and sa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lander_tui.core.errors import LanderError
@@ -22,6 +22,8 @@ NO_GPU_WHAT_IF = "RTX 4090"
 HYSTERESIS_MIB = 64.0
 #: What "free now" keeps aside by default, MiB.
 DEFAULT_MARGIN_MIB = 512.0
+#: What numbers typed by hand say instead of a speed.
+NO_CARD = "speed unknown: memory was given as numbers; name the card with --gpu-model NAME"
 #: Memory modes: (key, label, what it means).
 MODES: tuple[tuple[str, str, str], ...] = (
     ("free", "free now", "each chosen GPU's free memory now, less the safety margin (re-checked every second)"),
@@ -68,20 +70,33 @@ class PlanningMemory:
         """All devices as one (for an engine that does not split across GPUs: their summed memory)."""
         if len(self.devices) < 2:
             return self
-        one = Device(self.label, self.free_mib, self.total_mib)
+        cards = {d.card for d in self.devices}
+        card = cards.pop() if len(cards) == 1 else None
+        note = "" if card else next((d.card_note for d in self.devices if d.card_note),
+                                    "speed unknown: the summed GPUs are different cards")
+        one = Device(self.label, self.free_mib, self.total_mib, card=card, card_note=note)
         return PlanningMemory((one,), self.label, self.detail, self.key, self.source)
+
+    def with_card(self, name: str) -> PlanningMemory:
+        """Every device as the card `name` (`--gpu-model`): for numbers typed by hand, or a GPU the
+        speed table does not know."""
+        from lander_tui.core.gpu.specs import named_card
+
+        card = named_card(name)
+        devices = tuple(replace(d, card=card, card_note="") for d in self.devices)
+        return replace(self, devices=devices)
 
 
 def given(free_mib: Sequence[float]) -> PlanningMemory:
     """Free memory the user typed (`--free-vram A,B`), used as it is."""
-    devices = tuple(Device(f"GPU{i}", float(v)) for i, v in enumerate(free_mib))
+    devices = tuple(Device(f"GPU{i}", float(v), card_note=NO_CARD) for i, v in enumerate(free_mib))
     text = " + ".join(f"{v:,.0f}" for v in free_mib)
     return PlanningMemory(devices, "given", f"{text} MiB given", ("given", tuple(free_mib)), "given")
 
 
 def whole_numbers(total_mib: Sequence[float]) -> PlanningMemory:
     """Whole, empty GPUs of the sizes the user typed (`--total-vram A,B`)."""
-    devices = tuple(Device(f"GPU{i}", float(v), float(v)) for i, v in enumerate(total_mib))
+    devices = tuple(Device(f"GPU{i}", float(v), float(v), card_note=NO_CARD) for i, v in enumerate(total_mib))
     text = " + ".join(f"{v:,.0f}" for v in total_mib)
     return PlanningMemory(devices, "whole GPU", f"{text} MiB total", ("whole-numbers", tuple(total_mib)),
                           "whole GPU")
@@ -90,11 +105,12 @@ def whole_numbers(total_mib: Sequence[float]) -> PlanningMemory:
 def what_if(name: str) -> PlanningMemory:
     """A catalog GPU or cloud instance: its usable memory (total less the driver's reserve)."""
     from lander_tui.core.gpu import what_if as find
+    from lander_tui.core.gpu.specs import catalog_card
 
     if not name.strip():
         raise LanderError('name a GPU or instance, e.g. "RTX 4090", "2x A100 80GB", g5.12xlarge')
     w = find(name)
-    devices = tuple(Device(g.name, g.usable_mib, g.total_mib) for g in w.gpus)
+    devices = tuple(Device(g.name, g.usable_mib, g.total_mib, None, *catalog_card(g.name)) for g in w.gpus)
     detail = "catalog, usable" + (f", {len(w.gpus)} GPUs" if len(w.gpus) > 1 else "")
     label = f"what-if {w.label.removeprefix('1x ')}"
     return PlanningMemory(devices, label, detail, ("what-if", w.label), f"what-if {w.label}")
@@ -142,20 +158,30 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
                               "or plan with a what-if GPU", exit_code=1)
         gpus.append(g)
     names = "GPU " + "+".join(str(g.index) for g in gpus)
+    cards = [_card(g) for g in gpus]
     if mode == "whole":
-        devices = tuple(Device(f"{g.index}: {g.name}", g.total_mib - (g.reserved_mib or 0.0), g.total_mib, g.index)
-                        for g in gpus)
+        devices = tuple(Device(f"{g.index}: {g.name}", g.total_mib - (g.reserved_mib or 0.0), g.total_mib, g.index,
+                               *card) for g, card in zip(gpus, cards, strict=True))
         return PlanningMemory(devices, f"{names} whole", "total - driver reserve", ("whole", tuple(indices)),
                               f"{names} whole")
     raw = sum(g.free_mib for g in gpus)
     share = margin_mib / len(gpus)
-    devices = tuple(Device(f"{g.index}: {g.name}", max(0.0, g.free_mib - share), g.total_mib, g.index)
-                    for g in gpus)
+    devices = tuple(Device(f"{g.index}: {g.name}", max(0.0, g.free_mib - share), g.total_mib, g.index, *card)
+                    for g, card in zip(gpus, cards, strict=True))
     detail = f"{raw:,.0f} - {margin_mib:,.0f} margin" if margin_mib else f"{raw:,.0f} free"
     source = f"{names} ({gpus[0].name}) free now" if len(gpus) == 1 else f"{names} free now"
     if margin_mib:
         source += f", less a {margin_mib:,.0f} MiB margin"
     return PlanningMemory(devices, f"{names} free now", detail, ("free", tuple(indices), margin_mib), source)
+
+
+def _card(g: Any) -> tuple[Any, str]:
+    """The speed facts of a live GPU: by its NVML name, else from NVML's clocks when reported."""
+    from lander_tui.core.gpu.specs import live_card
+
+    return live_card(g.name, g.total_mib, getattr(g, "mem_clock_mhz", None), getattr(g, "bus_width_bits", None),
+                     getattr(g, "compute_capability", None), getattr(g, "sm_count", None) or 0,
+                     getattr(g, "sm_clock_mhz", None) or 0.0)
 
 
 def default_memory(snapshot: Any, margin_mib: float = 0.0) -> PlanningMemory:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lander_tui.core.estimate import Estimate
 from lander_tui.core.memory import PARTS
 from lander_tui.core.plan import Plan
+from lander_tui.core.speed import SpeedEstimate
 
 
 def params_text(n: int) -> str:
@@ -21,6 +22,40 @@ def host_available_mib() -> float:
     import psutil
 
     return float(psutil.virtual_memory().available) / 2**20
+
+
+def tps_text(tps: float | None) -> str:
+    """Tokens per second as a table shows them: "83", "7.4", "1,564"; "?" when unknown."""
+    if tps is None:
+        return "?"
+    if tps < 1:
+        return f"{tps:.2f}"
+    return f"{tps:.1f}" if tps < 10 else f"{tps:,.0f}"
+
+
+def seconds_text(s: float) -> str:
+    """A wait: "0.26 s", "5.5 s", "48 s", "3.2 min"."""
+    if s < 1:
+        return f"{s:.2f} s"
+    if s < 10:
+        return f"{s:.1f} s"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def speed_line(speed: SpeedEstimate) -> str:
+    """Decode at the context with what bounds it, prefill of a prompt that long, time to first token."""
+    return (f"decode {tps_text(speed.decode_tps)} tok/s at {speed.context:,} tokens ({speed.bound}) · "
+            f"prefill {tps_text(speed.prefill_tps)} tok/s · first token after {seconds_text(speed.ttft_s)} "
+            f"({speed.prompt:,}-token prompt)")
+
+
+def offload_step_line(speed: SpeedEstimate) -> str:
+    """What one more offload step costs in decode speed ("" when the engine has none)."""
+    if speed.offload_step_cost is None:
+        return ""
+    after = max(0.0, speed.decode_tps - speed.offload_step_cost)
+    return (f"one more step on the CPU ({speed.offload_step}): decode {tps_text(speed.decode_tps)} -> "
+            f"{tps_text(after)} tok/s (-{tps_text(speed.offload_step_cost)})")
 
 
 def format_plan(plan: Plan, host_available: float | None = None) -> str:
@@ -41,6 +76,12 @@ def format_plan(plan: Plan, host_available: float | None = None) -> str:
         avail = host_available_mib() if host_available is None else host_available
         lines.append(f"  host RAM: {plan.host_mib:.0f} MiB needed, {avail:.0f} MiB available now"
                      + ("" if plan.host_mib <= avail else " (NOT ENOUGH)"))
+    if plan.speed is not None:
+        lines.append(f"  speed: {speed_line(plan.speed)}")
+        step = offload_step_line(plan.speed)
+        if step:
+            lines.append(f"  {step}")
+        lines += [f"  speed note: {n}" for n in plan.speed.notes]
     lines += [f"  note: {n}" for n in plan.notes]
     return "\n".join(lines)
 
@@ -69,6 +110,10 @@ def format_plain(est: Estimate, extra_notes: list[str] | tuple[str, ...] = ()) -
         ]
         if r.max_concurrency is not None:
             lines.append(f"  max_concurrency: {r.max_concurrency:.2f}")
+        if r.speed is not None:
+            lines += [f"  decode_tps: {r.speed.decode_tps:.2f}", f"  prefill_tps: {r.speed.prefill_tps:.2f}",
+                      f"  ttft_s: {r.speed.ttft_s:.3f}", f"  speed_at_context: {r.speed.context}",
+                      f"  speed_bound: {r.speed.bound}"]
     rec = est.recommendation
     if rec.quant:
         lines.append(f"recommendation: {rec.quant} kv {rec.kv_cache} ({rec.reason})")

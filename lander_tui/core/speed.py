@@ -33,12 +33,15 @@ prints how well that held. `speed_inputs` is the one seam that turns a plan into
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lander_tui.core.gpu.specs import GpuSpec
+if TYPE_CHECKING:  # a type only: importing the GPU package costs ~0.1 s at start-up
+    from lander_tui.core.gpu.specs import GpuSpec
 
 GB = 1e9
 
@@ -53,6 +56,16 @@ NATIVE_MXFP4_SPEEDUP = 1.26
 DEFAULT_N_BATCH, DEFAULT_N_UBATCH = 2048, 512
 _FLOAT_TYPES = {"F16", "BF16", "F32"}
 
+# How an engine runs a token: this picks the kernels and the per-step costs. Each engine module says
+# which it is (`Engine.speed`); the speed model never asks an engine's name.
+#: llama.cpp's CUDA backend (llama.cpp, Ollama): MMQ / cuBLAS / DP4A kernel choice, CUDA graphs.
+GGML = "ggml"
+#: A batched PyTorch server with CUDA graphs and a scheduler step per token (vLLM, SGLang).
+SERVER = "server"
+#: PyTorch eager: one Python call and kernel launch per op (Transformers `generate`).
+EAGER = "eager"
+RUNTIMES = (GGML, SERVER, EAGER)
+
 
 @dataclass(frozen=True)
 class SpeedCalibration:
@@ -65,7 +78,7 @@ class SpeedCalibration:
     #: Fraction of peak memory bandwidth the decode kernels reach (fitted, llama.cpp CUDA rows).
     bw_efficiency: float = 1.0
     #: Bytes per second one SM keeps streaming, per GHz of its clock (fitted): the in-flight limit.
-    sm_stream_gbs_per_ghz: float = 14.0
+    sm_stream_gbs_per_ghz: float = 14.03
     #: Fixed cost per decoded token: sampling, graph launch, host sync (fitted).
     token_overhead_s: float = 0.0
     #: Cost per layer per decoded token beyond its bytes: kernel launches and tails (fitted).
@@ -74,24 +87,31 @@ class SpeedCalibration:
     moe_layer_overhead_s: float = 4.47e-5
     #: Fraction of peak tensor throughput per kernel path for prompt matmuls (fitted).
     mmq_efficiency: float = 1.0
-    cublas_efficiency: float = 0.634
-    dp4a_efficiency: float = 0.713
+    cublas_efficiency: float = 0.721
+    dp4a_efficiency: float = 0.765
     #: Matmul FLOPs one SM's non-tensor side (dequantisation, loads, shared memory) sustains per clock
     #: (fitted). Peak tensor rates grew faster than this (GA100/GH100 doubled INT8 per SM, the rest did
     #: not), so MMQ reaches a much smaller share of the peak on A100/H100 than on GeForce cards.
-    matmul_sm_flops_per_clk: float = 821.0
+    matmul_sm_flops_per_clk: float = 1012.0
     #: MoE expert matmuls (MUL_MAT_ID: tokens gathered per expert, then scattered back), fraction of
-    #: the path's peak (fitted).
-    moe_efficiency: float = 0.185
+    #: the path's peak (fitted; at its cap once the routing below is counted apart).
+    moe_efficiency: float = 1.0
     #: Tokens per matrix at which a matmul runs at half its large-batch rate (fitted): small batches
     #: and MoE experts that see few tokens each.
-    small_batch_tokens: float = 48.0
+    small_batch_tokens: float = 128.0
     #: Fraction of the FP16 tensor peak attention reaches in prefill (fitted; FlashAttention on).
-    attention_efficiency: float = 0.392
+    attention_efficiency: float = 0.411
     #: The same without flash attention (KQ materialised; fitted).
-    attention_efficiency_nofa: float = 0.0748
+    attention_efficiency_nofa: float = 0.0734
     #: Fixed cost per micro-batch per layer (fitted).
-    ubatch_layer_overhead_s: float = 1.78e-4
+    ubatch_layer_overhead_s: float = 1.53e-4
+    #: Seconds per prompt token per MoE layer that do not scale with the GPU (fitted): sorting tokens
+    #: by expert before MUL_MAT_ID. llama.cpp's `mmq_ids_helper` (ggml-cuda/mmq.cu) runs one warp per
+    #: expert walking every token of the micro-batch in order, so this work takes as long on a 170-SM
+    #: card as on a 48-SM one (earlier builds copied the ids to the host and synchronised instead).
+    #: Fitted at 2.6 us: for gpt-oss-20b (24 MoE layers) 62 us per prompt token, what the RTX 5070 Ti
+    #: and RTX 5090 rows alone give for the part of prompt time that does not shrink with SMs (~60 us).
+    moe_route_token_s: float = 2.59e-6
     #: Host RAM: fraction of peak DDR bandwidth a CPU matrix-vector pass reaches. Not fitted (the data
     #: has 9 usable offload rows on 4 machines); STREAM-triad on desktop DDR4/DDR5 reaches 70-85 %
     #: and llama.cpp's CPU kernels somewhat less.
@@ -120,6 +140,9 @@ class SpeedCalibration:
         if bad:
             raise ValueError(f"unknown speed setting {bad[0]!r}")
         return replace(self, **overrides)
+
+
+_DEFAULT_CAL = SpeedCalibration()
 
 
 @dataclass(frozen=True)
@@ -172,7 +195,7 @@ class HostLoad:
 class SpeedInputs:
     """Everything the speed model needs about one plan. Engines fill it via `speed_inputs`."""
 
-    engine: str  # llama.cpp, ollama, vllm, sglang, transformers
+    runtime: str  # GGML, SERVER or EAGER
     devices: tuple[DeviceLoad, ...]
     weight_type: str  # ggml type of the big matrices (Q4_K, MXFP4, F16...) or HF format (BF16, FP8...)
     n_layers: int
@@ -200,16 +223,58 @@ class SpeedEstimate:
     prompt: int
     decode_bytes: float  # bytes read per decoded token (all devices + host)
     offload_step_cost: float | None = None  # decode tok/s lost by moving one more layer (or its experts) to CPU
+    offload_step: str = ""  # that step in the engine's terms, e.g. "--n-cpu-moe 20" or "-ngl 42"
     aggregate_tps: float | None = None  # vLLM/SGLang: all streams at `concurrency`
     notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
+        """Everything, nested (the model's own view); `speed_json` is what results and plans print."""
         return {"decode_tps": round(self.decode_tps, 2), "prefill_tps": round(self.prefill_tps, 1),
                 "ttft_s": round(self.ttft_s, 4), "bound": self.bound, "prefill_bound": self.prefill_bound,
                 "context": self.context, "prompt": self.prompt,
                 "offload_step_cost": None if self.offload_step_cost is None else round(self.offload_step_cost, 2),
                 "aggregate_tps": None if self.aggregate_tps is None else round(self.aggregate_tps, 1),
                 "notes": list(self.notes)}
+
+
+#: The speed keys of a result's JSON (and CSV/Markdown columns), in order.
+SPEED_KEYS = ("decode_tps", "prefill_tps", "ttft_s")
+
+
+def speed_json(est: SpeedEstimate | None, detail: bool = False) -> dict[str, Any]:
+    """The flat speed fields a result (or, with `detail`, a plan) carries in JSON: decode tok/s at the
+    context, prefill tok/s of a prompt that long, seconds to the first token, and what bounds decode.
+    All None when the speed is unknown."""
+    if est is None:
+        out: dict[str, Any] = {k: None for k in (*SPEED_KEYS, "speed_context", "speed_bound")}
+        if detail:
+            out |= {"prefill_bound": None, "offload_step_cost_tps": None, "offload_step": None, "aggregate_tps": None,
+                    "speed_notes": []}
+        return out
+    out = {"decode_tps": round(est.decode_tps, 1), "prefill_tps": round(est.prefill_tps, 1),
+           "ttft_s": round(est.ttft_s, 3), "speed_context": est.context, "speed_bound": est.bound}
+    if detail:
+        out |= {"prefill_bound": est.prefill_bound,
+                "offload_step_cost_tps": None if est.offload_step_cost is None else round(est.offload_step_cost, 2),
+                "offload_step": est.offload_step or None,
+                "aggregate_tps": None if est.aggregate_tps is None else round(est.aggregate_tps, 1),
+                "speed_notes": list(est.notes)}
+    return out
+
+
+def speed_unknown(devices: Sequence[Any]) -> str:
+    """Why no speed can be given for these planned GPUs (`core/model.Device`), or "" when every card
+    is known."""
+    return next((d.card_note or f"speed unknown: no speed facts for {d.name}" for d in devices if d.card is None), "")
+
+
+def device_cards(devices: Sequence[Any]) -> list[GpuSpec]:
+    """The cards of planned GPUs, for `speed_inputs`; a ValueError when one is unknown (ask
+    `speed_unknown` first)."""
+    why = speed_unknown(devices)
+    if why:
+        raise ValueError(why)
+    return [d.card for d in devices]
 
 
 # --- kernel paths ---------------------------------------------------------------------------------
@@ -219,7 +284,7 @@ def _cc(gpu: GpuSpec) -> float:
     return float(gpu.compute_capability)
 
 
-def kernel_path(gpu: GpuSpec, weight_type: str, build: int | None = None, engine: str = "llama.cpp") -> str:
+def kernel_path(gpu: GpuSpec, weight_type: str, build: int | None = None, runtime: str = GGML) -> str:
     """Which matmul kernel runs a prompt's weights, and so which peak bounds it.
 
     llama.cpp (ggml/src/ggml-cuda `ggml_cuda_should_use_mmq`, PR #8075): quantized types use MMQ on
@@ -230,7 +295,7 @@ def kernel_path(gpu: GpuSpec, weight_type: str, build: int | None = None, engine
     """
     wt = weight_type.upper()
     cc = _cc(gpu)
-    if engine not in ("llama.cpp", "ollama"):
+    if runtime != GGML:
         if wt == "FP8" and gpu.fp8:
             return "fp8"
         if wt == "INT8" and gpu.int8 and gpu.tensor_cores:
@@ -258,8 +323,8 @@ def path_peak_tflops(gpu: GpuSpec, path: str) -> float:
     }.get(path) or gpu.fp32
 
 
-def _path_efficiency(cal: SpeedCalibration, path: str, engine: str) -> float:
-    if engine not in ("llama.cpp", "ollama"):
+def _path_efficiency(cal: SpeedCalibration, path: str, runtime: str) -> float:
+    if runtime != GGML:
         return cal.vllm_matmul_efficiency
     return {"mmq": cal.mmq_efficiency, "fp4": cal.mmq_efficiency, "dp4a": cal.dp4a_efficiency}.get(
         path, cal.cublas_efficiency)
@@ -297,8 +362,8 @@ def _host_decode_seconds(h: HostLoad, ctx: float, cal: SpeedCalibration) -> floa
 
 def decode_seconds(inp: SpeedInputs, ctx: float, cal: SpeedCalibration) -> float:
     """Seconds per decoded token with `ctx` tokens already in the cache."""
-    vllm = inp.engine in ("vllm", "sglang")
-    eager = inp.engine == "transformers"
+    vllm = inp.runtime == SERVER
+    eager = inp.runtime == EAGER
     eff = cal.vllm_bw_efficiency if vllm else None
     per = [device_decode_seconds(d, ctx, cal, inp.flash_attn, eff) for d in inp.devices]
     if inp.split == "tensor" and len(per) > 1:
@@ -320,24 +385,28 @@ def decode_seconds(inp: SpeedInputs, ctx: float, cal: SpeedCalibration) -> float
 
 
 # --- prefill --------------------------------------------------------------------------------------
+# Every function below takes the micro-batch sizes `n` and start positions `pos` as arrays (one entry
+# per micro-batch), so a 128k-token prompt (256 micro-batches) costs a few vector operations.
 
 
-def _matmul_seconds(d: DeviceLoad, n: int, inp: SpeedInputs, cal: SpeedCalibration) -> float:
+def _matmul_seconds(d: DeviceLoad, n: np.ndarray, inp: SpeedInputs, cal: SpeedCalibration) -> np.ndarray:
     """Tensor-core time at the path's peak, plus the SM-side work that does not scale with it."""
-    path = kernel_path(d.gpu, inp.weight_type, inp.build, inp.engine)
+    path = kernel_path(d.gpu, inp.weight_type, inp.build, inp.runtime)
     peak = path_peak_tflops(d.gpu, path) * 1e12
     per_expert = n * inp.moe_used / inp.moe_experts if inp.moe_experts else n
     dense = d.dense_flops * n * (1 + cal.small_batch_tokens / n)
-    expert = d.expert_flops * n * (1 + cal.small_batch_tokens / max(per_expert, 1.0))
-    t = dense / (peak * _path_efficiency(cal, path, inp.engine)) + expert / (peak * cal.moe_efficiency)
+    expert = d.expert_flops * n * (1 + cal.small_batch_tokens / np.maximum(per_expert, 1.0))
+    t = dense / (peak * _path_efficiency(cal, path, inp.runtime)) + expert / (peak * cal.moe_efficiency)
     if path in ("mmq", "dp4a", "fp4") and d.gpu.sms and d.gpu.boost_mhz:  # the kernels that dequantize in place
-        t += (dense + expert) / (d.gpu.sms * d.gpu.boost_mhz * 1e6 * cal.matmul_sm_flops_per_clk)
+        t = t + (dense + expert) / (d.gpu.sms * d.gpu.boost_mhz * 1e6 * cal.matmul_sm_flops_per_clk)
     return t
 
 
-def _attention_seconds(d: DeviceLoad, n: int, pos: int, flash_attn: bool, cal: SpeedCalibration) -> float:
+def _attention_seconds(d: DeviceLoad, n: np.ndarray, pos: np.ndarray, flash_attn: bool,
+                       cal: SpeedCalibration) -> np.ndarray:
     ctx = pos + n / 2  # causal: token i attends to pos + i earlier ones
-    flops = n * (d.attn_flops_per_ctx * ctx + d.swa_attn_flops_per_ctx * min(ctx, d.swa_window or ctx))
+    swa_ctx = np.minimum(ctx, d.swa_window) if d.swa_window else ctx
+    flops = n * (d.attn_flops_per_ctx * ctx + d.swa_attn_flops_per_ctx * swa_ctx)
     peak = (d.gpu.fp16 if d.gpu.tensor_cores and d.gpu.fp16 else d.gpu.fp32) * 1e12
     # arithmetic intensity of a FlashAttention tile grows with the head size; below 128 the tile is
     # bound by loading K/V rather than by the tensor cores
@@ -345,27 +414,50 @@ def _attention_seconds(d: DeviceLoad, n: int, pos: int, flash_attn: bool, cal: S
     return flops / (peak * intensity * (cal.attention_efficiency if flash_attn else cal.attention_efficiency_nofa))
 
 
-def device_ubatch_seconds(d: DeviceLoad, n: int, pos: int, inp: SpeedInputs, cal: SpeedCalibration) -> float:
-    """One micro-batch of `n` tokens starting at position `pos` on one device."""
-    touched = d.all_bytes
+def device_ubatch_seconds(d: DeviceLoad, n: np.ndarray, pos: np.ndarray, inp: SpeedInputs,
+                          cal: SpeedCalibration) -> np.ndarray:
+    """Micro-batches of `n` tokens starting at positions `pos` on one device."""
+    touched: Any = d.all_bytes
     if inp.moe_experts and d.all_bytes > d.decode_bytes:  # experts a small batch never reaches stay unread
-        frac_unused = (1 - inp.moe_used / inp.moe_experts) ** n
-        touched = d.all_bytes - (d.all_bytes - d.decode_bytes) * frac_unused / (1 - inp.moe_used / inp.moe_experts)
-    if kernel_path(d.gpu, inp.weight_type, inp.build, inp.engine) == "cublas" and inp.weight_type not in _FLOAT_TYPES:
-        touched += 4.0 * d.matrix_params  # dequantized to an FP16 copy (written, then read by the GEMM)
+        miss = 1 - inp.moe_used / inp.moe_experts
+        touched = d.all_bytes - (d.all_bytes - d.decode_bytes) * miss ** n / miss
+    if kernel_path(d.gpu, inp.weight_type, inp.build, inp.runtime) == "cublas" and inp.weight_type not in _FLOAT_TYPES:
+        touched = touched + 4.0 * d.matrix_params  # dequantized to an FP16 copy (written, then read by the GEMM)
     mem = touched / (d.gpu.mem_bw_gbs * GB)
     return (_matmul_seconds(d, n, inp, cal) + _attention_seconds(d, n, pos, inp.flash_attn, cal) + mem
-            + d.layers * cal.ubatch_layer_overhead_s)
+            + d.layers * cal.ubatch_layer_overhead_s + n * d.moe_layers * cal.moe_route_token_s)
 
 
-def _host_ubatch_seconds(h: HostLoad, n: int, inp: SpeedInputs, cal: SpeedCalibration) -> float:
+def _host_ubatch_seconds(h: HostLoad, n: np.ndarray, inp: SpeedInputs, cal: SpeedCalibration) -> np.ndarray:
     """llama.cpp ships host-resident weights to the GPU for a micro-batch of 32+ tokens
     (`op_offload`, GGML_OP_OFFLOAD_MIN_BATCH in ggml-cuda), else the CPU computes them."""
-    if n >= 32 and inp.devices:
-        link = min(d.gpu.pcie_gbs for d in inp.devices) * GB * cal.pcie_efficiency
-        return h.all_bytes / link
-    flops = 2 * h.decode_bytes * n  # ~1 FLOP pair per byte read, quantized weights
-    return max(flops / (h.tflops * 1e12), h.decode_bytes / (h.bandwidth_gbs * GB * cal.host_bw_efficiency))
+    on_cpu = np.maximum(2 * h.decode_bytes * n / (h.tflops * 1e12),  # ~1 FLOP pair per byte read, quantized
+                        h.decode_bytes / (h.bandwidth_gbs * GB * cal.host_bw_efficiency))
+    if not inp.devices:
+        return on_cpu
+    link = min(d.gpu.pcie_gbs for d in inp.devices) * GB * cal.pcie_efficiency
+    return np.where(n >= 32, h.all_bytes / link, on_cpu)
+
+
+@lru_cache(maxsize=256)
+def micro_batches(n_prompt: int, depth: int, n_batch: int, n_ubatch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How llama.cpp cuts a prompt: batches of `n_batch` tokens, each in micro-batches of `n_ubatch`.
+    Returns each micro-batch's size, start position, and the index of its first micro-batch's batch
+    (`starts`: where each batch begins in the first two arrays). Cached, read-only."""
+    n_batch = max(1, n_batch)
+    n_ubatch = max(1, min(n_ubatch, n_batch))
+    n_b = -(-n_prompt // n_batch)
+    bsz = np.full(n_b, n_batch, dtype=np.int64)
+    bsz[-1] = n_prompt - n_batch * (n_b - 1)
+    k = -(-bsz // n_ubatch)  # micro-batches per batch
+    n = np.full(int(k.sum()), n_ubatch, dtype=np.int64)
+    ends = np.cumsum(k)
+    n[ends - 1] = bsz - (k - 1) * n_ubatch  # each batch's last micro-batch takes the rest
+    pos = depth + np.cumsum(n) - n
+    out = (n.astype(float), pos.astype(float), ends - k)
+    for a in out:
+        a.setflags(write=False)  # cached: shared by every caller
+    return out
 
 
 def prefill_seconds(inp: SpeedInputs, n_prompt: int, depth: int, cal: SpeedCalibration) -> float:
@@ -376,30 +468,18 @@ def prefill_seconds(inp: SpeedInputs, n_prompt: int, depth: int, cal: SpeedCalib
     (llama.cpp's pipeline parallelism), so a batch of k micro-batches on D devices takes about
     (k + D - 1) stage times instead of k x D.
     """
-    t = 0.0
-    pos = depth
-    remaining = n_prompt
+    n, pos, starts = micro_batches(max(1, n_prompt), depth, inp.n_batch, inp.n_ubatch)
+    stages = np.array([device_ubatch_seconds(d, n, pos, inp, cal) for d in inp.devices])  # devices x micro-batches
+    host = _host_ubatch_seconds(inp.host, n, inp, cal) if inp.host else np.zeros_like(n)
     n_dev = len(inp.devices)
-    while remaining > 0:
-        batch = min(remaining, inp.n_batch)
-        ubs = []
-        left = batch
-        while left > 0:
-            n = min(left, inp.n_ubatch)
-            stages = [device_ubatch_seconds(d, n, pos, inp, cal) for d in inp.devices]
-            host = _host_ubatch_seconds(inp.host, n, inp, cal) if inp.host else 0.0
-            ubs.append((stages, host))
-            pos += n
-            left -= n
-        if inp.split == "tensor" and n_dev > 1:
-            t += sum(max(s) + 2 * inp.n_layers * cal.allreduce_latency_s + h for s, h in ubs)
-        elif n_dev > 1 and len(ubs) > 1:
-            stage = max(max(s) for s, _ in ubs)
-            t += (len(ubs) + n_dev - 1) * stage + sum(h for _, h in ubs)
-        else:
-            t += sum(sum(s) + h for s, h in ubs)
-        remaining -= batch
-    return t
+    if inp.split == "tensor" and n_dev > 1:
+        return float(stages.max(axis=0).sum() + len(n) * 2 * inp.n_layers * cal.allreduce_latency_s + host.sum())
+    if n_dev == 1:
+        return float(stages.sum() + host.sum())
+    k = np.diff(np.append(starts, len(n)))
+    slowest = np.maximum.reduceat(stages.max(axis=0), starts)
+    in_turn = np.add.reduceat(stages.sum(axis=0), starts)
+    return float(np.where(k > 1, (k + n_dev - 1) * slowest, in_turn).sum() + host.sum())
 
 
 # --- the estimate ---------------------------------------------------------------------------------
@@ -418,28 +498,31 @@ def _bound_text(inp: SpeedInputs, ctx: float, cal: SpeedCalibration) -> tuple[st
 
 
 def estimate_speed(inp: SpeedInputs, context: int, prompt: int | None = None,
-                   cal: SpeedCalibration | None = None, step: SpeedInputs | None = None) -> SpeedEstimate:
+                   cal: SpeedCalibration | None = None, step: SpeedInputs | None = None,
+                   step_label: str = "") -> SpeedEstimate:
     """Decode speed at `context` tokens, prefill speed and time to first token for a `prompt`-token
     prompt (default: the context). `step` is the same plan with one more layer (or one more layer's
-    experts) on the CPU; when given, `offload_step_cost` is the decode tok/s that step loses."""
-    cal = cal or SpeedCalibration()
+    experts) on the CPU; when given, `offload_step_cost` is the decode tok/s that step loses
+    (`step_label` says what the step is, in the engine's flags)."""
+    cal = cal or _DEFAULT_CAL
     prompt = context if prompt is None else prompt
     t_dec = decode_seconds(inp, context, cal)
     t_pre = prefill_seconds(inp, max(prompt, 1), 0, cal)
     bound, nbytes = _bound_text(inp, context, cal)
     pre_bound = "compute-bound: " + ", ".join(sorted({
-        f"{kernel_path(d.gpu, inp.weight_type, inp.build, inp.engine)} on {d.gpu.name}" for d in inp.devices}))
+        f"{kernel_path(d.gpu, inp.weight_type, inp.build, inp.runtime)} on {d.gpu.name}" for d in inp.devices}))
     if inp.host is not None and prompt >= 32:
         pre_bound += f" + PCIe for {inp.host.all_bytes / GB:.1f} GB of host weights per micro-batch"
     cost = None
     if step is not None:
         cost = 1 / t_dec - 1 / decode_seconds(step, context, cal)
     agg = None
-    if inp.engine in ("vllm", "sglang") and inp.concurrency > 1:
+    if inp.runtime == SERVER and inp.concurrency > 1:
         agg = aggregate_tps(inp, context, inp.concurrency, cal)
     return SpeedEstimate(decode_tps=1 / t_dec, prefill_tps=prompt / t_pre, ttft_s=t_pre + t_dec, bound=bound,
                          prefill_bound=pre_bound, context=context, prompt=prompt, decode_bytes=nbytes,
-                         offload_step_cost=cost, aggregate_tps=agg, notes=inp.notes)
+                         offload_step_cost=cost, offload_step=step_label if step is not None else "",
+                         aggregate_tps=agg, notes=inp.notes)
 
 
 def aggregate_tps(inp: SpeedInputs, ctx: float, concurrency: int, cal: SpeedCalibration) -> float:
@@ -450,7 +533,7 @@ def aggregate_tps(inp: SpeedInputs, ctx: float, concurrency: int, cal: SpeedCali
     for d in inp.devices:
         nbytes = d.all_bytes if inp.moe_experts and c * inp.moe_used >= inp.moe_experts else d.decode_bytes
         mem = (nbytes + c * _kv_read(d, ctx)) / (d.gpu.mem_bw_gbs * GB * cal.vllm_bw_efficiency)
-        path = kernel_path(d.gpu, inp.weight_type, None, inp.engine)
+        path = kernel_path(d.gpu, inp.weight_type, None, inp.runtime)
         peak = path_peak_tflops(d.gpu, path) * 1e12 * cal.vllm_matmul_efficiency
         comp = c * (d.dense_flops + d.expert_flops + d.attn_flops_per_ctx * ctx) / peak
         step = max(step, mem, comp) if inp.split == "tensor" else step + max(mem, comp)
@@ -465,9 +548,10 @@ DEFAULT_HOST_BW_GBS = 76.8
 
 def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[int | None] | None = None,
                  cpu_moe: int = 0, cpu_override: str | None = None, kv_type: str = "f16",
-                 engine: str = "llama.cpp", tensor_parallel: bool = False, flash_attn: bool = True,
+                 runtime: str = GGML, tensor_parallel: bool = False, flash_attn: bool = True,
                  n_ubatch: int = DEFAULT_N_UBATCH, n_batch: int = DEFAULT_N_BATCH,
-                 host_bw_gbs: float | None = None, build: int | None = None, concurrency: int = 1) -> SpeedInputs:
+                 host_bw_gbs: float | None = None, build: int | None = None, concurrency: int = 1,
+                 sliding_window: bool | None = None, mla_latent: bool | None = None) -> SpeedInputs:
     """THE seam: build `SpeedInputs` from what plans hold today.
 
     `spec` is a `ModelSpec`, `weights` the `WeightSet` of the chosen quant (per-tensor bytes), `gpus`
@@ -476,10 +560,40 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     this); None = everything on device 0. `cpu_moe` keeps the experts of the first N layers on the CPU
     (`--n-cpu-moe N`); `cpu_override` is an `-ot` pattern whose tensors stay on the CPU (regex search on
     the tensor name, as llama.cpp's `std::regex_search`). `tensor_parallel` splits every tensor evenly
-    over the GPUs (vLLM/SGLang TP) instead. Adapt this one function when the plan shapes change.
+    over the GPUs (vLLM/SGLang TP) instead. `runtime` is how the engine runs a token (GGML, SERVER,
+    EAGER). `sliding_window`: whether sliding-window layers keep only the window (default: as llama.cpp
+    does for GGML, whenever the model has a window otherwise); `mla_latent`: whether an MLA model caches
+    the latent (default: all but EAGER, which caches K and V expanded per head). Adapt this one function
+    when the plan shapes change.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
+    # the same placement comes back on every estimate the dashboard re-runs (a new context, a few MiB
+    # of free memory moving): answer it from a small cache keyed by what it depends on
+    key = (id(spec), id(weights), tuple(gpus), None if units is None else tuple(units), cpu_moe, cpu_override,
+           kv_type, runtime, tensor_parallel, flash_attn, n_ubatch, n_batch, host_bw_gbs, build, concurrency,
+           sliding_window, mla_latent)
+    hit = _INPUTS.get(key)
+    if hit is not None and hit[0] is spec and hit[1] is weights:
+        return hit[2]
+    inputs = _speed_inputs(spec, weights, gpus, units=units, cpu_moe=cpu_moe, cpu_override=cpu_override,
+                           kv_type=kv_type, runtime=runtime, tensor_parallel=tensor_parallel, flash_attn=flash_attn,
+                           n_ubatch=n_ubatch, n_batch=n_batch, host_bw_gbs=host_bw_gbs, build=build,
+                           concurrency=concurrency, sliding_window=sliding_window, mla_latent=mla_latent)
+    if len(_INPUTS) > 256:
+        _INPUTS.clear()
+    _INPUTS[key] = (spec, weights, inputs)  # holding spec and weights keeps their ids from being reused
+    return inputs
+
+
+_INPUTS: dict[tuple[Any, ...], tuple[Any, Any, SpeedInputs]] = {}
+
+
+def _speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[int | None] | None,
+                  cpu_moe: int, cpu_override: str | None, kv_type: str, runtime: str, tensor_parallel: bool,
+                  flash_attn: bool, n_ubatch: int, n_batch: int, host_bw_gbs: float | None, build: int | None,
+                  concurrency: int, sliding_window: bool | None, mla_latent: bool | None) -> SpeedInputs:
     from lander_tui.core.formats import kv_cache_type
-    from lander_tui.core.model_spec import FULL, RECURRENT, SWA
 
     L = spec.n_layers
     n_dev = len(gpus)
@@ -499,45 +613,31 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
         if moe and cpu_moe:
             on_cpu |= tab.expert & (tab.layer < cpu_moe)
         slot = np.where(on_cpu, n_dev, slot)
-    acc = {}
-    for key, values in (("dec", tab.decode), ("all", tab.nbytes), ("dense", tab.dense_flops),
-                        ("exp", tab.expert_flops), ("params", tab.params)):
-        if tensor_parallel:
-            acc[key] = [float(values.sum()) / n_dev] * n_dev + [0.0]
-        else:
-            acc[key] = np.bincount(slot, weights=values, minlength=n_dev + 1).tolist()
-    moe_cpu_layers = set() if tensor_parallel else {
-        int(layer) for layer in tab.layer[tab.expert & (slot == n_dev)] if layer < L and units[layer] is not None}
-
-    kv = kv_cache_type(kv_type)
-    bpv = kv.block_bytes / kv.block
-    swa_applies = spec.llamacpp_uses_swa if engine in ("llama.cpp", "ollama") else bool(spec.sliding_window)
-    k_full, v_full = spec.kv_values_per_token(FULL)
-    if spec.mla and engine in ("llama.cpp", "ollama", "vllm", "sglang"):
-        qk = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
-        attn_per_ctx = 2.0 * spec.n_heads * (qk + spec.mla.kv_lora_rank)
+    if tensor_parallel:
+        sums = tab.columns.sum(axis=0)
+        tcols = np.vstack([np.tile(sums / n_dev, (n_dev, 1)), np.zeros(len(sums))])
     else:
-        attn_per_ctx = 2.0 * spec.n_heads * (spec.head_dim + spec.head_dim_v)
-    rec_state = (spec.recurrent.conv + spec.recurrent.ssm) * 4.0 if spec.recurrent else 0.0
-    per = [{"kv": 0.0, "swa": 0.0, "state": 0.0, "layers": 0, "moe": 0, "attn": 0.0, "swa_attn": 0.0, "kq": 0}
-           for _ in range(n_dev + 1)]
-    dense_layers = set(moe.dense_layers) if moe else set()
-    for il, kind in enumerate(spec.kinds()):
-        targets = range(n_dev) if tensor_parallel else [n_dev if units[il] is None else int(units[il])]  # type: ignore[arg-type]
-        share = 1.0 / n_dev if tensor_parallel else 1.0
-        for i in targets:
-            p = per[i]
-            p["layers"] += 1
-            p["moe"] += 1 if moe and il not in dense_layers else 0
-            if kind == RECURRENT:
-                p["state"] += rec_state * share
-            elif kind == SWA and swa_applies:
-                p["swa"] += (k_full + v_full) * bpv * share
-                p["swa_attn"] += attn_per_ctx * share
-            else:
-                p["kv"] += (k_full + v_full) * bpv * share
-                p["attn"] += attn_per_ctx * share
-                p["kq"] += round(spec.n_heads * share)
+        tcols = _one_hot(slot, n_dev + 1) @ tab.columns  # per device (and the CPU, last): bytes, FLOPs
+    acc = {key: tcols[:, j].tolist() for j, key in enumerate(("dec", "all", "dense", "exp", "params"))}
+    kv = kv_cache_type(kv_type)
+    if sliding_window is None:
+        sliding_window = spec.llamacpp_uses_swa if runtime == GGML else bool(spec.sliding_window)
+    swa_applies = bool(sliding_window and spec.sliding_window)
+    latent = bool(spec.mla) and (runtime != EAGER if mla_latent is None else mla_latent)
+    lt = _layer_table(spec, swa_applies, latent, kv.block_bytes / kv.block)
+    if tensor_parallel:  # every rank holds a share of every layer
+        sums = lt.sum(axis=0)
+        row = sums / n_dev
+        row[_COL["layers"]], row[_COL["moe"]] = sums[_COL["layers"]], sums[_COL["moe"]]
+        row[_COL["kq"]] = np.count_nonzero(lt[:, _COL["kq"]]) * round(spec.n_heads / n_dev)
+        cols = np.vstack([np.tile(row, (n_dev, 1)), np.zeros(len(row))])
+        moe_cpu_layers = 0
+    else:
+        layer_dev = dev_of_unit[:L]
+        cols = _one_hot(layer_dev, n_dev + 1) @ lt
+        held = np.unique(tab.layer[tab.expert & (slot == n_dev) & (tab.layer < L)])
+        moe_cpu_layers = int(np.count_nonzero(layer_dev[held] != n_dev))
+    per = [dict(zip(_LAYER_COLS, map(float, c), strict=True)) for c in cols]
     window = int(spec.sliding_window or 0) if swa_applies else 0
     devices = tuple(DeviceLoad(
         gpu=g, decode_bytes=acc["dec"][i], all_bytes=acc["all"][i], kv_bytes_per_token=per[i]["kv"],
@@ -551,18 +651,53 @@ def speed_inputs(spec: Any, weights: Any, gpus: list[GpuSpec], *, units: list[in
     if acc["all"][n_dev] > 0:
         host = HostLoad(decode_bytes=acc["dec"][n_dev], all_bytes=acc["all"][n_dev],
                         bandwidth_gbs=host_bw_gbs or DEFAULT_HOST_BW_GBS, layers=int(per[n_dev]["layers"]),
-                        moe_layers=len(moe_cpu_layers), kv_bytes_per_token=per[n_dev]["kv"])
+                        moe_layers=moe_cpu_layers, kv_bytes_per_token=per[n_dev]["kv"])
     notes: list[str] = []
     if host is not None and host_bw_gbs is None:
-        notes.append(f"host RAM bandwidth unknown: assumed {DEFAULT_HOST_BW_GBS:g} GB/s (dual-channel DDR5-4800)")
+        notes.append(f"host RAM bandwidth unknown: assumed {DEFAULT_HOST_BW_GBS:g} GB/s (dual-channel DDR5-4800; "
+                     "--host-bandwidth sets it)")
     for g in gpus:
         if not g.known:
             notes.append(f"{g.name}: not in the GPU table; {g.source}")
     fmt = tab.matrix_type
-    return SpeedInputs(engine=engine, devices=devices, weight_type=fmt, n_layers=L, hidden_size=spec.hidden_size,
+    return SpeedInputs(runtime=runtime, devices=devices, weight_type=fmt, n_layers=L, hidden_size=spec.hidden_size,
                        host=host, split="tensor" if tensor_parallel else "layer", flash_attn=flash_attn,
                        n_ubatch=n_ubatch, n_batch=n_batch, moe_experts=moe.n_experts if moe else 0,
                        moe_used=moe.n_used if moe else 0, build=build, concurrency=concurrency, notes=tuple(notes))
+
+
+_LAYER_COLS = ("kv", "swa", "state", "layers", "moe", "attn", "swa_attn", "kq")
+_COL = {name: i for i, name in enumerate(_LAYER_COLS)}
+
+
+@lru_cache(maxsize=256)
+def _layer_table(spec: Any, swa_applies: bool, latent: bool, bytes_per_value: float) -> np.ndarray:
+    """Per layer (rows) what it adds to the device holding it (`_LAYER_COLS`): KV bytes per token on
+    full-attention and sliding-window layers, recurrent state bytes, 1 per layer and per MoE layer,
+    attention FLOPs per token of context (full, SWA) and its heads (the KQ scores without FlashAttention)."""
+    from lander_tui.core.model_spec import FULL, RECURRENT, SWA
+
+    k_full, v_full = spec.kv_values_per_token(FULL, expanded_mla=bool(spec.mla) and not latent)
+    kv = (k_full + v_full) * bytes_per_value
+    if spec.mla and latent:
+        qk = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+        attn = 2.0 * spec.n_heads * (qk + spec.mla.kv_lora_rank)
+    else:
+        attn = 2.0 * spec.n_heads * (spec.head_dim + spec.head_dim_v)
+    state = (spec.recurrent.conv + spec.recurrent.ssm) * 4.0 if spec.recurrent else 0.0
+    dense_layers = set(spec.moe.dense_layers) if spec.moe else set()
+    rows = []
+    for il, kind in enumerate(spec.kinds()):
+        moe = 1.0 if spec.moe and il not in dense_layers else 0.0
+        if kind == RECURRENT:
+            rows.append((0.0, 0.0, state, 1.0, moe, 0.0, 0.0, 0.0))
+        elif kind == SWA and swa_applies:
+            rows.append((0.0, kv, 0.0, 1.0, moe, 0.0, attn, 0.0))
+        else:
+            rows.append((kv, 0.0, 0.0, 1.0, moe, attn, 0.0, float(spec.n_heads)))
+    table = np.array(rows, dtype=float).reshape(-1, len(_LAYER_COLS))
+    table.setflags(write=False)
+    return table
 
 
 @dataclass(frozen=True)
@@ -578,6 +713,15 @@ class _TensorTable:
     params: np.ndarray  # matrix elements
     names: tuple[str, ...]
     matrix_type: str  # the storage type holding most matrix bytes (what prompt kernels run on)
+    columns: np.ndarray  # decode, nbytes, dense_flops, expert_flops, params side by side (one matmul per plan)
+
+
+def _one_hot(index: np.ndarray, n: int) -> np.ndarray:
+    """An n x len(index) matrix with a 1 in row index[j] of column j: `_one_hot(i, n) @ x` sums the
+    rows of x per index, like n bincounts at once."""
+    out = np.zeros((n, len(index)))
+    out[index, np.arange(len(index))] = 1.0
+    return out
 
 
 _TABLES: dict[int, tuple[Any, _TensorTable]] = {}
@@ -603,12 +747,13 @@ def _tensor_table(weights: Any, n_layers: int, used_frac: float) -> _TensorTable
         if t.is_matrix:
             by_type[st.dtype] = by_type.get(st.dtype, 0) + st.nbytes
     cols = list(zip(*rows, strict=True))
+    nbytes, decode = np.array(cols[2], dtype=float), np.array(cols[3], dtype=float)
+    dense, expert_f, params = (np.array(cols[i], dtype=float) for i in (4, 5, 6))
     table = _TensorTable(
         layer=np.array(cols[0], dtype=np.int64), expert=np.array(cols[1], dtype=bool),
-        nbytes=np.array(cols[2], dtype=float), decode=np.array(cols[3], dtype=float),
-        dense_flops=np.array(cols[4], dtype=float), expert_flops=np.array(cols[5], dtype=float),
-        params=np.array(cols[6], dtype=float), names=tuple(cols[7]),
-        matrix_type=(max(by_type, key=lambda k: by_type[k]) if by_type else str(weights.quant)).upper())
+        nbytes=nbytes, decode=decode, dense_flops=dense, expert_flops=expert_f, params=params, names=tuple(cols[7]),
+        matrix_type=(max(by_type, key=lambda k: by_type[k]) if by_type else str(weights.quant)).upper(),
+        columns=np.stack([decode, nbytes, dense, expert_f, params], axis=1))
     if len(_TABLES) > 64:
         _TABLES.clear()
     _TABLES[id(weights)] = (weights, table)  # holding the WeightSet keeps its id from being reused

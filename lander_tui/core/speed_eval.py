@@ -206,7 +206,7 @@ def load_rows(data_dir: Path) -> tuple[list[BenchRow], dict[str, int]]:
 DECODE_PARAMS = ("bw_efficiency", "sm_stream_gbs_per_ghz", "token_overhead_s", "layer_overhead_s",
                  "moe_layer_overhead_s")
 PREFILL_PARAMS = ("mmq_efficiency", "cublas_efficiency", "dp4a_efficiency", "moe_efficiency", "matmul_sm_flops_per_clk",
-                  "attention_efficiency", "attention_efficiency_nofa", "ubatch_layer_overhead_s")
+                  "attention_efficiency", "attention_efficiency_nofa", "ubatch_layer_overhead_s", "moe_route_token_s")
 _INVERSE = {"bw_efficiency", "sm_stream_gbs_per_ghz", "mmq_efficiency", "cublas_efficiency", "dp4a_efficiency",
             "moe_efficiency", "matmul_sm_flops_per_clk", "attention_efficiency", "attention_efficiency_nofa"}
 #: Grid for `small_batch_tokens` (it multiplies the matmul terms, so it is searched, not solved).

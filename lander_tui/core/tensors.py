@@ -12,6 +12,12 @@ from functools import lru_cache
 
 from lander_tui.core.model_spec import RECURRENT, ModelSpec
 
+# Per-arch naming that the HF config does not tell (src/models/*.cpp load_arch_tensors):
+_POST_ATTN_NORM_ARCHS = {"gpt_oss", "qwen3_next"}  # second norm is post_attention_norm, no ffn_norm
+_GATED_Q_ARCHS = {"qwen3_next"}  # attn_q is [n_embd, 2 * n_head * head_dim]
+_SHARED_EXPERT_GATE_ARCHS = {"qwen2_moe", "qwen3_next"}  # ffn_gate_inp_shexp [n_embd]
+_FUSED_GATE_UP_ARCHS = {"phi3"}  # one ffn_up [n_embd, 2 * n_ff] holds gate and up
+
 
 @dataclass(frozen=True)
 class Tensor:
@@ -85,7 +91,19 @@ def _layer(spec: ModelSpec, il: int, kind: str) -> list[Tensor]:
     add("attn_norm.weight", H, 1)
     if spec.norm_bias:
         add("attn_norm.bias", H, 1)
-    if kind == RECURRENT and spec.recurrent:
+    if kind == RECURRENT and spec.recurrent and spec.recurrent.v_heads:
+        # Gated DeltaNet (Qwen3-Next), as src/models/qwen3next.cpp loads it
+        r = spec.recurrent
+        key, value = r.k_heads * r.k_dim, r.v_heads * r.v_dim
+        add("attn_qkv.weight", H, 2 * key + value)
+        add("attn_gate.weight", H, value)
+        add("ssm_conv1d.weight", r.d_conv, 2 * key + value)
+        add("ssm_dt.bias", r.v_heads, 1)
+        add("ssm_a", r.v_heads, 1)
+        add("ssm_ba.weight", H, 2 * r.v_heads)
+        add("ssm_norm.weight", r.v_dim, 1)
+        add("ssm_out.weight", value, H)
+    elif kind == RECURRENT and spec.recurrent:
         # Mixer weights of a linear-attention/Mamba layer, counted as one block of parameters.
         add("ssm_in.weight", H, max(1, spec.recurrent.params // H))
     elif spec.mla:
@@ -99,10 +117,15 @@ def _layer(spec: ModelSpec, il: int, kind: str) -> list[Tensor]:
             add("attn_q.weight", H, nh * qk)
         add("attn_kv_a_mqa.weight", H, m.kv_lora_rank + m.qk_rope_head_dim)
         add("attn_kv_a_norm.weight", m.kv_lora_rank, 1)
-        add("attn_kv_b.weight", m.kv_lora_rank, nh * (m.qk_nope_head_dim + m.v_head_dim))
+        # the converter splits kv_b for the absorbed MLA (conversion/deepseek.py): k_b [nope, rank, heads]
+        # and v_b [rank, v, heads]; a 3-D tensor is kept as its 2-D rows (same bytes, same ne0)
+        add("attn_k_b.weight", m.qk_nope_head_dim, m.kv_lora_rank * nh)
+        add("attn_v_b.weight", m.kv_lora_rank, m.v_head_dim * nh)
         add("attn_output.weight", nh * m.v_head_dim, H)
     else:
         q, k, v = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim_v
+        if spec.arch in _GATED_Q_ARCHS:
+            q *= 2  # the query projection also yields the output gate
         if spec.fused_qkv:
             add("attn_qkv.weight", H, q + k + v)
             if spec.qkv_bias:
@@ -127,7 +150,7 @@ def _layer(spec: ModelSpec, il: int, kind: str) -> list[Tensor]:
         add("post_attention_norm.weight", H, 1)
         add("post_ffw_norm.weight", H, 1)
     if spec.norms_per_layer >= 2:
-        add("ffn_norm.weight", H, 1)
+        add("post_attention_norm.weight" if spec.arch in _POST_ATTN_NORM_ARCHS else "ffn_norm.weight", H, 1)
     moe = spec.moe
     if moe and il not in moe.dense_layers:
         E, F = moe.n_experts, moe.expert_ff
@@ -144,13 +167,18 @@ def _layer(spec: ModelSpec, il: int, kind: str) -> list[Tensor]:
             add("ffn_up_exps.bias", F, 1, E)
             add("ffn_down_exps.bias", H, 1, E)
         if moe.n_shared and moe.shared_ff:
+            if spec.arch in _SHARED_EXPERT_GATE_ARCHS:
+                add("ffn_gate_inp_shexp.weight", H, 1)
             add("ffn_gate_shexp.weight", H, moe.shared_ff)
             add("ffn_up_shexp.weight", H, moe.shared_ff)
             add("ffn_down_shexp.weight", moe.shared_ff, H)
     else:
         F = spec.intermediate_size
-        if spec.gated_ffn:
-            add("ffn_gate.weight", H, F)
-        add("ffn_up.weight", H, F)
+        if spec.gated_ffn and spec.arch in _FUSED_GATE_UP_ARCHS:
+            add("ffn_up.weight", H, 2 * F)
+        else:
+            if spec.gated_ffn:
+                add("ffn_gate.weight", H, F)
+            add("ffn_up.weight", H, F)
         add("ffn_down.weight", F, H)
     return t

@@ -8,14 +8,14 @@ vLLM and Transformers load them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from lander_tui.core.errors import LanderError
-from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, weight_format
+from lander_tui.core.formats import FLOAT_FORMATS, WeightFormat, ggml_type, torch_dtype_format, weight_format
 from lander_tui.core.ggml_quant import predict_tensor_types
 from lander_tui.core.model_spec import ModelSpec
-from lander_tui.core.quant_config import checkpoint_quant
+from lander_tui.core.quant_config import checkpoint_quant, native_format
 from lander_tui.core.tensors import Tensor, model_tensors
 
 
@@ -62,7 +62,7 @@ class WeightSet:
 
 def gguf_format(quant: str) -> WeightFormat:
     """The format of a GGUF file type, or a one-line error for a format llama.cpp cannot load."""
-    fmt = weight_format(quant)
+    fmt = weight_format("MXFP4_MOE" if quant.strip().upper() == "MXFP4" else quant)
     if fmt.kind != "gguf":
         raise LanderError(f"{quant} is not a GGUF type; llama.cpp/Ollama take e.g. Q4_K_M, Q8_0, F16")
     return fmt
@@ -76,6 +76,16 @@ def hf_format(quant: str) -> WeightFormat:
     return fmt
 
 
+def checkpoint_quants(spec: ModelSpec, alternatives: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats vLLM, SGLang and Transformers rows offer by default: the checkpoint as it ships
+    (its own quantization, e.g. gpt-oss's MXFP4, else its dtype) first, then the engine's usual
+    alternatives (16-bit ones stand for the checkpoint's dtype)."""
+    dtype = torch_dtype_format(spec.torch_dtype)
+    out = [native_format(spec) or dtype, dtype]
+    out += [dtype if weight_format(q).name in FLOAT_FORMATS else q for q in alternatives]
+    return tuple(dict.fromkeys(out))
+
+
 def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] | None = None,
                  file_quant: str | None = None) -> WeightSet:
     """llama.cpp weights. A real file's tensors are exact when `quant` is that file's type."""
@@ -85,12 +95,16 @@ def gguf_weights(spec: ModelSpec, quant: str, file_tensors: tuple[Tensor, ...] |
             SizedTensor(t, t.ggml_type or "F32", t.nbytes if t.nbytes is not None
                         else ggml_type(t.ggml_type or "F32").nbytes(t.n_elements))
             for t in file_tensors), exact=True)
+    if file_tensors:
+        # another quant of this file's model: the file's own tensor list, re-typed as the quantizer would
+        # from the converter's output (its types say nothing about another file type's choices)
+        return _predicted_gguf(spec, fmt.name, tuple(replace(t, ggml_type=None, nbytes=None) for t in file_tensors))
     return _predicted_gguf(spec, fmt.name)
 
 
 @lru_cache(maxsize=512)
-def _predicted_gguf(spec: ModelSpec, ftype: str) -> WeightSet:
-    tensors = model_tensors(spec)
+def _predicted_gguf(spec: ModelSpec, ftype: str, tensors: tuple[Tensor, ...] | None = None) -> WeightSet:
+    tensors = tensors if tensors is not None else model_tensors(spec)
     types = predict_tensor_types(spec, tensors, ftype)
     return WeightSet(ftype, tuple(
         SizedTensor(t, types[t.name], ggml_type(types[t.name]).nbytes(t.n_elements)) for t in tensors
@@ -110,13 +124,19 @@ def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
     cq = checkpoint_quant(spec)
     if cq is not None and quant.strip().upper() == cq.label.upper():
         return _checkpoint_weights(spec)
-    fmt = hf_format(quant)
+    fmt = hf_format("MXFP4" if quant.strip().upper() == "MXFP4_MOE" else quant)
+    mxfp4 = ggml_type("MXFP4")
     base_bytes = 4 if spec.torch_dtype == "float32" else 2
     sized = []
     for t in model_tensors(spec):
         if fmt.kind == "gguf":  # F32/F16/BF16: every tensor in that dtype
             nbytes = t.n_elements * (4 if fmt.name == "F32" else 2)
             dtype = fmt.name
+        elif fmt.kind == "mxfp4":  # only the routed experts are MXFP4 (gpt-oss quantization_config)
+            if t.is_matrix and t.n_experts and "_exps." in t.name:
+                nbytes, dtype = mxfp4.nbytes(t.n_elements), "MXFP4"
+            else:
+                nbytes, dtype = t.n_elements * base_bytes, "BF16" if base_bytes == 2 else "F32"
         elif t.is_matrix and not t.name.startswith(_KEEP_DTYPE):
             nbytes, dtype = round(fmt.matrix_bytes(t.n_elements)), fmt.name
         else:

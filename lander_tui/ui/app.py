@@ -57,6 +57,8 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("plus,equals_sign", "context_up", "ctx+", "Double the target context", "next power of two up"),
     ("minus", "context_down", "ctx-", "Halve the target context", "next power of two down"),
     ("v", "toggle_view", "plan", "Show the plan / the curve", "per-GPU split, offload, launch command ⇄ VRAM curve"),
+    ("s", "toggle_prefer", "★ speed", "Recommend by speed / by precision",
+     "★ on the fastest row that reaches the target context, or (again) the highest precision"),
     ("r", "replan", "re-plan", "Re-plan on what is free now", "solve the chosen row again on the memory free now"),
     ("f", "plan_from_engine", "from engine", "Plan from a running engine",
      "the form takes a running engine's model, quant, KV, context and slots (again: the next engine)"),
@@ -69,7 +71,7 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_mark": "?"}
 #: Keys left off the footer (help and the palette still list them).
-NOT_IN_FOOTER = ("context_down", "replan", "plan_from_engine")
+NOT_IN_FOOTER = ("context_down", "replan", "toggle_prefer", "plan_from_engine")
 #: Palette-only commands: (action, title, help).
 PALETTE_EXTRAS: tuple[tuple[str, str, str], ...] = (
     ("export('json')", "Export the plan (JSON)", "write estimate, plan and launch command as JSON"),
@@ -590,6 +592,11 @@ class LanderApp(App[None]):
     def _step_context(self, up: bool) -> None:
         model_max = self.model.spec.max_context if self.model is not None else 32768
         self.set_form(forms.step_context(self.form, model_max, up))
+
+    def action_toggle_prefer(self) -> None:
+        self.set_form(forms.toggle_prefer(self.form))
+        what = "the fastest row that reaches the target" if self.form.prefer == "speed" else "the highest precision"
+        self.notify(f"★ now marks {what}", timeout=3)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused

@@ -54,6 +54,7 @@ class FormValues:
     memory: str = "free"
     what_if: str = ""
     gpus: tuple[int, ...] = ()  # selected real GPUs (NVML index); () = not chosen yet
+    prefer: str = "precision"  # what ★ weighs: "precision" or "speed" (core.estimate.PREFERENCES)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def build_request(form: FormValues, model: ResolvedModel | None, snapshot: Any,
     try:
         req = EstimateRequest(
             model=model, engine=engine.name, quants=split_list(form.quants), kv_types=split_list(form.kv_types),
-            devices=on.devices, context=parse_tokens(form.context), options=options_of(form),
+            devices=on.devices, context=parse_tokens(form.context), options=options_of(form), prefer=form.prefer,
         )
     except LanderError as err:  # the core's own checks; should be covered above
         return Draft(None, {"memory": str(err)}, memory, tuple(notes))
@@ -249,6 +250,11 @@ def next_kv(form: FormValues) -> FormValues:
     current = form.kv_types.strip().lower()
     pos = cycle.index(current) + 1 if current in cycle else 0
     return replace(form, kv_types=cycle[pos % len(cycle)])
+
+
+def toggle_prefer(form: FormValues) -> FormValues:
+    """`s`: ★ goes to the fastest row that reaches the target context, or back to the highest precision."""
+    return replace(form, prefer="precision" if form.prefer == "speed" else "speed")
 
 
 def step_context(form: FormValues, model_max: int, up: bool) -> FormValues:

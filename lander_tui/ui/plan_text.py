@@ -6,8 +6,10 @@ from __future__ import annotations
 from lander_tui.core.engines import get_engine
 from lander_tui.core.estimate import Estimate, EstimateRequest
 from lander_tui.core.memory import PARTS
+from lander_tui.core.report import seconds_text, tps_text
+from lander_tui.core.speed import speed_unknown
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
-from lander_tui.ui.text import gib
+from lander_tui.ui.text import gib, short_tokens
 
 
 def _labels(chosen: ChosenPlan) -> list[str]:
@@ -95,6 +97,31 @@ def host_line(chosen: ChosenPlan) -> str:
     if avail is not None:
         text += f", {gib(avail)} GiB available now" + ("" if p.host_mib <= avail else " — NOT ENOUGH")
     return text
+
+
+def speed_text(chosen: ChosenPlan) -> str:
+    """How fast the plan runs: decode at its context and what bounds it, prefill and time to the first
+    token for a prompt that long, what one more offload step costs; or why the speed is unknown."""
+    p = chosen.plan
+    if p is None:
+        return ""
+    s = p.speed
+    if s is None:
+        label = get_engine(chosen.engine).label
+        return speed_unknown(chosen.memory.devices) or f"speed unknown: {label} has no speed model"
+    pad = " " * len("speed: ")
+    # decode and prefill are both at the plan's context (a prompt that long): one line of numbers, then
+    # what bounds decode on its own line, so neither wraps in the 76-column Plan view
+    lines = [f"speed: decode {tps_text(s.decode_tps)} tok/s at {short_tokens(s.context)} · prefill "
+             f"{tps_text(s.prefill_tps)} tok/s · TTFT {seconds_text(s.ttft_s)}", f"{pad}{s.bound}"]
+    if s.offload_step_cost is not None:
+        after = max(0.0, s.decode_tps - s.offload_step_cost)
+        lines.append(f"{pad}one more step on the CPU ({s.offload_step}): decode {tps_text(s.decode_tps)} -> "
+                     f"{tps_text(after)} tok/s")
+    if s.aggregate_tps is not None:
+        lines.append(f"{pad}all requests together: {tps_text(s.aggregate_tps)} tok/s")
+    lines += [f"{pad}{n}" for n in s.notes]
+    return "\n".join(lines)
 
 
 def notes_text(chosen: ChosenPlan) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 SPARK = " ▁▂▃▄▅▆▇█"
 
@@ -28,6 +29,16 @@ def short_tokens(n: int) -> str:
         v = n / 1024
         return f"{v:.0f}k" if v >= 10 or v == int(v) else f"{v:.1f}k"
     return str(n)
+
+
+def tps_cell(row: Any) -> str:
+    """The results table's tok/s: decode at the target context, for a row that reaches it; "-" for a
+    row that does not (its plan would run differently), "?" when the speed is unknown (notes say why)."""
+    from lander_tui.core.report import tps_text
+
+    if not row.fits:
+        return "-"
+    return tps_text(row.speed.decode_tps) if row.speed is not None else "?"
 
 
 def params_text(n: int | None) -> str:

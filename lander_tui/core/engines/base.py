@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts, total_parts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import DeviceShare, Plan
 from lander_tui.core.weights import WeightSet
+
+if TYPE_CHECKING:
+    from lander_tui.core.speed import SpeedEstimate, SpeedInputs
 
 
 def pad(x: Any, n: int) -> Any:
@@ -43,23 +46,29 @@ class EngineOptions:
     n_ubatch: int = 512
     n_batch: int = 2048
     kv_unified: bool = True
-    gpu_memory_utilization: float = 0.9
-    max_num_batched_tokens: int = 8192
-    max_num_seqs: int = 256
+    gpu_memory_utilization: float | None = None  # vLLM; None = its own default (0.92 today)
+    max_num_batched_tokens: int | None = None  # vLLM; None = its default for the GPU's class
+    max_num_seqs: int | None = None  # vLLM; None = its default for the GPU's class
     block_size: int = 16
-    cuda_graphs: bool = True
+    enforce_eager: bool = False  # vLLM --enforce-eager: no CUDA graphs
     tensor_split: tuple[float, ...] | None = None  # llama.cpp --tensor-split; None = by free memory
+    host_bw_gbs: float | None = None  # host RAM bandwidth for layers on the CPU; None = read it (SMBIOS) or a default
+    #: llama.cpp front end whose defaults apply (engines/llamacpp.py FRONT_ENDS): "llama-server" (what the
+    #: launch command runs), "llama-cli", or "bindings" (the C API defaults: llama-cpp-python ...).
+    front_end: str = "llama-server"
+    #: llama.cpp full-size sliding-window cache (`--swa-full`, C API `swa_full`); None = the front end's default.
+    swa_full: bool | None = None
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_parallel is not None and self.n_parallel < 1:
             raise LanderError("--parallel must be at least 1")
-        if not 0.05 <= self.gpu_memory_utilization <= 1.0:
+        if self.gpu_memory_utilization is not None and not 0.05 <= self.gpu_memory_utilization <= 1.0:
             raise LanderError("--gpu-memory-utilization must be between 0.05 and 1.0")
         if self.n_ubatch < 1 or self.n_batch < 1:
             raise LanderError("batch sizes must be at least 1")
-        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
-            raise LanderError("--max-num-batched-tokens and --max-num-seqs must be at least 1")
+        if any(v is not None and v < 1 for v in (self.max_num_seqs, self.max_num_batched_tokens)):
+            raise LanderError("--max-num-seqs and --max-num-batched-tokens must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,15 @@ class Footprint:
 
 FootprintFn = Callable[[np.ndarray], Footprint]
 
+#: The GPU `memory()` answers for, for engines that size themselves by the GPU (vLLM, SGLang).
+REFERENCE_GPU = Device("GPU", 80 * 1024.0, 80 * 1024.0)
+
+
+def first_device(fp: Footprint) -> Breakdown:
+    """The first GPU of a footprint as a `Breakdown` (bytes, with the context cells allocated)."""
+    d = fp.devices[0]
+    return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
+
 
 @dataclass(frozen=True)
 class Running:
@@ -156,6 +174,9 @@ class Engine:
     #: The `EngineOptions` fields this engine's numbers depend on (a flag for any other is ignored,
     #: and the CLI says so). `overrides` always applies.
     options_read: frozenset[str] = frozenset({"n_parallel"})
+    #: How it runs a token, for the speed model (`core/speed.py` GGML, SERVER or EAGER); "" = no speed
+    #: model (a plugin that does not say).
+    runtime: str = ""
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
@@ -253,6 +274,49 @@ class Engine:
         """For the longest context the estimator found on a restart (`context`, in `Running.context`'s
         unit; `settings` from its budget): the context one request then gets, and the flags that set it."""
         return min(context, run.model.spec.max_context), ""
+
+    # --- speed ---------------------------------------------------------------------------------
+    def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
+        """The speed model's view of a placement: `plan`, or the row's own (everything on the GPUs, as
+        `footprint` places it). By default tensor parallel over several GPUs (every rank reads its share
+        at once), prompts in chunks of `max_num_batched_tokens`."""
+        from lander_tui.core.speed import device_cards, speed_inputs
+
+        tp = plan.tensor_parallel if plan is not None else len(devices)
+        chunk = self.prefill_chunk(devices, opts)
+        return speed_inputs(model.spec, self.weights(model, quant), device_cards(devices), kv_type=kv,
+                            runtime=self.runtime, tensor_parallel=tp > 1, flash_attn=opts.flash_attn is not False,
+                            n_ubatch=chunk, n_batch=chunk, concurrency=opts.n_parallel or 1)
+
+    def prefill_chunk(self, devices: Sequence[Device], opts: EngineOptions) -> int:
+        """Prompt tokens one forward pass takes (a server's `max_num_batched_tokens`)."""
+        return opts.max_num_batched_tokens or 8192
+
+    def offload_step(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan) -> tuple[SpeedInputs, str] | None:
+        """The plan with one more layer (or one more layer's experts) on the CPU, and that step in the
+        engine's flags ("-ngl 42"); None when this engine does not run layers on the CPU."""
+        return None
+
+    def speed(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
+              opts: EngineOptions, plan: Plan | None = None) -> SpeedEstimate | None:
+        """Decode tokens/s at `ctx`, prefill of a `ctx`-token prompt and time to first token, for `plan`
+        (with the cost of one more offload step) or the row's own placement. None when the engine has no
+        speed model or a GPU's card is unknown (`core.speed.speed_unknown` says which)."""
+        from lander_tui.core.speed import estimate_speed, speed_unknown
+
+        if not self.runtime or speed_unknown(devices):
+            return None
+        inp = self.speed_inputs(model, quant, kv, devices, opts, plan)
+        step = self.offload_step(model, quant, kv, devices, opts, plan) if plan is not None else None
+        if step is None:
+            return estimate_speed(inp, ctx, prompt=ctx)
+        return estimate_speed(inp, ctx, prompt=ctx, step=step[0], step_label=step[1])
+
+    def bench_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        """The command that measures what `speed` predicts for the plan, on the user's machine."""
+        raise LanderError(f"{self.label} has no benchmark command here (llama.cpp and Ollama plans have one)")
 
     # --- running it ----------------------------------------------------------------------------
     def command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:

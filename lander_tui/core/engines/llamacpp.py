@@ -20,6 +20,8 @@ import bisect
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -41,12 +43,75 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
+from lander_tui.core.quant_config import native_format
+from lander_tui.core.speed import GGML, SpeedInputs, device_cards, llama_bench_command, offload_step, speed_inputs
 from lander_tui.core.weights import WeightSet, gguf_format, gguf_weights
 
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
 PIPELINE_COPIES = 4
 OFFLOAD_NOTE = ("layers and experts on the CPU run several times slower than on the GPU "
                 "(each token streams their weights from system RAM)")
+
+
+# --- front ends ----------------------------------------------------------------------------------
+# What each llama.cpp front end asks llama.cpp to allocate, when the user sets nothing.
+#
+# The same GGUF costs different memory depending on the program that opens it, because the front ends
+# fill `llama_context_params` differently (llama.cpp as vendored in llama-cpp-python 0.3.36,
+# ggml-org/llama.cpp@0c1e57098):
+#
+# * `swa_full`: `llama_context_default_params()` (src/llama-context.cpp) sets `swa_full = true`, so the C API
+#   and every binding that keeps its defaults (llama-cpp-python `Llama(...)`, ...) give sliding-window
+#   layers a full-size cache; `common_params` (common/common.h: `bool swa_full = false`) is what
+#   llama-server, llama-cli and llama-completion start from, so they keep only window + ubatch cells
+#   (src/llama-kv-cache-iswa.cpp). `--swa-full` turns it on there.
+# * the logits rows of the worst-case graph: llama_context::sched_reserve reserves the prompt graph for
+#   `min(n_ubatch, n_outputs_max)` outputs (src/llama-context.cpp). `n_outputs_max = 0` means `n_batch`
+#   (llama_context constructor), which is the C API's and common_params' default (common/common.h), so the
+#   bindings and llama-cli reserve a full ubatch of f32 logits (n_vocab x 512 x 4 bytes: 297 MiB for a
+#   152k vocabulary). llama-server sets `n_outputs_max = min(n_batch, n_parallel x (1 + n_draft))`
+#   (tools/server/server-context.cpp `server_output_limits`, common/speculative.cpp
+#   `common_speculative_get_output_limits`), so it reserves one row per slot (85 MiB instead of
+#   301.75 MiB of CUDA compute buffer for Qwen3-4B at 8k).
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    name: str
+    #: Default of `swa_full` (full-size sliding-window cache) in this front end.
+    swa_full: bool
+    #: True: the graph is reserved for one logits row per parallel sequence (llama-server);
+    #: False: for a whole ubatch of rows (n_outputs_max = n_batch).
+    logits_per_sequence: bool
+    summary: str
+
+
+FRONT_ENDS: dict[str, FrontEnd] = {
+    "llama-server": FrontEnd("llama-server", False, True,
+                             "llama-server (and Ollama-style servers on common_params): window-sized SWA cache, "
+                             "one logits row per slot"),
+    "llama-cli": FrontEnd("llama-cli", False, False,
+                          "llama-cli / llama-completion / llama-bench: window-sized SWA cache, a ubatch of logits"),
+    "bindings": FrontEnd("bindings", True, False,
+                         "the C API defaults (llama-cpp-python and other bindings): full-size SWA cache, "
+                         "a ubatch of logits"),
+}
+DEFAULT_FRONT_END = "llama-server"
+
+
+def front_end(name: str) -> FrontEnd:
+    try:
+        return FRONT_ENDS[name]
+    except KeyError:
+        raise LanderError(f"unknown llama.cpp front end {name!r}; use one of: {', '.join(FRONT_ENDS)}") from None
+
+
+def logits_rows(name: str, n_ubatch: int, n_batch: int, n_parallel: int) -> int:
+    """Logits rows in the reserved prompt graph: min(n_ubatch, n_outputs_max)."""
+    n_ub = min(n_ubatch, n_batch)
+    if front_end(name).logits_per_sequence:
+        return max(1, min(n_ub, n_batch, n_parallel))
+    return n_ub
 
 
 @dataclass(frozen=True)
@@ -71,6 +136,11 @@ class LlamaCppCalibration(Calibration):
     nofa_embd_tensors: float = 4.5
     #: Host compute buffer: input embeddings stage, n_embd x n_ubatch f32 tensors.
     host_embd_tensors: float = 2.0
+    #: f32 tensors of width n_ff x n_ubatch alive at the FFN peak (gate, up, their product, and one more
+    #: the allocator cannot reuse). Only visible when the logits rows are few (llama-server): Qwen3-4B at 8k
+    #: shows a CUDA compute buffer of 85.01 MiB (tests/data/ground-truth/wild, llama.cpp-ollama-019)
+    #: = 4 x 9728 x 512 x 4 B + 2 x 2560 x 512 x 4 B (86.0 MiB, 1 MiB to spare); 3 would give 67 MiB.
+    ffn_ff_tensors: float = 4.0
 
     def device_overhead_mib(self) -> float:
         """What each GPU in use carries besides weights, KV and compute buffers."""
@@ -90,6 +160,8 @@ class Geometry:
     n_par: int
     unified: bool
     n_batch: int
+    swa_full: bool = False
+    n_outputs: np.ndarray | int = 1  # logits rows the worst-case prompt graph is reserved for
 
 
 @dataclass(frozen=True)
@@ -111,6 +183,11 @@ class Layout:
 
 def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int | None]:
     """Device index of each unit 0..n_layers (the last is the output layer); None = CPU."""
+    return list(_layer_devices(n_layers, ngl, tuple(split)))
+
+
+@lru_cache(maxsize=1024)
+def _layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> tuple[int | None, ...]:
     total = sum(split)
     if total <= 0:
         raise LanderError("--tensor-split needs at least one positive share")
@@ -126,7 +203,7 @@ def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int
         else:
             frac = (il - start) / max(1, ngl)
             out.append(min(len(split) - 1, bisect.bisect_right(cum, frac)))
-    return out
+    return tuple(out)
 
 
 class LlamaCpp(Engine):
@@ -140,7 +217,9 @@ class LlamaCpp(Engine):
     kv_cycle = ("", "f16", "q8_0", "q4_0")
     splits_across_gpus = True
     builtin = True
-    options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split"})
+    options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split",
+                              "front_end", "swa_full"})
+    runtime = GGML
     pad_cells = 256
     defaults_parallel = 1
     #: Whether a plan may keep MoE experts on the CPU (`--n-cpu-moe`) before moving whole layers.
@@ -150,7 +229,11 @@ class LlamaCpp(Engine):
         return self.pad_cells
 
     def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
-        return (model.file_quant,) if model.file_quant else self.quants
+        """A GGUF file's own type; a checkpoint that ships MXFP4 experts (gpt-oss) converts to
+        MXFP4_MOE GGUFs (convert_hf_to_gguf.py keeps the experts' MXFP4 blocks); else the usual."""
+        if model.file_quant:
+            return (model.file_quant,)
+        return ("MXFP4_MOE",) if native_format(model.spec) == "MXFP4" else self.quants
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
@@ -176,6 +259,7 @@ class LlamaCpp(Engine):
     def check(self, spec: ModelSpec, kv_type: str, opts: EngineOptions) -> tuple[BlockType, bool]:
         """The KV type and whether flash attention is on; refuses what llama.cpp refuses."""
         self.check_kv(kv_type)
+        front_end(opts.front_end)
         kv = kv_cache_type(kv_type)
         fa = True if opts.flash_attn is None else opts.flash_attn
         if kv.block > 1 and not fa and not spec.mla:
@@ -192,18 +276,24 @@ class LlamaCpp(Engine):
             n_ctx_seq = pad(n_ctx // n_par, self.pad_cells)
             n_ctx, streams = n_ctx_seq * n_par, n_par
         n_ub = np.minimum(min(opts.n_ubatch, opts.n_batch), n_ctx)
-        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch))
+        fe = front_end(opts.front_end)
+        swa_full = fe.swa_full if opts.swa_full is None else opts.swa_full
+        # with causal attention llama.cpp caps n_batch (hence n_ubatch) at n_ctx (src/llama-context.cpp)
+        rows = np.minimum(logits_rows(opts.front_end, opts.n_ubatch, opts.n_batch, n_par), n_ub)
+        return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch),
+                        swa_full=swa_full, n_outputs=rows)
 
     def kv_layer_bytes(self, spec: ModelSpec, kv: BlockType, geo: Geometry) -> dict[str, np.ndarray]:
         """KV (or recurrent state) bytes of ONE layer of each kind: "full", "swa", "recurrent"."""
         k_vals, v_vals = spec.kv_values_per_token()
         per_cell = _kv_row_bytes(kv, k_vals) + _kv_row_bytes(kv, v_vals)
         out = {FULL: (per_cell * geo.n_ctx_seq * geo.streams).astype(np.float64)}
-        if spec.llamacpp_uses_swa:
+        if spec.llamacpp_uses_swa and not geo.swa_full:
+            # src/llama-kv-cache-iswa.cpp: GGML_PAD(min(size_base, n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)
             swa_seqs = geo.n_par if geo.unified else 1
             cells = np.minimum(geo.n_ctx_seq, pad((spec.sliding_window or 0) * swa_seqs + geo.n_ub, self.pad_cells))
             out[SWA] = (per_cell * cells * geo.streams).astype(np.float64)
-        else:
+        else:  # no iSWA cache for this arch, or swa_full: the SWA cache is as large as the base one
             out[SWA] = out[FULL]
         rec = (spec.recurrent.conv + spec.recurrent.ssm) * 4 * geo.n_par if spec.recurrent else 0
         out[RECURRENT] = np.full(geo.n_ctx.shape, float(rec))
@@ -219,7 +309,7 @@ class LlamaCpp(Engine):
         H, V = spec.hidden_size, spec.vocab_size
         k_vals, v_vals = spec.kv_values_per_token()
         embd = H * geo.n_ub * 4
-        logits = V * np.minimum(geo.n_ub, geo.n_batch) * 4 + embd
+        logits = V * geo.n_outputs * 4 + embd  # rows: the front end's n_outputs_max (engines/llamacpp.py, FRONT_ENDS)
         n_kv = geo.n_ctx_seq
         if fa:
             attn = n_kv * geo.n_ub * 2 + cal.fa_embd_tensors * embd  # f16 mask
@@ -227,12 +317,22 @@ class LlamaCpp(Engine):
                 attn = attn + n_kv * (k_vals + v_vals) * 2
         else:
             attn = n_kv * geo.n_ub * (spec.n_heads * 4 + 4) + cal.nofa_embd_tensors * embd  # KQ f32 + f32 mask
-        ff = max(spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0,
-                 spec.moe.n_used * spec.moe.expert_ff if spec.moe else 0)
-        ffn = 3 * ff * geo.n_ub * 4 + 2 * embd
+        dense_ff = spec.intermediate_size if not spec.moe or len(spec.moe.dense_layers) else 0
+        ffn = cal.ffn_ff_tensors * dense_ff * geo.n_ub * 4 + 2 * embd
+        pool = np.zeros_like(embd)
+        if spec.moe:
+            # build_moe_ffn (src/llama-graph.cpp): gate, up and their swiglu are [n_ff_exp, k, n_ub] f32,
+            # then the down mul_mat_id writes [n_embd, k, n_ub] f32 while its input is still alive (the
+            # weighting ggml_mul runs in place); the CUDA mul_mat_id (ggml-cuda/mmq.cu, ids) gathers and
+            # quantizes its routed input to q8_1 (36 bytes per 32) in the CUDA pool, outside the graph.
+            k, ff_k = spec.moe.n_used, spec.moe.n_used * spec.moe.expert_ff
+            moe = np.maximum(3 * ff_k, ff_k + k * H) * geo.n_ub * 4 + 2 * embd
+            ffn = np.maximum(ffn, moe)
+            pool = k * geo.n_ub * max(H, spec.moe.expert_ff) * 36 / 32
         host = cal.host_embd_tensors * embd + n_kv * geo.n_ub * (2 if fa else 4)
         return {"logits": logits.astype(np.float64), "attention": np.asarray(attn, dtype=np.float64),
-                "ffn": ffn.astype(np.float64), "host": np.asarray(host, dtype=np.float64)}
+                "ffn": np.asarray(ffn, dtype=np.float64), "host": np.asarray(host, dtype=np.float64),
+                "cuda_pool": np.asarray(pool, dtype=np.float64)}
 
     # --- placement ---------------------------------------------------------------------------
     def layout(self, model: ResolvedModel, quant: str, n_dev: int, ngl: int, split: tuple[float, ...],
@@ -289,6 +389,8 @@ class LlamaCpp(Engine):
                 compute = layer_phase
             else:
                 compute = zero
+            if lay.kinds[i]:
+                compute = compute + ph["cuda_pool"]  # MoE expert matmuls' scratch beside the graph
             if pipelined and i in lay.used:
                 compute = compute + (PIPELINE_COPIES - 1) * spec.hidden_size * geo.n_ub * 4
             used = i in lay.used
@@ -403,6 +505,60 @@ class LlamaCpp(Engine):
         par = run.options.n_parallel or 1
         return par, run.options.kv_unified or par == 1
 
+    # --- speed ---------------------------------------------------------------------------------
+    def _speed_args(self, model: ResolvedModel, kv: str, devices: Sequence[Device], opts: EngineOptions,
+                    plan: Plan | None) -> dict[str, Any]:
+        """The placement as the speed model takes it: the device of every layer unit (the same
+        `layer_devices` the memory uses), `--n-cpu-moe`, and the batch and attention settings."""
+        L = model.spec.n_layers
+        ngl = L + 1 if plan is None else plan.gpu_layers
+        split = plan.tensor_split if plan is not None and plan.tensor_split else self._split(devices, opts)
+        units = layer_devices(L, ngl, split)
+        cpu_moe = plan.cpu_moe if plan is not None else 0
+        _, fa = self.check(model.spec, kv, opts)
+        host = host_bandwidth_gbs(opts)
+        return {"units": units, "cpu_moe": cpu_moe, "kv_type": kv, "runtime": self.runtime, "flash_attn": fa,
+                "n_ubatch": opts.n_ubatch, "n_batch": opts.n_batch, "host_bw_gbs": host}
+
+    def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
+        return speed_inputs(model.spec, self.weights(model, quant), device_cards(devices),
+                            **self._speed_args(model, kv, devices, opts, plan))
+
+    def offload_step(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan) -> tuple[SpeedInputs, str] | None:
+        """The next layer's experts to the CPU for an MoE model (`--n-cpu-moe N+1`), else the lowest
+        GPU layer (`-ngl` one lower: llama.cpp offloads from the front)."""
+        spec = model.spec
+        if plan.gpu_layers <= 0:
+            return None  # everything is on the CPU already
+        if spec.moe and plan.cpu_moe < spec.n_layers:
+            label = f"--n-cpu-moe {plan.cpu_moe + 1}"
+        else:
+            label = f"-ngl {min(plan.gpu_layers, spec.n_layers + 1) - 1}"
+        inputs = offload_step(spec, self.weights(model, quant), device_cards(devices),
+                              **self._speed_args(model, kv, devices, opts, plan))
+        return inputs, label
+
+    def bench_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
+        """Two `llama-bench` runs with the plan's placement: a prompt as long as the context (prefill
+        tok/s, time to first token) and 128 tokens decoded after context - 128 cached ones (decode tok/s
+        at the context; llama-bench sizes its cache to prompt + generated + depth, so this stays within
+        the plan's memory)."""
+        args: dict[str, Any] = {"ngl": plan.gpu_layers if plan.gpu_layers <= plan.n_layers else 999,
+                "tensor_split": tuple(_ratios(plan.tensor_split)) if len(plan.devices) > 1 else (),
+                "cpu_moe": plan.cpu_moe, "flash_attn": opts.flash_attn is not False, "n_ubatch": opts.n_ubatch,
+                "n_batch": opts.n_batch, "kv_type": plan.kv_cache}
+        ckpt = gguf_checkpoint(model, plan.quant)
+        path, note = ckpt.ref, ckpt.comment()
+        if ckpt.kind == "gguf-repo":  # llama-bench reads a local file only
+            path = f"{ckpt.ref.split('/')[-1].replace(':', '-')}.gguf"
+            note = f"# {path}: the GGUF that `llama-server -hf {ckpt.ref}` downloads (llama-bench reads a file)\n"
+        prefill = llama_bench_command(path, prompt=plan.context, gen=0, **args)
+        decode = llama_bench_command(path, prompt=0, gen=BENCH_GEN, depth=max(0, plan.context - BENCH_GEN),
+                                     **args)
+        return f"{note}{prefill}\n{decode}"
+
     # --- running it ----------------------------------------------------------------------------
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         ckpt = gguf_checkpoint(model, plan.quant)
@@ -411,13 +567,33 @@ class LlamaCpp(Engine):
                 "-ngl", str(plan.gpu_layers if plan.gpu_layers <= plan.n_layers else 999),
                 "-ctk", plan.kv_cache, "-ctv", plan.kv_cache, "-fa", "off" if opts.flash_attn is False else "on"]
         # always explicit: llama-server's automatic -np is 4, which grows sliding-window and recurrent caches
-        args += ["-np", str(max(1, opts.n_parallel or 1))]
+        n_par = max(1, opts.n_parallel or 1)
+        args += ["-np", str(n_par)]
+        if n_par > 1 and opts.kv_unified:
+            args.append("-kvu")  # the plan shares one cache across slots; with -np alone llama-server splits it
+        if opts.swa_full:
+            args.append("--swa-full")
+        if opts.n_ubatch != EngineOptions().n_ubatch:
+            args += ["-ub", str(opts.n_ubatch)]
         if len(plan.devices) > 1:
             args += ["--tensor-split", ",".join(f"{x:g}" for x in _ratios(plan.tensor_split))]
         if plan.cpu_moe:
             args += ["--n-cpu-moe", str(plan.cpu_moe)]
         args += ["-fit", "off"]  # the plan is already fitted; keep llama.cpp from changing it
         return ckpt.comment() + shlex.join(args)
+
+
+#: Tokens the decode benchmark generates (llama-bench's own default, `tg128`).
+BENCH_GEN = 128
+
+
+def host_bandwidth_gbs(opts: EngineOptions) -> float | None:
+    """Host RAM bandwidth for layers on the CPU: the user's figure, else this machine's SMBIOS
+    (`core/host_memory.py`); None when neither is known (the speed model then says what it assumed)."""
+    from lander_tui.core.host_memory import host_memory_bandwidth
+
+    hm = host_memory_bandwidth(opts.host_bw_gbs)
+    return None if hm.source.startswith("default") else hm.gbs
 
 
 def _ratios(split: tuple[float, ...]) -> list[float]:

@@ -1,9 +1,18 @@
-"""Ollama: llama-server underneath, with Ollama's own defaults and its own way of being started.
+"""Ollama as it runs in 2026: llama-server underneath, with Ollama's own defaults.
 
-Ollama runs llama-server with `-c num_ctx*np -np np`, f16 KV and flash attention on supported GPUs.
-Because it always passes `-c`, llama.cpp's `--fit` only moves layers: a model stays fully on the GPU
-when the buffers plus fit's default 1024 MiB target fit in free memory (estimator-anchors §2.3).
-Its automatic `num_ctx` depends on the GPU's memory, so the plan says which value to set.
+Since `9db4bdb` ("use llama-server exclusively for GGML models") Ollama launches
+`llama-server -c num_ctx*np -np np` (`llm/llama_server.go`) with f16 KV and flash attention where
+supported, and leaves the layers to llama.cpp's `--fit`. Because it always passes `-c`, `--fit`
+only moves layers: a model stays fully on the GPU when the buffers plus fit's default 1024 MiB
+target fit in free memory, and otherwise part of it runs on the CPU. What Ollama decides itself:
+- `num_ctx` when neither the request, the Modelfile nor `OLLAMA_CONTEXT_LENGTH` sets one
+  (`server/routes.go`): the GPUs' summed (total - `OLLAMA_GPU_OVERHEAD`) >= 47 GiB -> 262144,
+  >= 23 GiB -> 32768, else 4096; clamped to the model's trained length (`llm/server.go`:
+  "requested context size too large for model"); llama-server gets `num_ctx x OLLAMA_NUM_PARALLEL`.
+- `ollama ps` PROCESSOR (`cmd/cmd.go`): `core/plan.cpu_gpu_split`.
+So each row says what Ollama does by itself (`default_context`, and the GPU share `--fit` leaves it,
+`default_gpu_percent`), and its longest context is the `num_ctx` to set to stay 100 % on the GPU.
+Sources: shared/research/estimator-anchors.md §2.3 (ollama/ollama @ fb30760).
 """
 
 from __future__ import annotations
@@ -12,17 +21,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from lander_tui.core.checkpoint import gguf_checkpoint
-from lander_tui.core.engines.base import EngineOptions, Running
+from lander_tui.core.engines.base import Budget, EngineOptions, Running
 from lander_tui.core.engines.llamacpp import LlamaCpp, LlamaCppCalibration
 from lander_tui.core.engines.running import EngineConfig
+from lander_tui.core.memory import MIB, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 
+#: (at least this much GPU memory, GiB) -> default num_ctx, largest first (server/routes.go).
+DEFAULT_CTX_TIERS: tuple[tuple[float, int], ...] = ((47.0, 262144), (23.0, 32768), (0.0, 4096))
 
-def default_context(total_mib: float) -> int:
-    """Ollama's automatic num_ctx by GPU memory (server/routes.go, 2026): >= 47 GiB 262144, >= 23 GiB 32768."""
-    gib = total_mib / 1024
-    return 262144 if gib >= 47 else 32768 if gib >= 23 else 4096
+
+def default_num_ctx(gpu_total_mib: Sequence[float], overhead_mib: float = 0.0) -> int:
+    """num_ctx Ollama uses by itself for these GPUs (`OLLAMA_GPU_OVERHEAD` = `overhead_mib` each)."""
+    usable = sum(max(0.0, t - overhead_mib) for t in gpu_total_mib) / 1024
+    return next(ctx for floor, ctx in DEFAULT_CTX_TIERS if usable >= floor)
+
+
+def server_context(num_ctx: int, num_parallel: int = 1) -> int:
+    """The `-c` llama-server gets: the context is per request, multiplied by OLLAMA_NUM_PARALLEL."""
+    return num_ctx * max(1, num_parallel)
 
 
 class Ollama(LlamaCpp):
@@ -37,12 +55,35 @@ class Ollama(LlamaCpp):
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration(margin_mib=1024.0).with_overrides(opts.overrides)  # type: ignore[return-value]
 
+    def budget(self, devices: Sequence[Device], opts: EngineOptions) -> Budget:
+        """All that is free, as for llama.cpp, plus the num_ctx Ollama picks on these GPUs."""
+        base = super().budget(devices, opts)
+        totals = [d.total_mib or d.free_mib for d in devices]
+        return Budget(base.per_device, base.notes, {**base.settings, "default_num_ctx": float(default_num_ctx(totals))})
+
+    def default_context(self, model: ResolvedModel, budget: Budget, opts: EngineOptions) -> int:
+        """What llama-server gets from Ollama by itself: its num_ctx for the GPUs, clamped to the
+        model's trained length, times OLLAMA_NUM_PARALLEL."""
+        num_ctx = min(int(budget.settings.get("default_num_ctx", 4096)), model.spec.max_context)
+        return server_context(num_ctx, opts.n_parallel or 1)
+
+    def capacity(self, model: ResolvedModel, quant: str, kv: str, ctx: int, footprint_mib: Sequence[MemoryParts],
+                 budget: Budget, opts: EngineOptions) -> dict[str, float]:
+        """What Ollama does with this row by itself: its own context, and the share of the weights
+        `--fit` keeps on the GPUs there (100 = "100% GPU")."""
+        default = self.default_context(model, budget, opts)
+        devices = [Device(f"GPU{i}", b / MIB) for i, b in enumerate(budget.per_device)]
+        plan = self.plan(model, quant, kv, default, devices, budget, opts)
+        total = plan.cpu_weights_mib + plan.gpu_weights_mib
+        gpu = 100.0 if plan.fully_offloaded or total <= 0 else 100.0 * plan.gpu_weights_mib / total
+        return {"default_context": float(default), "default_gpu_percent": round(gpu, 1)}
+
     def notes(self, model: ResolvedModel, devices: Sequence[Device], opts: EngineOptions) -> tuple[str, ...]:
-        free = sum(d.free_mib for d in devices)
-        totals = [d.total_mib for d in devices]
-        mem = sum(t for t in totals if t) if all(totals) else free
-        return (f"Ollama picks num_ctx {default_context(mem):,} by itself on {mem / 1024:.0f} GiB; "
-                "set OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx) to the context you plan for",)
+        totals = [d.total_mib or d.free_mib for d in devices]
+        num_ctx = default_num_ctx(totals)
+        clamp = (f", clamped to the model's {model.spec.max_context:,}" if model.spec.max_context < num_ctx else "")
+        return (f"Ollama picks num_ctx {num_ctx:,} by itself on {sum(totals) / 1024:.0f} GiB{clamp} (x "
+                "OLLAMA_NUM_PARALLEL); set OLLAMA_CONTEXT_LENGTH (or PARAMETER num_ctx) to the context you plan for",)
 
     def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
         """A runner (a llama-server with Ollama's flags) as configured. The 1024 MiB fit margin is memory
@@ -64,12 +105,16 @@ class Ollama(LlamaCpp):
 
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         flash = opts.flash_attn is not False
-        env = [f"OLLAMA_CONTEXT_LENGTH={plan.context}", f"OLLAMA_KV_CACHE_TYPE={plan.kv_cache}",
+        n_par = max(1, opts.n_parallel or 1)
+        num_ctx = plan.context // n_par  # Ollama gives llama-server num_ctx x OLLAMA_NUM_PARALLEL cells
+        env = [f"OLLAMA_CONTEXT_LENGTH={num_ctx}", f"OLLAMA_KV_CACHE_TYPE={plan.kv_cache}",
                f"OLLAMA_FLASH_ATTENTION={1 if flash else 0}"]
+        if n_par > 1:
+            env.append(f"OLLAMA_NUM_PARALLEL={n_par}")
         ckpt = gguf_checkpoint(model, plan.quant)
         # `FROM hf.co/ORG/NAME:QUANT` pulls only from GGUF repositories; anything else is a local GGUF file
         src = f"hf.co/{ckpt.ref}" if ckpt.kind == "gguf-repo" else ckpt.ref
-        modelfile = f"FROM {src}\nPARAMETER num_ctx {plan.context}\n"
+        modelfile = f"FROM {src}\nPARAMETER num_ctx {num_ctx}\n"
         if plan.gpu_layers <= plan.n_layers:
             modelfile += f"PARAMETER num_gpu {plan.gpu_layers}\n"
         return (ckpt.comment() + " ".join(env) + " ollama serve\n# or per model, in a Modelfile:\n"

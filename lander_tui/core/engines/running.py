@@ -38,6 +38,7 @@ class EngineConfig:
     gpu_memory_utilization: float | None = None  # vLLM gpu_memory_utilization / SGLang mem_fraction_static
     block_size: int | None = None  # vLLM KV block size
     quant: str | None = None  # weight format when the engine says (vLLM dtype, Ollama quantization_level)
+    version: str | None = None  # the engine's release, where its memory depends on it (vLLM)
 
     def cells(self) -> int | None:
         """Total KV-cache cells: -c when known, else one sequence's context x sequences (x 1 when

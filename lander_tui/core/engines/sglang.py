@@ -30,6 +30,7 @@ import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import (
+    REFERENCE_GPU,
     Budget,
     Calibration,
     Engine,
@@ -37,6 +38,7 @@ from lander_tui.core.engines.base import (
     Footprint,
     FootprintFn,
     Running,
+    first_device,
     pad,
 )
 from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
@@ -46,7 +48,8 @@ from lander_tui.core.memory import MIB, Breakdown, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
-from lander_tui.core.weights import WeightSet, hf_format, hf_weights, shard_bytes
+from lander_tui.core.speed import SERVER
+from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
 
 GIB = 1024**3
 #: (GPU memory below MiB, chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4), from
@@ -103,12 +106,16 @@ class SGLang(Engine):
     kv_cycle = ("", "auto", "fp8")
     splits_across_gpus = True
     builtin = True
+    runtime = SERVER
 
     def granularity(self, opts: EngineOptions) -> int:
         return 1  # the pool counts tokens (page size 1 by default)
 
     def calibration(self, opts: EngineOptions) -> SGLangCalibration:
         return SGLangCalibration().with_overrides(opts.overrides)  # type: ignore[return-value]
+
+    def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
+        return checkpoint_quants(model.spec, self.quants)
 
     def check_quant(self, quant: str) -> None:
         hf_format(quant)
@@ -170,9 +177,7 @@ class SGLang(Engine):
         return at
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
-        fp = self.footprint(model, quant, kv, [Device("GPU", 80 * 1024.0, 80 * 1024.0)], opts)(np.asarray(ctx))
-        d = fp.devices[0]
-        return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
+        return first_device(self.footprint(model, quant, kv, [REFERENCE_GPU], opts)(np.asarray(ctx)))
 
     def capacity(self, model: ResolvedModel, quant: str, kv: str, ctx: int, footprint_mib: Sequence[MemoryParts],
                  budget: Budget, opts: EngineOptions) -> dict[str, float]:

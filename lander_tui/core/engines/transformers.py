@@ -1,14 +1,22 @@
-"""Hugging Face Transformers (`generate` with a DynamicCache) GPU memory.
+"""Hugging Face Transformers 5.x (`generate` with a DynamicCache) GPU memory.
 
 Weights as loaded (bf16/fp16, or GPTQ/AWQ/NF4 packed matrices), the DynamicCache (every layer
-holds K and V for every token; sliding-window layers keep `window - 1`; DeepSeek MLA is cached
-expanded per head), the prefill activation peak (MLP intermediates of the whole prompt), the
-caching allocator's reserve above its peak, and the CUDA context outside torch's view.
+holds K and V for every token; sliding-window layers keep `window - 1`; DeepSeek MLA caches the
+compressed latent, `kv_lora_rank + qk_rope_head_dim` per layer, as `DeepseekV2Attention` does since
+5.x, and expands one layer's K/V at a time), the prefill activation peak, the caching allocator's
+reserve above its peak, and the CUDA context outside torch's view.
+
+The peaks come from the code path 5.17 runs (read in `models/*/modeling_*.py` and
+`integrations/moe.py`) and were checked by tracing every allocation of the real model classes at
+full size on the meta device (tests/data/ground-truth/method/hf_meta_trace.py): the traced peaks
+equal `torch.cuda.max_memory_allocated` of the H100 rows within 0.003 %, and replaying the trace on
+a model of PyTorch's CUDA caching allocator gives their `max_memory_reserved` to 2 MiB.
 Calibrated on tests/data/ground-truth/transformers.jsonl (torch 2.11, transformers 5.17, H100).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,11 +25,12 @@ from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Calibration, Engine, EngineOptions
 from lander_tui.core.formats import kv_bytes_per_value, weight_format
 from lander_tui.core.memory import MIB, Breakdown
-from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
-from lander_tui.core.weights import WeightSet, hf_format, hf_weights
+from lander_tui.core.speed import EAGER, SpeedInputs, device_cards, speed_inputs
+from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights
 
 #: bitsandbytes on load: the BitsAndBytesConfig arguments per format.
 _BNB = {"NF4": 'load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16',
@@ -45,9 +54,55 @@ class TransformersCalibration(Calibration):
     #: The caching allocator holds 10-25 % more than its peak allocation on long prompts
     #: (peak_reserved / peak_allocated in the hf_ctx rows); budgeted on what grows with context.
     #: 0.24 keeps every measured maximum (hf_maxctx rows) at least one 256-token step inside.
+    #: The replayed traces show it varies by model (dense: 11-25 %), as blocks pinned by each
+    #: layer's cache entries split the segments the MLP transients need next.
     allocator_reserve: float = 0.24
-    #: Reserve the allocator keeps above the weights after loading (reserved/allocated - 1).
-    weights_reserve: float = 0.01
+    #: ... for MoE blocks on the default `grouped_mm` experts path: their transients are several
+    #: [tokens x top_k, hidden] tensors of one size that reuse each other's blocks; the replayed
+    #: trace of Qwen3-30B-A3B at its maximum holds 9 % above its peak allocation.
+    moe_allocator_reserve: float = 0.10
+    #: ... for MLA models: each layer expands the whole context's K and V from the small latent cache
+    #: and frees them, and the latent entries left behind pin those blocks; DeepSeek-V2-Lite's replayed
+    #: trace holds 58 % above its peak allocation.
+    mla_allocator_reserve: float = 0.60
+
+    def reserve(self, spec: ModelSpec) -> float:
+        if spec.mla:
+            return self.mla_allocator_reserve
+        return self.moe_allocator_reserve if spec.moe else self.allocator_reserve
+
+
+MIB_ = 1 << 20
+
+
+def weights_reserved(sizes: list[int]) -> float:
+    """What PyTorch's CUDA caching allocator reserves for tensors allocated one after another and
+    kept (c10/cuda/CUDACachingAllocator.cpp): 512-byte rounding; up to 1 MiB from 2 MiB segments,
+    up to 10 MiB from 20 MiB segments (best fit in what earlier segments left), larger ones in their
+    own segment rounded up to 2 MiB. Llama-3.1-8B: each layer's 8 MiB K and V share a 20 MiB segment,
+    4 MiB of it left: 128 MiB over 32 layers (hf_load rows: 130 MiB reserved above allocated)."""
+    total = 0.0
+    holes: dict[int, list[int]] = {2: [], 20: []}  # free space in open segments, by pool
+    for n in sizes:
+        n = -(-n // 512) * 512
+        if n >= 10 * MIB_:
+            total += -(-n // (2 * MIB_)) * 2 * MIB_
+            continue
+        pool = 2 if n <= MIB_ else 20
+        fits = [h for h in holes[pool] if h >= n]
+        if fits:
+            best = min(fits)
+            holes[pool].remove(best)
+            holes[pool].append(best - n)
+        else:
+            total += pool * MIB_
+            holes[pool].append(pool * MIB_ - n)
+    return total
+
+
+#: Architectures whose router hands fp32 top-k weights to the experts (DeepseekV2TopkRouter), so the
+#: weighted expert outputs and their reordered copy are fp32 (traced: 49152 B/token for 6 x 2048).
+FP32_ROUTING = ("deepseek_v2", "deepseek_v3")
 
 
 class Transformers(Engine):
@@ -60,6 +115,10 @@ class Transformers(Engine):
     kv_types = ("bf16",)
     kv_cycle = ("", "bf16")
     builtin = True
+    runtime = EAGER
+
+    def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
+        return checkpoint_quants(model.spec, self.quants)
 
     def check_quant(self, quant: str) -> None:
         hf_format(quant)
@@ -74,16 +133,27 @@ class Transformers(Engine):
     def _act_per_token(spec: ModelSpec, kv_layer: float, cal: TransformersCalibration) -> float:
         """Prefill peak above the cache, bytes per prompt token.
 
-        Dense MLPs keep gate/up/product of the whole prompt alive. MoE blocks run the experts one
-        at a time on the tokens routed to them (small), but build an int64 one-hot routing mask
-        [tokens, top_k, experts] and f32 router logits; leading dense layers peak while only their
+        Dense MLPs keep gate/up/product of the whole prompt alive. MoE blocks on 5.x's default
+        `grouped_mm_experts_forward` (integrations/moe.py) sort the `tokens x top_k` routed rows by
+        expert and keep, at their peak, the gathered inputs, the expert outputs, the weighted outputs
+        and their copy back in token order: `top_k x hidden x (2 + 2 + 2 w)` bytes, `w` the routing
+        weights' size, beside four hidden-size vectors. MLA attention expands one layer's K and V
+        from the latent for the whole prompt (`expand_kv`). Leading dense layers peak while only their
         own layers' cache exists, so they count only beyond the cache the later layers add.
         """
         common = cal.act_hidden_tensors * spec.hidden_size * 2 + cal.act_kv_tensors * kv_layer
         if not spec.moe:
             return cal.act_ff_tensors * spec.intermediate_size * 2 + common
         m = spec.moe
-        moe = m.n_experts * m.n_used * 8 + m.n_experts * 4 * 2 + cal.act_ff_tensors * m.shared_ff * 2 + common
+        w = 4 if spec.arch in FP32_ROUTING else 2
+        experts = m.n_used * spec.hidden_size * (4 + 2 * w) + 4 * spec.hidden_size * 2 + m.n_experts * 10
+        attn = 0.0
+        if spec.mla:
+            a = spec.mla
+            qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+            # q, the concatenated query, the expanded key, kv_b_proj's K|V output, the attention output
+            attn = spec.n_heads * (3 * qk + a.qk_nope_head_dim + 2 * a.v_head_dim) * 2 + common
+        moe = max(experts, cal.act_ff_tensors * m.shared_ff * 2 + common, attn)
         if not m.dense_layers:
             return moe
         later_cache = kv_layer * (spec.n_layers - len(m.dense_layers))
@@ -99,7 +169,7 @@ class Transformers(Engine):
         weights = float(w.total_bytes)
         ctx = np.asarray(ctx, dtype=np.int64)
         batch = opts.n_parallel or 1
-        k_vals, v_vals = spec.kv_values_per_token(expanded_mla=True)
+        k_vals, v_vals = spec.kv_values_per_token()  # MLA: the latent (DeepseekV2Attention, 5.x)
         per_tok_layer = (k_vals + v_vals) * kv_bytes_per
         n_full, n_swa, n_rec = spec.layer_counts()
         kv = (per_tok_layer * ctx * n_full).astype(np.float64)
@@ -114,11 +184,20 @@ class Transformers(Engine):
         if weight_format(quant).kind == "nf4":
             # bitsandbytes dequantizes a whole 4-bit matrix to 16 bits for every prefill matmul
             act = act + 2.0 * max((t.tensor.n_elements for t in w.tensors if t.dtype == "NF4"), default=0)
-        reserve = cal.allocator_reserve * (kv + act) + cal.weights_reserve * weights
+        reserve = cal.reserve(spec) * (kv + act) + weights_reserved([t.nbytes for t in w.tensors]) - weights
         ctx_mib = cal.cuda_context_mib * MIB
         return Breakdown(weights, kv, np.asarray(act, dtype=np.float64), reserve + ctx_mib, np.zeros(ctx.shape),
                          {"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
                          context=ctx)
+
+    def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                     opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
+        """`generate` runs the whole prompt in one forward pass (no micro-batches) on the GPUs' summed
+        memory; SDPA attention (a fused kernel, like FlashAttention), MLA cached expanded per head."""
+        whole = 1 << 30
+        return speed_inputs(model.spec, self.weights(model, quant), device_cards(devices), kv_type=kv,
+                            runtime=self.runtime, flash_attn=True, n_ubatch=whole, n_batch=whole,
+                            concurrency=opts.n_parallel or 1)
 
     def launch_command(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> str:
         """A Python snippet: load the checkpoint as planned and generate within the planned context."""

@@ -24,8 +24,11 @@ process means the driver does not report it. A process without `command` is look
 psutil like a real one; `host_pid: true` makes it unresolvable, as from inside a container.
 
 Fields for `unsupported`/`fail`: handle, name, uuid, memory, memory_v2, util, temp, temp_v,
-power, power_cap, processes, processes_v3, graphics_processes. The fake imitates `pynvml` and
-runs under the real `NvmlBackend`, so probing, fallbacks and failure states are the real code.
+power, power_cap, processes, processes_v3, graphics_processes, clocks, bus_width, compute_capability,
+cores. A GPU may also state its fixed card facts, which NVML reports once: `max_mem_clock_mhz`,
+`max_sm_clock_mhz`, `bus_width_bits`, `compute_capability` ([8, 9]) and `cuda_cores` (absent: the
+call says NOT_SUPPORTED). The fake imitates `pynvml` and runs under the real `NvmlBackend`, so
+probing, fallbacks and failure states are the real code.
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ ERRORS = {  # scenario error name -> NVML return code
 }
 FIELDS = {
     "handle", "name", "uuid", "memory", "memory_v2", "util", "temp", "temp_v", "power", "power_cap",
-    "processes", "processes_v3", "graphics_processes",
+    "processes", "processes_v3", "graphics_processes", "clocks", "bus_width", "compute_capability", "cores",
 }
+#: Fixed card facts a scenario GPU may state (read once, like NVML's max clocks); absent = NOT_SUPPORTED.
+_CARD_KEYS = {"max_mem_clock_mhz", "max_sm_clock_mhz", "bus_width_bits", "compute_capability", "cuda_cores"}
 _GPU_KEYS = {
     "name", "uuid", "total_mib", "reserved_mib", "used_mib", "util_percent", "mem_bw_percent", "temp_c",
-    "power_w", "power_cap_w", "lost_at", "unsupported", "fail", "processes",
+    "power_w", "power_cap_w", "lost_at", "unsupported", "fail", "processes", *_CARD_KEYS,
 }
 _PROC_KEYS = {"pid", "used_mib", "from", "until", "command", "user", "kind", "host_pid"}
 _NA = 0xFFFFFFFF
@@ -166,6 +171,13 @@ def load_scenario(scenario: dict[str, Any] | str | Path) -> dict[str, Any]:
             v = g.get(key)
             if v is not None and not (isinstance(v, int | float) and v >= 0):
                 raise LanderError(f"GPU scenario: {where}.{key} must be a number >= 0")
+        for key in _CARD_KEYS - {"compute_capability"}:
+            v = g.get(key)
+            if v is not None and not (isinstance(v, int | float) and not isinstance(v, bool) and v > 0):
+                raise LanderError(f"GPU scenario: {where}.{key} must be a positive number")
+        cc = g.get("compute_capability")
+        if cc is not None and not (isinstance(cc, list) and len(cc) == 2 and all(isinstance(x, int) for x in cc)):
+            raise LanderError(f"GPU scenario: {where}.compute_capability is [major, minor], e.g. [8, 9]")
         fails = dict(g.get("fail") or {})
         for f in g.get("unsupported") or []:
             fails.setdefault(f, "not_supported")
@@ -288,6 +300,30 @@ class FakeNvml:
         if version:
             return SimpleNamespace(version=version, total=total, reserved=reserved, free=free, used=used)
         return SimpleNamespace(total=total, free=free, used=used + reserved)
+
+    def _card(self, fn: str, h: _Handle, field: str, key: str) -> Any:
+        g, _ = self._device(fn, h, field)
+        if g.get(key) is None:
+            raise self._error("not_supported")
+        return g[key]
+
+    def nvmlDeviceGetMaxClockInfo(self, h: _Handle, clock_type: int) -> int:
+        # nvmlClockType_t: NVML_CLOCK_SM = 1, NVML_CLOCK_MEM = 2
+        key = {1: "max_sm_clock_mhz", 2: "max_mem_clock_mhz"}.get(clock_type)
+        if key is None:
+            raise self._error("not_supported")
+        return int(self._card("nvmlDeviceGetMaxClockInfo", h, "clocks", key))
+
+    def nvmlDeviceGetMemoryBusWidth(self, h: _Handle) -> int:
+        return int(self._card("nvmlDeviceGetMemoryBusWidth", h, "bus_width", "bus_width_bits"))
+
+    def nvmlDeviceGetCudaComputeCapability(self, h: _Handle) -> tuple[int, int]:
+        major, minor = self._card("nvmlDeviceGetCudaComputeCapability", h, "compute_capability",
+                                  "compute_capability")
+        return int(major), int(minor)
+
+    def nvmlDeviceGetNumGpuCores(self, h: _Handle) -> int:
+        return int(self._card("nvmlDeviceGetNumGpuCores", h, "cores", "cuda_cores"))
 
     def nvmlDeviceGetUtilizationRates(self, h: _Handle) -> SimpleNamespace:
         g, t = self._device("nvmlDeviceGetUtilizationRates", h, "util")

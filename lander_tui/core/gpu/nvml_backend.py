@@ -70,6 +70,7 @@ class _Device:
     lost: bool = False
     lost_why: str = ""
     unknown_streak: int = 0
+    card: dict[str, Any] = field(default_factory=dict)  # `_card_facts`, read once
 
 
 def _code(err: BaseException) -> int:
@@ -241,6 +242,7 @@ class NvmlBackend:
             dev = _Device(i, handle, self._static(nvml.nvmlDeviceGetName, handle, f"GPU {i}"),
                           self._static(nvml.nvmlDeviceGetUUID, handle, ""))
             dev.temp_v = hasattr(nvml, "nvmlDeviceGetTemperatureV")
+            dev.card = self._card_facts(handle)
             for kind, base in (("C", "nvmlDeviceGetComputeRunningProcesses"),
                                ("G", "nvmlDeviceGetGraphicsRunningProcesses")):
                 fns = [getattr(nvml, base + v, None) for v in ("_v3", "_v2")]
@@ -253,6 +255,34 @@ class NvmlBackend:
         visible = self._env.get("CUDA_VISIBLE_DEVICES")
         for d, ci in zip(self._devices, cuda_indices(visible, [d.uuid for d in self._devices]), strict=True):
             d.cuda_index = ci
+
+    def _card_facts(self, handle: Any) -> dict[str, Any]:
+        """What the speed model needs of a card it does not know, read once at start (each an NVML
+        call that does not change while the driver runs; a driver or card without one leaves it out):
+        `nvmlDeviceGetMaxClockInfo` (NVML_CLOCK_MEM = 2, NVML_CLOCK_SM = 1, nvml.h `nvmlClockType_t`),
+        `nvmlDeviceGetMemoryBusWidth` (bits), `nvmlDeviceGetCudaComputeCapability` -> (major, minor),
+        `nvmlDeviceGetNumGpuCores` (CUDA cores; SMs = cores / cores per SM of the architecture)."""
+        from lander_tui.core.gpu.specs import sm_count_from_cores
+
+        nvml = self._nvml
+
+        def ask(name: str, *args: Any) -> Any:
+            fn = getattr(nvml, name, None)
+            if fn is None:
+                return None
+            try:
+                return fn(handle, *args)
+            except nvml.NVMLError:
+                return None
+
+        cc = ask("nvmlDeviceGetCudaComputeCapability")
+        cc = (int(cc[0]), int(cc[1])) if cc else None
+        cores = ask("nvmlDeviceGetNumGpuCores")
+        facts = {"mem_clock_mhz": ask("nvmlDeviceGetMaxClockInfo", getattr(nvml, "NVML_CLOCK_MEM", 2)),
+                 "bus_width_bits": ask("nvmlDeviceGetMemoryBusWidth"), "compute_capability": cc,
+                 "sm_count": sm_count_from_cores(int(cores), cc) if cores and cc else None,
+                 "sm_clock_mhz": ask("nvmlDeviceGetMaxClockInfo", getattr(nvml, "NVML_CLOCK_SM", 1))}
+        return {k: v for k, v in facts.items() if v}
 
     def _static(self, fn: Callable[..., Any], handle: Any, default: str) -> str:
         try:
@@ -373,6 +403,7 @@ class NvmlBackend:
             processes=processes,
             unified_memory=unified,
             note="; ".join(notes),
+            **d.card,
         )
 
     def _processes(self, d: _Device, notes: list[str]) -> tuple[GpuProcess, ...]:

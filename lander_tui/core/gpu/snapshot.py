@@ -76,6 +76,13 @@ class GpuInfo:
     host: str = ""  # the machine it is in, for GPUs read from a fleet source; "" = this machine
     host_index: int | None = None  # its nvidia-smi index on `host` (the exporter's gpu/index label)
     stale: bool = False  # its host's samples are too old (or gone): nothing about it is current
+    #: Fixed facts for the speed of a card the speed table does not know (read once; None = N/A):
+    #: NVML's maximum memory clock (half the data rate), bus width, compute capability, SMs, SM clock.
+    mem_clock_mhz: float | None = None
+    bus_width_bits: int | None = None
+    compute_capability: tuple[int, int] | None = None
+    sm_count: int | None = None
+    sm_clock_mhz: float | None = None
 
     @property
     def label(self) -> str:

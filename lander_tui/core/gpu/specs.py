@@ -27,8 +27,10 @@ what NVML reports (memory clock x bus width, SM count, compute capability).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
-from lander_tui.core.gpu.catalog import GPUS, match_gpu
+from lander_tui.core.errors import LanderError
+from lander_tui.core.gpu.catalog import GPUS, find_gpu, match_gpu
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +339,19 @@ def nvml_bandwidth_gbs(memory_clock_mhz: float, bus_width_bits: int) -> float:
     return 2.0 * memory_clock_mhz * bus_width_bits / 8 / 1000
 
 
+#: CUDA cores per SM by compute capability (CUDA C Programming Guide, "Arithmetic Instructions" table:
+#: FP32 results per clock per SM): Kepler 192, GP100/Volta/Turing/GA100 64, the rest 128.
+_CORES_PER_SM = {(3,): 192, (5,): 128, (6, 0): 64, (6,): 128, (7,): 64, (8, 0): 64, (8,): 128, (9,): 128,
+                 (10,): 128, (12,): 128}
+
+
+def sm_count_from_cores(cores: int, compute_capability: tuple[int, int]) -> int:
+    """SMs from NVML's CUDA core count (`nvmlDeviceGetNumGpuCores`), which NVML does not give directly."""
+    major, minor = compute_capability
+    per = _CORES_PER_SM.get((major, minor)) or _CORES_PER_SM.get((major,)) or 128
+    return max(1, round(cores / per))
+
+
 def _kind_for(cc: tuple[int, int], geforce: bool) -> str:
     major, minor = cc
     if major >= 10 and major < 12:
@@ -363,3 +378,44 @@ def spec_from_nvml(name: str, memory_clock_mhz: float, bus_width_bits: int, comp
                    source=f"estimated from NVML (memory clock {memory_clock_mhz:g} MHz x {bus_width_bits} bit; "
                           f"{sm_count} SMs at {sm_clock_mhz:g} MHz; compute capability "
                           f"{compute_capability[0]}.{compute_capability[1]})")
+
+
+# --- the card behind a planned GPU (core/model.Device.card) ------------------------------------------
+#: What a planned GPU without speed facts says instead of a speed.
+NOT_NVIDIA = "speed unknown: {name} is not an NVIDIA card (the speed model covers NVIDIA GPUs)"
+
+
+def catalog_card(name: str) -> tuple[GpuSpec | None, str]:
+    """A what-if card (a catalog name): its speed facts, or why there are none."""
+    spec = SPECS.get(name)
+    return (spec, "") if spec else (None, NOT_NVIDIA.format(name=name))
+
+
+def named_card(query: str) -> GpuSpec:
+    """The card a user named (`--gpu-model "RTX 4090"`): unambiguous, like `--what-if`."""
+    try:
+        g = find_gpu(query)
+    except LanderError as err:  # the catalog speaks of --what-if; here the user typed --gpu-model
+        raise LanderError(str(err).replace("what-if GPU or instance", "GPU").replace("--what-if", "--gpu-model")
+                          .replace(" (all: lander-tui gpus --gpu-model list)", "")) from None
+    spec = SPECS.get(g.name)
+    if spec is None:
+        raise LanderError(NOT_NVIDIA.format(name=g.name))
+    return spec
+
+
+@lru_cache(maxsize=64)
+def live_card(reported: str, memory_mib: float | None = None, memory_clock_mhz: float | None = None,
+              bus_width_bits: int | None = None, compute_capability: tuple[int, int] | None = None,
+              sm_count: int = 0, sm_clock_mhz: float = 0.0) -> tuple[GpuSpec | None, str]:
+    """A live GPU by its NVML name (and memory, to tell variants apart); a card the table does not
+    know is built from NVML's clocks when the backend reports them (`spec_from_nvml`), else None and
+    why. Cached: the dashboard asks once a second."""
+    spec = gpu_spec(reported, memory_mib)
+    if spec is not None:
+        return spec, ""
+    if memory_clock_mhz and bus_width_bits and compute_capability:
+        return spec_from_nvml(reported, memory_clock_mhz, bus_width_bits, compute_capability, sm_count,
+                              sm_clock_mhz), ""
+    return None, (f"speed unknown: {reported} is not in lander-tui's GPU table and NVML reports no memory clock; "
+                  "name the card with --gpu-model")

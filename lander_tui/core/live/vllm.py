@@ -86,6 +86,7 @@ class Vllm:
         if "vllm:kv_cache_usage_perc" not in m and kv_used is not None:
             notes.append("KV use from vllm:gpu_cache_usage_perc (a vLLM before the rename)")
         version_doc = self._versions.get(base_url, lambda: optional(client.get_json, url_join(base_url, "/version"))[0])
+        version = str(version_doc.get("version") or "") or None if isinstance(version_doc, dict) else None
         argv = proc.argv if proc else ()
         card: dict[str, object] = {}
         if models_doc is not None:
@@ -102,10 +103,11 @@ class Vllm:
             or as_float(cl.flag(argv, "--gpu-memory-utilization")),
             block_size=block,
             quant=cl.flag(argv, "--quantization", "-q") or cl.flag(argv, "--dtype"),
+            version=version,
         )
         return EngineState(
             self.kind, base_url, state, message,
-            version=str(version_doc.get("version") or "") or None if isinstance(version_doc, dict) else None,
+            version=version,
             models=(LoadedModel(name, config),),
             running=as_int(m.value("vllm:num_requests_running")),
             waiting=as_int(m.value("vllm:num_requests_waiting")),

@@ -57,6 +57,7 @@ class PlanView(VerticalScroll):
         yield Line("", id="plan-offload", markup=False)
         yield PlanTable(id="plan-table")
         yield Line("", id="plan-host", classes="-autohide", markup=False)
+        yield Line("", id="plan-speed", classes="-autohide", markup=False)
         yield Line("", id="plan-notes", classes="-autohide", markup=False)
         yield Line("", id="plan-launch-title", markup=False)
         yield Line("", id="plan-launch", markup=False)
@@ -68,7 +69,8 @@ class PlanView(VerticalScroll):
         q = self.query_one
         if chosen is None:  # nothing to plan: say so and leave nothing stale below
             q("#plan-head", Line).set("no plan: the results above say why")
-            for name in ("#plan-offload", "#plan-host", "#plan-notes", "#plan-launch-title", "#plan-launch"):
+            for name in ("#plan-offload", "#plan-host", "#plan-speed", "#plan-notes", "#plan-launch-title",
+                         "#plan-launch"):
                 q(name, Line).set("")
             q(PlanTable).set((), ())
             return
@@ -83,6 +85,7 @@ class PlanView(VerticalScroll):
         host.set(plan_text.host_line(chosen))
         avail = chosen.host_available_mib
         host.set_class(p is not None and avail is not None and p.host_mib > avail, "-warn")
+        q("#plan-speed", Line).set(plan_text.speed_text(chosen))
         notes = q("#plan-notes", Line)
         notes.set(plan_text.notes_text(chosen))
         notes.set_class(p is not None and not p.fully_offloaded, "-warn")  # "runs much slower"

@@ -11,14 +11,15 @@ from textual.containers import Vertical
 from textual.widget import Widget
 
 from lander_tui.core.memory import PARTS
-from lander_tui.ui.text import gib, short_tokens
+from lander_tui.ui.text import gib, short_tokens, tps_cell
 from lander_tui.ui.widgets.gpu_panel import Line
 from lander_tui.ui.widgets.table import RowTable
 
 #: Table headers of the memory parts (the column must stay narrow: "KV mem" for "KV cache").
 _PART_HEADERS = {"kv": "KV mem"}
-HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits")
-RIGHT = (False, False, True, *(True for _ in PARTS), True, False)
+HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits",
+           "tok/s")
+RIGHT = (False, False, True, *(True for _ in PARTS), True, False, True)
 #: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
 #: without colour.
 _GLYPHS = ("█", "▓", "▒", "░")
@@ -28,10 +29,10 @@ SEGMENTS = tuple((p.label.replace(" cache", ""), glyph, f"breakdown--{p.attr}")
 
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
     if r.error:
-        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in PARTS), "", "no")
+        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in PARTS), "", "no", "")
     mark = "★ " if recommended else "  "
     return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", *(gib(getattr(r.memory, p.attr), 2) for p in PARTS),
-            gib(r.total_mib, 2), "yes" if r.fits else "NO")
+            gib(r.total_mib, 2), "yes" if r.fits else "NO", tps_cell(r))
 
 
 class BreakdownBar(Widget):

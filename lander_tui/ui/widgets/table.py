@@ -131,5 +131,12 @@ class RowTable(Widget, can_focus=True):
         parts = []
         for cell, w, right in zip(cells, widths, self._right, strict=False):
             parts.append(cell.rjust(w) if right else cell.ljust(w))
-        line = (" " * GAP).join(parts)
+        # on a narrow screen the last gaps close up to one space rather than lose the last columns
+        gaps = [GAP] * (len(parts) - 1)
+        over = sum(widths) + GAP * len(gaps) - width if width > 0 else 0
+        for i in range(len(gaps) - 1, -1, -1):
+            if over <= 0:
+                break
+            gaps[i], over = 1, over - (GAP - 1)
+        line = parts[0] + "".join(" " * g + p for g, p in zip(gaps, parts[1:], strict=True)) if parts else ""
         return line.ljust(width)[:width] if width > 0 else line
