@@ -33,6 +33,17 @@ def pad(x: Any, n: int) -> Any:
     return -(-np.asarray(x, dtype=np.int64) // n) * n
 
 
+def tensor_parallel_sizes(n_heads: int, n_gpus: int) -> tuple[int, ...]:
+    """Tensor-parallel sizes on one machine of `n_gpus`: powers of two that divide the attention heads
+    (vLLM and SGLang refuse a size that does not; powers of two are what NVLink boxes are cut into)."""
+    out, k = [], 1
+    while k <= n_gpus:
+        if n_heads % k == 0:
+            out.append(k)
+        k *= 2
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """The knobs users turn. `None` means "the engine's own default"."""
@@ -194,6 +205,37 @@ class Engine:
         """The context to plan at when nothing loads fully on the GPUs (an engine that can run part of
         the model on the CPU plans that); None: there is no plan."""
         return None
+
+    # --- many GPU sets at once ("where does it fit?", core/fit.py) ------------------------------
+    def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
+        """How many of one machine's `n_gpus` GPUs a plan may take: any number (an engine that does not
+        split across GPUs gets them as one summed device, as `estimate` plans it)."""
+        return tuple(range(1, n_gpus + 1))
+
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
+                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """For m sets of n GPUs (free and total MiB, shape (m, n)): what each GPU holds at `ctx` and what
+        the engine may use on it (its budget), MiB, both (m, n); a set loads when no need is above its
+        budget. A set the engine refuses needs `inf`. This default asks `budget` and `footprint` once
+        per set, which is right for any engine; the built-ins answer in a few array operations, since a
+        fleet has thousands of sets."""
+        free, total = np.asarray(free_mib, dtype=np.float64), np.asarray(total_mib, dtype=np.float64)
+        need, budget = np.full(free.shape, np.inf), np.array(free)
+        for i in range(free.shape[0]):
+            devices = tuple(Device(f"GPU{j}", float(f), float(t)) for j, (f, t) in enumerate(zip(free[i], total[i],
+                                                                                                 strict=True)))
+            try:
+                b = self.budget(devices, opts)
+                fp = self.footprint(model, quant, kv, devices, opts)(np.array([ctx]))
+            except LanderError:
+                continue
+            except Exception:
+                if self.builtin:
+                    raise
+                continue  # a plugin's bug: that set is not offered
+            need[i] = [float(np.asarray(d.total).flat[0]) / MIB for d in fp.devices]
+            budget[i] = np.asarray(b.per_device, dtype=np.float64) / MIB
+        return need, budget
 
     def plan(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
              budget: Budget, opts: EngineOptions) -> Plan:

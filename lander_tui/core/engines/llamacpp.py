@@ -305,6 +305,50 @@ class LlamaCpp(Engine):
         detail = {**d.detail, "token_embd_host": host_w}
         return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, detail, context=fp.context)
 
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
+                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """`footprint` + `placed` at one context for many GPU sets at once (the budget is the free
+        memory): every layer on the GPUs, split by each set's free memory (or `--tensor-split`), the
+        split of all sets in one array pass (`layer_devices_many`). The same arithmetic as `placed`,
+        term by term; tests/test_fit.py holds the two equal on random sets."""
+        free = np.asarray(free_mib, dtype=np.float64)
+        m, n = free.shape
+        if opts.tensor_split is not None and len(opts.tensor_split) != n:
+            return super().fit_sets(model, quant, kv, ctx, free_mib, total_mib, opts)
+        spec, L = model.spec, model.spec.n_layers
+        cal = self.calibration(opts)
+        kv_type, fa = self.check(spec, kv, opts)
+        w = self.weights(model, quant)
+        geo = self.geometry(np.array([ctx]), opts)
+        per_kind = {k: float(v[0]) for k, v in self.kv_layer_bytes(spec, kv_type, geo).items()}
+        ph = {k: float(v[0]) for k, v in self.compute_phases(spec, kv_type, fa, geo, cal).items()}
+        split = np.broadcast_to(np.asarray(opts.tensor_split, dtype=np.float64), (m, n)) \
+            if opts.tensor_split is not None else np.maximum(free, 0.0)
+        units = layer_devices_many(L, L + 1, split)  # (m, L + 1); -1 = no share anywhere: refused below
+        on = units[:, :, None] == np.arange(n)  # (m, L + 1, n): unit u of set i on device j
+        unit_bytes = np.zeros(L + 1)
+        for st in w.tensors:
+            if st.tensor.name != "token_embd.weight":
+                unit_bytes[st.tensor.layer if st.tensor.layer is not None else L] += st.nbytes
+        weights = np.einsum("mun,u->mn", on, unit_bytes)
+        out = on[:, L, :]
+        if not w.has("output.weight"):
+            weights = weights + out * float(w.bytes_of("token_embd.weight"))  # a tied output is duplicated
+        kinds = spec.kinds()
+        layer_kv = np.array([per_kind[k] for k in kinds])
+        kv_bytes = np.einsum("mln,l->mn", on[:, :L, :], layer_kv)
+        holds = on[:, :L, :].any(axis=1)
+        used = on.any(axis=1)
+        layer_phase = max(ph["attention"], ph["ffn"])
+        compute = np.where(out, max(ph["logits"], layer_phase), np.where(holds, layer_phase, 0.0))
+        pipelined = used.sum(axis=1, keepdims=True) > 1
+        compute = compute + np.where(pipelined & used, (PIPELINE_COPIES - 1) * spec.hidden_size * float(geo.n_ub[0])
+                                     * 4, 0.0)
+        overhead = np.where(used, cal.device_overhead_mib() * MIB, 0.0)
+        need = (weights + kv_bytes + compute + overhead) / MIB
+        need[(units < 0).any(axis=1)] = np.inf
+        return need, free.copy()
+
     # --- plans -------------------------------------------------------------------------------
     def fallback_context(self, model: ResolvedModel) -> int | None:
         return min(model.spec.max_context, 4096)  # what runs with part of the model on the CPU
@@ -378,3 +422,20 @@ class LlamaCpp(Engine):
 def _ratios(split: tuple[float, ...]) -> list[float]:
     total = sum(split) or 1.0
     return [round(x / total, 3) for x in split]
+
+
+def layer_devices_many(n_layers: int, ngl: int, split: np.ndarray) -> np.ndarray:
+    """`layer_devices` for many splits at once (rows of `split`, shape (m, n)): the device of each unit
+    0..n_layers per row, -1 for the CPU or a row without a positive share. The same float steps as
+    `layer_devices` (a sequential sum, then cumulative shares), so a unit on a boundary lands alike."""
+    split = np.asarray(split, dtype=np.float64)
+    m, n = split.shape
+    total = np.cumsum(split, axis=1)[:, -1:]
+    ok = total[:, 0] > 0
+    cum = np.cumsum(split / np.where(total > 0, total, 1.0), axis=1)
+    start = n_layers + 1 - ngl
+    il = np.arange(n_layers + 1)
+    frac = (il - start) / max(1, ngl)
+    dev = np.minimum(n - 1, (cum[:, None, :] <= frac[None, :, None]).sum(axis=2))
+    dev = np.where(il[None, :] < start, -1, dev)
+    return np.where(ok[:, None], dev, -1)

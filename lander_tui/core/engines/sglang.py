@@ -29,7 +29,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
-from lander_tui.core.engines.base import Budget, Calibration, Engine, EngineOptions, Footprint, FootprintFn, pad
+from lander_tui.core.engines.base import (
+    Budget,
+    Calibration,
+    Engine,
+    EngineOptions,
+    Footprint,
+    FootprintFn,
+    pad,
+    tensor_parallel_sizes,
+)
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_bytes_per_value
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts
@@ -132,18 +141,21 @@ class SGLang(Engine):
             heads = max(1, spec.n_kv_heads // tp)
         return heads * (spec.head_dim + spec.head_dim_v) * spec.n_layers * per_value
 
+    def rank_fixed(self, model: ResolvedModel, quant: str, kv: str, tp: int,
+                   opts: EngineOptions) -> tuple[float, float, float]:
+        """(weight bytes, pool bytes per token, CUDA context bytes) of one rank at TP `tp`."""
+        spec = model.spec
+        if spec.n_heads % tp:
+            raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
+        weights = shard_bytes(spec, self.weights(model, quant), tp)
+        return weights, self.cell_bytes(model, kv, tp), self.calibration(opts).context_mib(tp) * MIB
+
     def footprint(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
                   opts: EngineOptions) -> FootprintFn:
         """Per rank: the weights, the pool tokens a context takes, the `1 - mem_fraction_static` share
         kept for activations and CUDA graphs, and the CUDA context."""
         tp = len(devices)
-        spec = model.spec
-        if spec.n_heads % tp:
-            raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
-        cal = self.calibration(opts)
-        weights = shard_bytes(spec, self.weights(model, quant), tp)
-        cell = self.cell_bytes(model, kv, tp)
-        ctx_bytes = cal.context_mib(tp) * MIB
+        weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
         free = min(d.free_mib for d in devices) * MIB
         reserve = max(0.0, free - ctx_bytes) * (1 - self.mem_fraction_static(devices[0], tp, opts))
         n_req = opts.n_parallel or 1
@@ -158,6 +170,23 @@ class SGLang(Engine):
             return Footprint(pad(ctx, 1), (one,) * tp, np.zeros(shape))
 
         return at
+
+    def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
+        return tensor_parallel_sizes(model.spec.n_heads, n_gpus)
+
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
+                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """`footprint` for many TP-n sets at once: the rank's fixed parts once, the reserve from each
+        set's least free GPU and its first GPU's `mem_fraction_static` (one per distinct card size)."""
+        free, total = np.asarray(free_mib, dtype=np.float64), np.asarray(total_mib, dtype=np.float64)
+        tp = free.shape[1]
+        weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
+        sizes, where = np.unique(total[:, 0], return_inverse=True)
+        mfs = np.array([self.mem_fraction_static(Device("", 0.0, float(t)), tp, opts) for t in sizes])[where]
+        reserve = np.maximum(0.0, free.min(axis=1) * MIB - ctx_bytes) * (1 - mfs)
+        kv_bytes = float((np.array([ctx], dtype=np.int64) * cell * (opts.n_parallel or 1)).astype(np.float64)[0])
+        need = (weights + kv_bytes + reserve + ctx_bytes) / MIB
+        return np.repeat(need[:, None], tp, axis=1), free.copy()
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         fp = self.footprint(model, quant, kv, [Device("GPU", 80 * 1024.0, 80 * 1024.0)], opts)(np.asarray(ctx))
