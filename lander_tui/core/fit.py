@@ -118,8 +118,8 @@ class FitAnswer:
         """One line: where it fits and where it does not."""
         req = self.request
         what = f"{req.model.spec.name} {req.quant} + KV {req.kv} at {req.context:,} tokens ({self.engine_label})"
-        loads = f"loads on {len(self.ranked)} of {self.hosts} hosts" if self.ranked else \
-            f"loads on none of {self.hosts} hosts now"
+        hosts = f"{self.hosts:,} host" + ("" if self.hosts == 1 else "s")
+        loads = f"loads on {len(self.ranked):,} of {hosts}" if self.ranked else f"loads on none of {hosts} now"
         extra = f", {len(self.skipped)} not reporting" if self.skipped else ""
         return f"{what}: {loads}{extra}"
 
@@ -210,7 +210,8 @@ class _Host:
         return tuple(sorted(self.by_free[:k], key=lambda g: self.position[g.index]))
 
     def gpu_set(self, gpus: tuple[Any, ...], free: float, need: float, headroom: float) -> GpuSet:
-        return GpuSet(self.host, tuple(g.index for g in gpus), tuple(g.host_index for g in gpus), _models(gpus),
+        numbers = tuple(g.host_index if g.host else g.index for g in gpus)  # this machine: nvidia-smi's index
+        return GpuSet(self.host, tuple(g.index for g in gpus), numbers, _models(gpus),
                       free, need, headroom, len(self.by_free))
 
 

@@ -42,6 +42,7 @@ class PlanningMemory:
     source: str = ""  # the one line `estimate` prints as `memory:`
     #: Per device of real GPUs, how the screen names it: "GPU 1" here, "gpu-a:3" on a fleet's host.
     gpu_labels: tuple[str, ...] = ()
+    set_label: str = ""  # all of them: "GPU 0+1", "gpu-a:0+1"
     host: str = ""  # the machine the GPUs are in ("" = this one)
     host_gpus: tuple[int | None, ...] = ()  # their numbers there (for CUDA_VISIBLE_DEVICES)
 
@@ -151,7 +152,7 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
         raise LanderError(f"GPUs of {len(hosts)} hosts ({', '.join(hosts)}) cannot hold one plan; pick GPUs of "
                           "one host", exit_code=1)
     names = set_name(gpus)
-    where = {"gpu_labels": tuple(gpu_name(g) for g in gpus), "host": gpus[0].host,
+    where = {"gpu_labels": tuple(gpu_name(g) for g in gpus), "set_label": names, "host": gpus[0].host,
              "host_gpus": tuple(g.host_index for g in gpus) if gpus[0].host else ()}
     if mode == "whole":
         devices = tuple(Device(f"{_short(g)}: {g.name}", g.total_mib - (g.reserved_mib or 0.0), g.total_mib, g.index)
