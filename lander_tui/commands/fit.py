@@ -101,7 +101,7 @@ def _snapshot(args: argparse.Namespace) -> tuple[Any, str]:
     demo = bool(getattr(args, "demo", False))
     flag = getattr(args, "prometheus", None)
     if demo and flag is not None:
-        raise LanderError("use --prometheus or --demo, not both")
+        raise LanderError("use --prometheus on its own, not with --demo")
     url = None if demo else prometheus_url(flag)
     backend = open_backend(prometheus=url) if url is not None else open_backend(demo=demo)
     try:
