@@ -27,7 +27,7 @@ class HostTable(ScrollView, can_focus=True):
     HostTable > .host-table--gpu { color: $text; }
     HostTable > .host-table--stale { color: $error; }
     HostTable > .host-table--planned { color: $success; }
-    HostTable > .host-table--cursor { background: $accent 40%; }
+    HostTable > .host-table--cursor { background: $accent 30%; color: $text; }
     """
     BINDINGS = [
         Binding("up", "move(-1)", show=False), Binding("down", "move(1)", show=False),
@@ -79,12 +79,12 @@ class HostTable(ScrollView, can_focus=True):
         if i >= len(self.rows):
             return Strip.blank(width, self.rich_style)
         row = self.rows[i]
-        kind = "stale" if row.stale else "planned" if row.planned else row.kind
-        style = self.rich_style + self.get_component_rich_style(f"host-table--{kind}")
-        if row.kind == "host" and kind != "host":
-            style += self.get_component_rich_style("host-table--host")
+        style = self.rich_style + self.get_component_rich_style(f"host-table--{row.kind}")
+        if row.stale or row.planned:
+            style += self.get_component_rich_style("host-table--stale" if row.stale else "host-table--planned",
+                                                   partial=True)
         if i == self.cursor and self.has_focus:
-            style += self.get_component_rich_style("host-table--cursor")
+            style += self.get_component_rich_style("host-table--cursor", partial=True)
         text = row.text.ljust(max(width + scroll_x, self._width))
         return Strip([Segment(text, style)]).crop(scroll_x, scroll_x + width)
 
