@@ -38,14 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"(default {DEFAULT_MARGIN_MIB:.0f}, like the dashboard; 1.5G works)")
     p.add_argument("--context", "-c", metavar="N",
                    help="report memory at this context: 32768, 32k, 1M (default: each row at its maximum)")
-    p.add_argument("--flash-attn", choices=["auto", "on", "off"], help="llama.cpp flash attention (default auto: on)")
-    p.add_argument("--parallel", "-np", type=int, metavar="N",
-                   help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
-    p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
-    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=int, metavar="N", help="vLLM (default 8192)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a calibration constant, e.g. cuda_context_mib=450")
+    add_knob_flags(p)
     p.add_argument("--tensor-split", metavar="A,B,...",
                    help="llama.cpp layer split across GPUs, as shares (3,1); default: by free memory")
     p.add_argument("--launch", metavar="ENGINE",
@@ -55,6 +48,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit (--json: as JSON)")
     p.set_defaults(func=run)
+
+
+def add_knob_flags(p: argparse.ArgumentParser) -> None:
+    """The engine knobs `options_of` reads, for every command that builds `EngineOptions` with it
+    (`estimate`, `fit`): one list, so a new knob reaches both."""
+    p.add_argument("--flash-attn", choices=["auto", "on", "off"], help="llama.cpp flash attention (default auto: on)")
+    p.add_argument("--parallel", "-np", type=int, metavar="N",
+                   help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
+    p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
+    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default 0.9)")
+    p.add_argument("--max-num-batched-tokens", type=int, metavar="N", help="vLLM (default 8192)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a calibration constant, e.g. cuda_context_mib=450")
 
 
 def _split(values: list[str]) -> tuple[str, ...]:

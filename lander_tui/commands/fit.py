@@ -23,6 +23,7 @@ DEFAULT_TOP = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from lander_tui.commands.estimate import add_knob_flags
     from lander_tui.commands.gpus import add_prometheus_argument
     from lander_tui.core.engines import DEFAULT_ENGINE, engine_names
     from lander_tui.core.planning_memory import DEFAULT_MARGIN_MIB
@@ -42,14 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", metavar="MIB", default=f"{DEFAULT_MARGIN_MIB:.0f}",
                    help=f"keep this much of each set's free memory spare (default {DEFAULT_MARGIN_MIB:.0f}, "
                    "1.5G works)")
-    p.add_argument("--flash-attn", choices=["auto", "on", "off"], help="llama.cpp flash attention (default auto: on)")
-    p.add_argument("--parallel", "-np", type=int, metavar="N",
-                   help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
-    p.add_argument("--ubatch", type=int, metavar="N", help="llama.cpp -ub (default 512)")
-    p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default 0.9)")
-    p.add_argument("--max-num-batched-tokens", type=int, metavar="N", help="vLLM (default 8192)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a calibration constant, e.g. cuda_context_mib=450")
+    add_knob_flags(p)  # the knobs estimate's options_of reads, as estimate declares them
     p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N",
                    help=f"rows of the table (default {DEFAULT_TOP}; --json lists every host)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -68,7 +68,7 @@ def host_line(h: HostGroup, history: Mapping[str, Sequence[tuple[float, float]]]
     name = truncate(h.host or "this machine", HOST_WIDTH)
     cards = truncate(h.models, CARDS_WIDTH)
     if h.stale:
-        return f"{mark}{name:<{HOST_WIDTH}}  {cards:<{CARDS_WIDTH}}  {'STALE':>9}  {truncate(_why(h), 56)}"
+        return f"{mark}{name:<{HOST_WIDTH}}  {cards:<{CARDS_WIDTH}}  {'STALE':>9}  {truncate(_why(h), 52)}"
     used = f"{_mib(h.used_mib)} / {_mib(h.total_mib)}"
     return (f"{mark}{name:<{HOST_WIDTH}}  {cards:<{CARDS_WIDTH}}  {_mib(h.free_mib):>9}  {used:>19}"
             f"  {_pct(h.util_percent):>4}  {_spark(history.get(h.host), h.total_mib)}")

@@ -25,7 +25,7 @@ from lander_tui.ui.text import truncate
 MAX_LINES = 200
 
 
-FIT_HEADER = f"{'#':>3}  {'HOST':<20}  {'GPUS':<12}  {'CARDS':<24}  {'FREE MiB':>9}  {'NEEDS MiB':>9}  HEADROOM MiB"
+FIT_HEADER = f" {'#':>3}  {'HOST':<20}  {'GPUS':<12}  {'CARDS':<24}  {'FREE MiB':>9}  {'NEEDS MiB':>9}  HEADROOM MiB"
 
 
 def fit_line(i: int, s: GpuSet) -> str:
