@@ -24,6 +24,7 @@ from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
 from lander_tui.core.model import Device
 from lander_tui.core.model_source import resolve_model
 from lander_tui.ui.app import LanderApp
+from lander_tui.ui.live_plan import export_data
 from lander_tui.ui.plan_text import table_lines
 from lander_tui.ui.screens.fit import FitScreen
 from lander_tui.ui.screens.hosts import HostsScreen
@@ -199,6 +200,8 @@ async def test_hosts_view_sorts_and_plans_on_a_host(fleet):
         assert [n.label for n in chosen.needs] == ["pair:0", "pair:1"]
         assert "CUDA_VISIBLE_DEVICES=0,1 llama-server" in chosen.launch and "--tensor-split" in chosen.launch
         assert chosen.launch.startswith("# on pair\n")
+        exported = export_data(app.draft.request, app.estimate, chosen, app.live)["planned_on"]
+        assert (exported["host"], exported["host_gpus"], exported["label"]) == ("pair", [0, 1], "pair:0+1 free now")
         lines, _ = table_lines(chosen, app.live)
         assert [line.split()[0] for line in lines[1:]] == ["pair:0", "pair:1"]  # not "GPU 14"
 

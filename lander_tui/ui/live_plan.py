@@ -197,6 +197,8 @@ def export_data(req: EstimateRequest, est: Estimate, chosen: ChosenPlan | None,
     mem = chosen.memory
     data["planned_on"] = {"label": mem.label, "detail": mem.detail, "gpus": list(mem.indices),
                           "free_mib": round(mem.free_mib, 2)}
+    if mem.host:  # a fleet host's GPUs: which machine, and their numbers there
+        data["planned_on"].update(host=mem.host, host_gpus=list(mem.host_gpus))
     if chosen.plan is not None:
         data["plan"] = chosen.plan.as_json()
         if chosen.host_available_mib is not None:
