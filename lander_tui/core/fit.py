@@ -3,13 +3,14 @@
 For a model, engine, quant, KV type and context, every host of a snapshot (a Prometheus fleet, or
 this machine as one host) is offered as GPU sets of the sizes the engine takes (`Engine.set_sizes`:
 any count for a llama.cpp layer split, powers of two for vLLM/SGLang tensor parallel), each the
-host's GPUs with the most free memory now. Sets never span hosts. What does not depend on the set is
-computed once per set size; per set it is array arithmetic (`Engine.fit_sets`), so a 4,000-GPU
-fleet takes milliseconds. Each host is offered with its fewest GPUs that load it (the rest stay
-free for other jobs); hosts are ranked by that count, then by headroom: what is left within the
-engine's budget on the set's fullest GPU. The best set is then planned the way `estimate` plans
-(`run_estimate`, `plan_row`), and its launch command names the host and carries the GPUs' numbers
-there in `CUDA_VISIBLE_DEVICES`.
+host's GPUs with the most free memory now. Sets never span hosts. All sets of one size go to the
+engine at once (`Engine.fit_sets`), which computes what does not depend on the set once and shares
+it (one layer placement for every single GPU, one TP rank per card), so a 4,000-GPU fleet takes
+milliseconds. Each host is offered with its fewest GPUs that load it (the rest stay free for other
+jobs); hosts are ranked by that count, then by headroom: what is left within the engine's budget on
+the set's fullest GPU. The best set is then planned the way `estimate` plans (`run_estimate`,
+`plan_row`), and its launch command names the host and carries the GPUs' numbers there in
+`CUDA_VISIBLE_DEVICES`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from lander_tui.core.engines import EngineOptions, get_engine
 from lander_tui.core.errors import LanderError
 from lander_tui.core.estimate import EstimateRequest, plan_row, run_estimate
 from lander_tui.core.gpu.fleet import group_by_host, natural_key
-from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 
 #: How `CUDA_VISIBLE_DEVICES` numbers are read: CUDA enumerates the fastest GPU first unless told
@@ -216,16 +217,19 @@ class _Host:
 
 
 def _evaluate(req: FitRequest, engine: Any, sets: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sets of `k` GPUs in a few array operations (the engine's `fit_sets`): per set its free memory
-    now, what the configuration holds on it, and the headroom of its fullest GPU (MiB)."""
+    """Sets of `k` GPUs at once (the engine's `fit_sets`): per set its free memory now, what the
+    configuration holds on it, and the headroom of its fullest GPU (MiB). Each GPU is planned as
+    `planning_memory.on_gpus` plans it: free now less the margin split over the set's GPUs."""
     k = len(sets[0])
-    raw = np.array([[g.free_mib for g in gpus] for gpus in sets], dtype=np.float64)
-    total = np.array([[g.total_mib for g in gpus] for gpus in sets], dtype=np.float64)
-    free = np.maximum(0.0, raw - req.margin_mib / k)  # planning_memory.on_gpus: the margin split over the GPUs
+    share = req.margin_mib / k
+    devices = [tuple(Device(g.name, max(0.0, g.free_mib - share), g.total_mib, g.index) for g in gpus)
+               for gpus in sets]
     if not engine.splits_across_gpus:  # one device of their summed memory (PlanningMemory.merged)
-        free, total = free.sum(axis=1, keepdims=True), total.sum(axis=1, keepdims=True)
-    need, budget = engine.fit_sets(req.model, req.quant, req.kv, req.context, free, total, req.options)
-    return raw.sum(axis=1), need.sum(axis=1), (budget - need).min(axis=1)
+        devices = [(Device(ds[0].name, sum(d.free_mib for d in ds), sum(d.total_mib or 0.0 for d in ds)),)
+                   for ds in devices]
+    need, budget = engine.fit_sets(req.model, req.quant, req.kv, req.context, devices, req.options)
+    raw = np.array([sum(g.free_mib for g in gpus) for gpus in sets], dtype=np.float64)
+    return raw, need.sum(axis=1), (budget - need).min(axis=1)
 
 
 def plan_on(req: FitRequest, snapshot: Any, gpus: GpuSet) -> BestPlan:

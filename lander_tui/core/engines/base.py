@@ -212,20 +212,17 @@ class Engine:
         split across GPUs gets them as one summed device, as `estimate` plans it)."""
         return tuple(range(1, n_gpus + 1))
 
-    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
-                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
-        """For m sets of n GPUs (free and total MiB, shape (m, n)): what each GPU holds at `ctx` and what
-        the engine may use on it (its budget), MiB, both (m, n); a set loads when no need is above its
-        budget. A set the engine refuses needs `inf`. This default asks `budget` and `footprint` once
-        per set, which is right for any engine; the built-ins answer in a few array operations, since a
-        fleet has thousands of sets."""
-        free, total = np.asarray(free_mib, dtype=np.float64), np.asarray(total_mib, dtype=np.float64)
-        need, budget = np.full(free.shape, np.inf), np.array(free)
-        for i in range(free.shape[0]):
-            devices = tuple(Device(f"GPU{j}", float(f), float(t)) for j, (f, t) in enumerate(zip(free[i], total[i],
-                                                                                                 strict=True)))
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """For m sets of n GPUs: what each GPU holds at `ctx` and what the engine may use on it (its
+        `budget`), MiB, both shaped (m, n); a set loads when no need is above its budget, and a set the
+        engine refuses needs `inf`. This default asks `footprint` once per set, which is right for any
+        engine; the built-ins share one footprint among the sets it is the same for, since a fleet has
+        thousands of sets (tests/test_fit.py holds every override equal to this)."""
+        budgets = self.set_budgets(sets, opts)
+        need = np.full(budgets.shape, np.inf)
+        for i, devices in enumerate(sets):
             try:
-                b = self.budget(devices, opts)
                 fp = self.footprint(model, quant, kv, devices, opts)(np.array([ctx]))
             except LanderError:
                 continue
@@ -234,8 +231,11 @@ class Engine:
                     raise
                 continue  # a plugin's bug: that set is not offered
             need[i] = [float(np.asarray(d.total).flat[0]) / MIB for d in fp.devices]
-            budget[i] = np.asarray(b.per_device, dtype=np.float64) / MIB
-        return need, budget
+        return need, budgets
+
+    def set_budgets(self, sets: Sequence[Sequence[Device]], opts: EngineOptions) -> np.ndarray:
+        """`budget` of each set, MiB, shaped (m, n)."""
+        return np.array([self.budget(devices, opts).per_device for devices in sets], dtype=np.float64) / MIB
 
     def plan(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
              budget: Budget, opts: EngineOptions) -> Plan:

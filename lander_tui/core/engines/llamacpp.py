@@ -305,49 +305,29 @@ class LlamaCpp(Engine):
         detail = {**d.detail, "token_embd_host": host_w}
         return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, detail, context=fp.context)
 
-    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
-                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
-        """`footprint` + `placed` at one context for many GPU sets at once (the budget is the free
-        memory): every layer on the GPUs, split by each set's free memory (or `--tensor-split`), the
-        split of all sets in one array pass (`layer_devices_many`). The same arithmetic as `placed`,
-        term by term; tests/test_fit.py holds the two equal on random sets."""
-        free = np.asarray(free_mib, dtype=np.float64)
-        m, n = free.shape
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """`footprint` for many sets: a set's memory depends on its free memory only through which device
+        each layer unit lands on, so the split of every set is found in one array pass
+        (`layer_devices_many`), and `layout` + `placed` run once per distinct placement (one for all
+        single GPUs; a few dozen across hundreds of pairs), then are shared."""
+        budgets = self.set_budgets(sets, opts)
+        n = budgets.shape[1]
         if opts.tensor_split is not None and len(opts.tensor_split) != n:
-            return super().fit_sets(model, quant, kv, ctx, free_mib, total_mib, opts)
-        spec, L = model.spec, model.spec.n_layers
-        cal = self.calibration(opts)
-        kv_type, fa = self.check(spec, kv, opts)
-        w = self.weights(model, quant)
-        geo = self.geometry(np.array([ctx]), opts)
-        per_kind = {k: float(v[0]) for k, v in self.kv_layer_bytes(spec, kv_type, geo).items()}
-        ph = {k: float(v[0]) for k, v in self.compute_phases(spec, kv_type, fa, geo, cal).items()}
-        split = np.broadcast_to(np.asarray(opts.tensor_split, dtype=np.float64), (m, n)) \
-            if opts.tensor_split is not None else np.maximum(free, 0.0)
-        units = layer_devices_many(L, L + 1, split)  # (m, L + 1); -1 = no share anywhere: refused below
-        on = units[:, :, None] == np.arange(n)  # (m, L + 1, n): unit u of set i on device j
-        unit_bytes = np.zeros(L + 1)
-        for st in w.tensors:
-            if st.tensor.name != "token_embd.weight":
-                unit_bytes[st.tensor.layer if st.tensor.layer is not None else L] += st.nbytes
-        weights = np.einsum("mun,u->mn", on, unit_bytes)
-        out = on[:, L, :]
-        if not w.has("output.weight"):
-            weights = weights + out * float(w.bytes_of("token_embd.weight"))  # a tied output is duplicated
-        kinds = spec.kinds()
-        layer_kv = np.array([per_kind[k] for k in kinds])
-        kv_bytes = np.einsum("mln,l->mn", on[:, :L, :], layer_kv)
-        holds = on[:, :L, :].any(axis=1)
-        used = on.any(axis=1)
-        layer_phase = max(ph["attention"], ph["ffn"])
-        compute = np.where(out, max(ph["logits"], layer_phase), np.where(holds, layer_phase, 0.0))
-        pipelined = used.sum(axis=1, keepdims=True) > 1
-        compute = compute + np.where(pipelined & used, (PIPELINE_COPIES - 1) * spec.hidden_size * float(geo.n_ub[0])
-                                     * 4, 0.0)
-        overhead = np.where(used, cal.device_overhead_mib() * MIB, 0.0)
-        need = (weights + kv_bytes + compute + overhead) / MIB
-        need[(units < 0).any(axis=1)] = np.inf
-        return need, free.copy()
+            return super().fit_sets(model, quant, kv, ctx, sets, opts)
+        L = model.spec.n_layers
+        splits = np.array([self._split(devices, opts) for devices in sets], dtype=np.float64)
+        units = layer_devices_many(L, L + 1, splits)
+        need = np.full(budgets.shape, np.inf)
+        placements, where = np.unique(units, axis=0, return_inverse=True)
+        for j, placement in enumerate(placements):
+            if (placement < 0).any():
+                continue  # no GPU with free memory to split over: llama.cpp refuses it
+            rows = np.flatnonzero(where.reshape(-1) == j)
+            lay = self.layout(model, quant, n, L + 1, tuple(splits[rows[0]]))
+            fp = self.placed(model, kv, lay, np.array([ctx]), opts)
+            need[rows] = [float(np.asarray(d.total).flat[0]) / MIB for d in fp.devices]
+        return need, budgets
 
     # --- plans -------------------------------------------------------------------------------
     def fallback_context(self, model: ResolvedModel) -> int | None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +93,12 @@ def default_settings(gpu_mib: float, tp: int, speculative: bool = False) -> tupl
     return chunk, graphs, round((gpu_mib - reserved) / gpu_mib, 3)
 
 
+def pool_reserve(free_bytes: Any, context_bytes: float, mem_fraction_static: Any) -> Any:
+    """What SGLang keeps out of its pool for activations and CUDA graphs: `1 - mem_fraction_static` of
+    the memory free once CUDA is up (floats or arrays, one per set)."""
+    return np.maximum(0.0, free_bytes - context_bytes) * (1 - mem_fraction_static)
+
+
 class SGLang(Engine):
     name = "sglang"
     label = "SGLang"
@@ -157,7 +164,7 @@ class SGLang(Engine):
         tp = len(devices)
         weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
         free = min(d.free_mib for d in devices) * MIB
-        reserve = max(0.0, free - ctx_bytes) * (1 - self.mem_fraction_static(devices[0], tp, opts))
+        reserve = float(pool_reserve(free, ctx_bytes, self.mem_fraction_static(devices[0], tp, opts)))
         n_req = opts.n_parallel or 1
 
         def at(ctx: np.ndarray) -> Footprint:
@@ -174,19 +181,23 @@ class SGLang(Engine):
     def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
         return tensor_parallel_sizes(model.spec.n_heads, n_gpus)
 
-    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
-                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
         """`footprint` for many TP-n sets at once: the rank's fixed parts once, the reserve from each
-        set's least free GPU and its first GPU's `mem_fraction_static` (one per distinct card size)."""
-        free, total = np.asarray(free_mib, dtype=np.float64), np.asarray(total_mib, dtype=np.float64)
-        tp = free.shape[1]
+        set's least free GPU and its first GPU's `mem_fraction_static` (one per distinct card)."""
+        tp = len(sets[0])
         weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
-        sizes, where = np.unique(total[:, 0], return_inverse=True)
-        mfs = np.array([self.mem_fraction_static(Device("", 0.0, float(t)), tp, opts) for t in sizes])[where]
-        reserve = np.maximum(0.0, free.min(axis=1) * MIB - ctx_bytes) * (1 - mfs)
+        fractions: dict[tuple[str, float | None], float] = {}
+        for devices in sets:
+            key = (devices[0].name, devices[0].total_mib)
+            if key not in fractions:
+                fractions[key] = self.mem_fraction_static(devices[0], tp, opts)
+        mfs = np.array([fractions[(d[0].name, d[0].total_mib)] for d in sets])
+        least = np.array([min(d.free_mib for d in devices) for devices in sets]) * MIB
+        reserve = pool_reserve(least, ctx_bytes, mfs)
         kv_bytes = float((np.array([ctx], dtype=np.int64) * cell * (opts.n_parallel or 1)).astype(np.float64)[0])
         need = (weights + kv_bytes + reserve + ctx_bytes) / MIB
-        return np.repeat(need[:, None], tp, axis=1), free.copy()
+        return np.repeat(need[:, None], tp, axis=1), self.set_budgets(sets, opts)
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         fp = self.footprint(model, quant, kv, [Device("GPU", 80 * 1024.0, 80 * 1024.0)], opts)(np.asarray(ctx))

@@ -64,12 +64,9 @@ class VllmCalibration(Calibration):
     sampler_logit_copies: float = 2.0
 
 
-def set_utilization(free_mib: np.ndarray, total_mib: np.ndarray, util: float) -> np.ndarray:
-    """The --gpu-memory-utilization each set of GPUs (rows, MiB) is planned at: `util` when `util x total`
-    is free on every GPU of the set, else the largest one that is free on all of them (3 decimals)."""
-    enough = np.all(total_mib * util <= free_mib, axis=1)
-    fitting = np.maximum(0.05, np.floor(free_mib / total_mib * 1000) / 1000).min(axis=1)
-    return np.where(enough, util, fitting)
+def fitting_utilization(free_mib: float, total_mib: float) -> float:
+    """The largest --gpu-memory-utilization (3 decimals) whose budget is free now."""
+    return max(0.05, math.floor(free_mib / total_mib * 1000) / 1000)
 
 
 class Vllm(Engine):
@@ -114,8 +111,7 @@ class Vllm(Engine):
         need = [d.total_mib * util for d in devices if d.total_mib]
         if all(n <= d.free_mib for n, d in zip(need, devices, strict=True)):
             return Budget(tuple(n * MIB for n in need), settings={"gpu_memory_utilization": util})
-        fit = float(set_utilization(np.array([[d.free_mib for d in devices]]),
-                                    np.array([[d.total_mib or 0.0 for d in devices]]), util)[0])
+        fit = min(fitting_utilization(d.free_mib, d.total_mib) for d in devices if d.total_mib)
         free = sum(d.free_mib for d in devices)
         note = (f"vLLM needs {sum(need):,.0f} MiB free at --gpu-memory-utilization {util}; only "
                 f"{free:,.0f} MiB is: planned at --gpu-memory-utilization {fit:.3f}")
@@ -189,15 +185,21 @@ class Vllm(Engine):
     def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
         return tensor_parallel_sizes(model.spec.n_heads, n_gpus)
 
-    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, free_mib: np.ndarray,
-                 total_mib: np.ndarray, opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
-        """Every rank of a TP-n set holds the same (`rank`, once per n); the budget is `total x` the
-        utilization each set is planned at (`set_utilization`, what `budget` picks)."""
-        free, total = np.asarray(free_mib, dtype=np.float64), np.asarray(total_mib, dtype=np.float64)
-        r = self.rank(model, quant, kv, np.array([ctx]), free.shape[1], opts)
-        per_rank = float(np.asarray(r.weights + r.kv + r.compute + r.overhead).flat[0]) / MIB
-        budget = total * set_utilization(free, total, opts.gpu_memory_utilization)[:, None]
-        return np.full(free.shape, per_rank), budget
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank of a set holds the same, which depends on the TP size, the card (the first GPU's,
+        as vLLM's settings take it) and the utilization the set starts at: one footprint per such key,
+        one `budget` per set."""
+        budgets = [self.budget(devices, opts) for devices in sets]
+        need = np.empty((len(sets), len(sets[0]) if sets else 0))
+        ranks: dict[tuple[object, ...], float] = {}
+        for i, (devices, b) in enumerate(zip(sets, budgets, strict=True)):
+            key = (len(devices), devices[0].name, devices[0].total_mib, b.settings.get("gpu_memory_utilization"))
+            if key not in ranks:
+                fp = self.footprint(model, quant, kv, devices, opts)(np.array([ctx]))
+                ranks[key] = float(np.asarray(fp.devices[0].total).flat[0]) / MIB
+            need[i] = ranks[key]
+        return need, np.array([b.per_device for b in budgets], dtype=np.float64) / MIB
 
     def plan(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
              budget: Budget, opts: EngineOptions) -> Plan:
