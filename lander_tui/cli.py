@@ -1,4 +1,4 @@
-"""Command-line entry point: `lander-tui` (dashboard), `lander-tui estimate`, `gpus`, `serve`.
+"""Command-line entry point: `lander-tui` (dashboard), `lander-tui estimate`, `gpus`, `serve`, `fit`.
 
 Each sub-command lives in `lander_tui/commands/<name>.py` and exposes `add_parser(subparsers)`
 and `run(args) -> int`. This module only dispatches and turns `LanderError` into one line on
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lander_tui.commands import dashboard, engines, estimate, gpus, serve
+    from lander_tui.commands import dashboard, engines, estimate, fit, gpus, serve
 
     parser = _Parser(prog="lander-tui", description="How much LLM context really fits on your GPUs.")
     parser.add_argument("--version", action="version", version=f"lander-tui {__version__}")
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     gpus.add_parser(sub)
     engines.add_parser(sub)
     serve.add_parser(sub)
+    fit.add_parser(sub)
     return parser
 
 

@@ -74,6 +74,8 @@ def main() -> int:
             prom_cpu = proc_cpu_s(prom.proc.pid) - p0 - idle_rate * (time.perf_counter() - w0)
             h_cpu, h_wall, h_wire, h_body, hist = measure(backend, lambda: backend.history(600, 60))
             hh_cpu, hh_wall, hh_wire, hh_body, hhist = measure(backend, lambda: backend.history(600, 60, per_host=True))
+            view = measure_view(backend, args.refreshes)
+            fits = measure_fit(backend.poll())
             backend.close()
         finally:
             prom.stop()
@@ -96,7 +98,83 @@ def main() -> int:
     points = sum(len(v) for v in hhist.series.values())
     print(f"history, per host (10 min, 60 steps; {points:,} points): CPU {hh_cpu * 1e3:.0f} ms, "
           f"wall {hh_wall * 1e3:.0f} ms, {hh_wire / 1e3:,.0f} kB wire, {hh_body / 1e6:.2f} MB decoded")
+    print("hosts view (h), per refresh on a new reading (median of "
+          f"{args.refreshes}; CPU of the app's thread, the Prometheus query above not included):")
+    print(f"  rows rebuilt ({n + args.hosts:,} lines): {view['rows'] * 1e3:.1f} ms; the whole refresh (GPU panel, "
+          f"the form's request, the rows, drawing the lines on screen): {view['refresh'] * 1e3:.1f} ms")
+    print(f"  the same reading again (the dashboard's 1 s tick between 5 s refreshes): {view['same'] * 1e6:.0f} µs")
+    print(f"  its histories: every host, {view['hosts_wire'] / 1e3:,.0f} kB wire once a minute; one host's "
+          f"{args.gpus} GPUs (the cursor's), {view['host_wire'] / 1e3:,.1f} kB wire")
+    for label, (cpu, ans) in fits.items():
+        print(f"where does it fit? {label}: {cpu * 1e3:.0f} ms CPU for {n:,} GPUs "
+              f"({len(ans.ranked)} of {ans.hosts} hosts load it; best {ans.ranked[0].host}"
+              f" GPUs {ans.ranked[0].gpus_text})" if ans.ranked else " (loads nowhere)")
     return 0
+
+
+def measure_view(backend: PrometheusBackend, refreshes: int) -> dict[str, float]:
+    """The hosts view open in the real app (headless): what one refresh costs the app's thread."""
+    import asyncio
+
+    from lander_tui.ui.app import LanderApp
+    from lander_tui.ui.host_rows import HISTORY_POINTS, HISTORY_WINDOW_S, host_rows
+    from lander_tui.ui.screens.hosts import HostsScreen
+
+    out: dict[str, float] = {}
+
+    async def run() -> None:
+        app = LanderApp(backend, model="llama-3.1-8b", poll_interval=None)
+        async with app.run_test(size=(140, 45)) as pilot:
+            app.poll_now()
+            await pilot.pause()
+            await pilot.press("h")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, HostsScreen)
+            whole, same, rows = [], [], []
+            for _ in range(refreshes):
+                snap = backend.poll()
+                cpu = time.thread_time()
+                app.apply_snapshot(snap)
+                screen.follow()
+                await pilot.pause()  # the frame: only the lines on screen are drawn
+                whole.append(time.thread_time() - cpu)
+                cpu = time.thread_time()
+                app.apply_snapshot(snap)
+                screen.follow()
+                same.append(time.thread_time() - cpu)
+                cpu = time.thread_time()
+                host_rows(snap, "free")
+                rows.append(time.thread_time() - cpu)
+            out.update(refresh=statistics.median(whole), same=statistics.median(same), rows=statistics.median(rows))
+
+    asyncio.run(run())
+    t = backend.api.traffic
+    wire = t.wire_bytes
+    backend.history(HISTORY_WINDOW_S, HISTORY_POINTS, per_host=True)
+    out["hosts_wire"], wire = t.wire_bytes - wire, t.wire_bytes
+    backend.history(HISTORY_WINDOW_S, HISTORY_POINTS, hosts=("node-001",))
+    out["host_wire"] = t.wire_bytes - wire
+    return out
+
+
+def measure_fit(snap) -> dict[str, tuple[float, object]]:
+    """`where_it_fits` over the whole fleet (ranking and the best set's plan), CPU per engine."""
+    from lander_tui.core.fit import FitRequest, where_it_fits
+    from lander_tui.core.model_source import resolve_model
+
+    out = {}
+    for label, model, engine, quant, kv in (("llama.cpp, Llama-3.1-70B Q4_K_M at 32k", "llama-3.1-70b", "llama.cpp",
+                                             "Q4_K_M", "q8_0"),
+                                            ("vLLM, Llama-3.1-70B BF16 at 32k (TP)", "llama-3.1-70b", "vllm", "BF16",
+                                             "auto"),
+                                            ("SGLang, Qwen3-8B BF16 at 32k", "qwen3-8b", "sglang", "BF16", "auto")):
+        req = FitRequest(resolve_model(model), engine, quant, kv, 32768, margin_mib=512.0)
+        where_it_fits(req, snap)  # weights and tables cached, as in a running dashboard
+        cpu = time.thread_time()
+        ans = where_it_fits(req, snap)
+        out[label] = (time.thread_time() - cpu, ans)
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`lander-tui serve` in a real headless Chromium: the page, a key press, a screenshot.
 
     uv run python scripts/serve_screenshot.py [--out screenshots/serve-browser.png] [--key b]
+    uv run python scripts/serve_screenshot.py --prometheus URL --out screenshots/serve-hosts.png
 
 Uses Debian's `chromium` and `chromium-driver` (apt-get install chromium chromium-driver) through
 Selenium, with no download of any browser or driver. The page draws the terminal on a canvas
@@ -162,16 +163,24 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(REPO / "screenshots" / "serve-browser.png"))
     ap.add_argument("--key", default="b", help="key to press before the screenshot (default b: next engine)")
+    ap.add_argument("--prometheus", metavar="URL",
+                    help="serve a fleet's GPUs from this Prometheus and show its hosts view (h) instead")
     args = ap.parse_args()
     port = free_port()
-    serve = start_serve(port, "--demo")
+    serve = start_serve(port, *(("--prometheus", args.prometheus) if args.prometheus else ("--demo",)))
     drv = None
     try:
         drv = open_browser()
         drv.get(f"http://127.0.0.1:{port}/")
         before = wait_screen(drv, "dashboard", dashboard_ready)
-        press(drv, args.key)
-        wait_screen(drv, "change after the key", lambda t: form_field(t, "Engine") != form_field(before, "Engine"))
+        if args.prometheus:
+            time.sleep(2.0)  # the first fleet reading
+            press(drv, "h")
+            wait_screen(drv, "the hosts view", lambda t: "HOST / GPU" in t and "GPUs" in t.split("HOST / GPU")[0])
+        else:
+            press(drv, args.key)
+            wait_screen(drv, "change after the key",
+                        lambda t: form_field(t, "Engine") != form_field(before, "Engine"))
         time.sleep(1.0)  # let the VRAM chart settle before the picture
         drv.save_screenshot(args.out)
         print(f"wrote {args.out}")

@@ -6,7 +6,7 @@ slots over 8192 cells and --metrics; it is discovered from its process, read thr
 and /metrics, its configuration is turned into an estimate, and `engines --json` shows it next to the
 memory a fake GPU (the NVML stand-in) says its PID holds. The estimate's KV cache and weights must
 equal the buffers the server itself logs. The dashboard shows it under that GPU's card (Pilot, and the
-installed app in a tmux pane) and `f` plans from its configuration.
+installed app in a tmux pane) and `u` plans from its configuration.
 Anything missing (cmake, a compiler, the model package, tmux) fails the test with the reason.
 """
 
@@ -115,7 +115,7 @@ HELD = 1100.0
 
 async def test_shown_next_to_its_gpu_in_the_dashboard(server, tmp_path, monkeypatch):
     """Pilot: the real server under the fake GPU's card, its prediction that of its exact configuration,
-    and `f` plans from it."""
+    and `u` plans from it."""
     from live_fakes import only_processes
 
     from lander_tui.core.gpu import FakeBackend
@@ -145,7 +145,7 @@ async def test_shown_next_to_its_gpu_in_the_dashboard(server, tmp_path, monkeypa
         assert f"  ctx {CELLS // SLOTS:,}×{SLOTS}" in text and f"/{SLOTS} slots busy" in text
         assert f"  held {HELD:,.0f} · predicted {want.total_mib:,.0f}" in text
         assert f"  diff {HELD - want.total_mib:+,.0f} MiB" in text and f"-np {SLOTS}" in text
-        await pilot.press("f")
+        await pilot.press("u")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert (app.form.engine, app.form.context, app.form.parallel) == ("llama.cpp", "8k", str(SLOTS))

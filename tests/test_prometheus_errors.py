@@ -1,5 +1,6 @@
 """Every way a Prometheus source can fail is a `Snapshot.state` with one actionable line, and a
-one-line error with exit 2 from `lander-tui gpus --prometheus` -- never a traceback.
+one-line error with exit 2 from `lander-tui gpus --prometheus` and `lander-tui fit --prometheus` -- never a
+traceback.
 
 Real servers wherever one can fail for real: a closed port, a web server that is not Prometheus,
 Debian's prometheus with `--query.max-samples` too low for the fleet query (a genuine query
@@ -41,12 +42,18 @@ def _poll(url: str, **env: str):
 
 
 def _cli_error(capsys, *argv: str) -> str:
-    assert cli.main(["gpus", *argv]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lander-tui: "), captured.err
-    return lines[0]
+    """`gpus` and `fit` (same source flags) both fail with the same one line and exit 2."""
+    said = []
+    for command in (["gpus"], ["fit", "llama-3.1-8b"]):
+        assert cli.main([*command, *argv]) == 2, command
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lander-tui: "), captured.err
+        said.append(lines[0])
+    if "--demo" not in argv:  # `fit` has no --what-if, so its "not both" line names --demo alone
+        assert said[0] == said[1]
+    return said[0]
 
 
 class _Web:

@@ -3,7 +3,7 @@ with the engines' PIDs attached) and the fake engine servers of tests/test_live_
 answers in tests/data/live), as real processes under the engines' command lines or as loopback URLs.
 
 Each engine shows next to its GPU (model, context, slots, KV use, held vs predicted, the restart
-advice) or its state in place; the 1 s GPU tick goes on while an engine is slow; `f` and the palette
+advice) or its state in place; the 1 s GPU tick goes on while an engine is slow; `u` and the palette
 turn an engine's configuration into the form.
 """
 
@@ -153,7 +153,7 @@ async def test_the_gpu_tick_goes_on_while_an_engine_is_slow(tmp_path):
         slow.stop()
 
 
-async def test_f_and_the_palette_turn_the_engine_into_the_form(llama, tmp_path):
+async def test_u_and_the_palette_turn_the_engine_into_the_form(llama, tmp_path):
     sp, port, model = llama
     app, _clock = frozen_app(scenario({sp.pid: HELD}), demo=False, scan_engines=True,
                              engine_options={"discover_fn": only_processes(sp.pid)})
@@ -161,8 +161,8 @@ async def test_f_and_the_palette_turn_the_engine_into_the_form(llama, tmp_path):
         app.poll_now()
         await until(pilot, lambda: app.engines.rows and app.engines.rows[0].inputs is not None
                     and app.engines.rows[0].inputs.gpus == (0,))
-        await pilot.press("g")  # plan on GPU 1 first: f must move the plan to the engine's GPU
-        await pilot.press("f")
+        await pilot.press("g")  # plan on GPU 1 first: u must move the plan to the engine's GPU
+        await pilot.press("u")
         await app.workers.wait_for_complete()
         await pilot.pause()
         f = app.form
@@ -185,11 +185,11 @@ async def test_f_and_the_palette_turn_the_engine_into_the_form(llama, tmp_path):
         assert app.form.engine == "llama.cpp" and app.form.context == "8k"
 
 
-async def test_f_without_engines_says_what_it_looked_for():
+async def test_u_without_engines_says_what_it_looked_for():
     app, _clock = frozen_app(scenario({}), demo=False)
     async with app.run_test(size=SIZE) as pilot:
         app.poll_now()
-        await pilot.press("f")
+        await pilot.press("u")
         await pilot.pause()
         (note,) = [n.message for n in app._notifications]
         assert note.startswith("no running engine seen (looked for llama-server") and "--engine URL" in note

@@ -40,6 +40,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"(default {DEFAULT_MARGIN_MIB:.0f}, like the dashboard; 1.5G works)")
     p.add_argument("--context", "-c", metavar="N",
                    help="report memory at this context: 32768, 32k, 1M (default: each row at its maximum)")
+    add_knob_flags(p)
+    p.add_argument("--tensor-split", metavar="A,B,...",
+                   help="llama.cpp layer split across GPUs, as shares (3,1); default: by free memory")
+    p.add_argument("--launch", metavar="ENGINE",
+                   help=f"print the command that runs the plan: {engines} (plans with that engine)")
+    p.add_argument("--bench", action="store_true",
+                   help="print the llama-bench commands that measure the plan's predicted speed")
+    p.add_argument("--prefer", choices=["precision", "speed"], default="precision",
+                   help="recommend the highest precision (default) or the fastest row that reaches the context")
+    p.add_argument("--host-bandwidth", type=float, metavar="GB/S",
+                   help="host RAM bandwidth for layers on the CPU (default: read from SMBIOS, else 76.8)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
+    out.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit (--json: as JSON)")
+    p.set_defaults(func=run)
+
+
+def add_knob_flags(p: argparse.ArgumentParser) -> None:
+    """The engine knobs `options_of` reads, for every command that builds `EngineOptions` with it
+    (`estimate`, `fit`): one list, so a new knob reaches both."""
     p.add_argument("--flash-attn", choices=["auto", "on", "off"], help="llama.cpp flash attention (default auto: on)")
     p.add_argument("--parallel", "-np", type=int, metavar="N",
                    help="llama.cpp: slots sharing the context (-np); vLLM/SGLang: requests of the full context")
@@ -56,21 +77,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enforce-eager", action="store_true", help="vLLM: no CUDA graphs (their memory goes to KV)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a calibration constant, e.g. cuda_context_mib=450")
-    p.add_argument("--tensor-split", metavar="A,B,...",
-                   help="llama.cpp layer split across GPUs, as shares (3,1); default: by free memory")
-    p.add_argument("--launch", metavar="ENGINE",
-                   help=f"print the command that runs the plan: {engines} (plans with that engine)")
-    p.add_argument("--bench", action="store_true",
-                   help="print the llama-bench commands that measure the plan's predicted speed")
-    p.add_argument("--prefer", choices=["precision", "speed"], default="precision",
-                   help="recommend the highest precision (default) or the fastest row that reaches the context")
-    p.add_argument("--host-bandwidth", type=float, metavar="GB/S",
-                   help="host RAM bandwidth for layers on the CPU (default: read from SMBIOS, else 76.8)")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--format", choices=["json", "md", "csv"], help="export the estimate (and plan) in this format")
-    out.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--list-models", action="store_true", help="list the built-in catalog and exit (--json: as JSON)")
-    p.set_defaults(func=run)
 
 
 def _split(values: list[str]) -> tuple[str, ...]:

@@ -42,6 +42,11 @@ class PlanningMemory:
     detail: str
     key: tuple[Any, ...]
     source: str = ""  # the one line `estimate` prints as `memory:`
+    #: Per device of real GPUs, how the screen names it: "GPU 1" here, "gpu-a:3" on a fleet's host.
+    gpu_labels: tuple[str, ...] = ()
+    set_label: str = ""  # all of them: "GPU 0+1", "gpu-a:0+1"
+    host: str = ""  # the machine the GPUs are in ("" = this one)
+    host_gpus: tuple[int | None, ...] = ()  # their numbers there (for CUDA_VISIBLE_DEVICES)
 
     @property
     def mode(self) -> str:
@@ -151,28 +156,54 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
             raise LanderError(f"there is no GPU {i}; this machine has GPU {have} (see `lander-tui gpus`)",
                               exit_code=1)
         if g.lost:
-            raise LanderError(f"GPU {i} ({g.name}) is lost ({g.note or 'fell off the bus'}); pick another",
+            raise LanderError(f"{gpu_name(g)} ({g.name}) is lost ({g.note or 'fell off the bus'}); pick another",
                               exit_code=1)
         if g.free_mib is None or g.total_mib is None:
-            raise LanderError(f"GPU {i} ({g.name}) does not report its memory right now; pick another, "
-                              "or plan with a what-if GPU", exit_code=1)
+            why = "its host is stale" if g.stale else "it does not report its memory right now"
+            raise LanderError(f"{gpu_name(g)} ({g.name}): {why}; pick another, or plan with a what-if GPU",
+                              exit_code=1)
         gpus.append(g)
-    names = "GPU " + "+".join(str(g.index) for g in gpus)
+    hosts = sorted({g.host for g in gpus})
+    if len(hosts) > 1:
+        raise LanderError(f"GPUs of {len(hosts)} hosts ({', '.join(hosts)}) cannot hold one plan; pick GPUs of "
+                          "one host", exit_code=1)
+    names = set_name(gpus)
+    where = {"gpu_labels": tuple(gpu_name(g) for g in gpus), "set_label": names, "host": gpus[0].host,
+             "host_gpus": tuple(g.host_index for g in gpus) if gpus[0].host else ()}
     cards = [_card(g) for g in gpus]
     if mode == "whole":
-        devices = tuple(Device(f"{g.index}: {g.name}", g.total_mib - (g.reserved_mib or 0.0), g.total_mib, g.index,
+        devices = tuple(Device(f"{_short(g)}: {g.name}", g.total_mib - (g.reserved_mib or 0.0), g.total_mib, g.index,
                                *card) for g, card in zip(gpus, cards, strict=True))
         return PlanningMemory(devices, f"{names} whole", "total - driver reserve", ("whole", tuple(indices)),
-                              f"{names} whole")
+                              f"{names} whole", **where)
     raw = sum(g.free_mib for g in gpus)
     share = margin_mib / len(gpus)
-    devices = tuple(Device(f"{g.index}: {g.name}", max(0.0, g.free_mib - share), g.total_mib, g.index, *card)
+    devices = tuple(Device(f"{_short(g)}: {g.name}", max(0.0, g.free_mib - share), g.total_mib, g.index, *card)
                     for g, card in zip(gpus, cards, strict=True))
     detail = f"{raw:,.0f} - {margin_mib:,.0f} margin" if margin_mib else f"{raw:,.0f} free"
     source = f"{names} ({gpus[0].name}) free now" if len(gpus) == 1 else f"{names} free now"
     if margin_mib:
         source += f", less a {margin_mib:,.0f} MiB margin"
-    return PlanningMemory(devices, f"{names} free now", detail, ("free", tuple(indices), margin_mib), source)
+    return PlanningMemory(devices, f"{names} free now", detail, ("free", tuple(indices), margin_mib), source,
+                          **where)
+
+
+def _short(g: Any) -> str:
+    """A GPU in a device name: its index here, `host:3` on a fleet's host."""
+    return g.label if g.host else str(g.index)
+
+
+def gpu_name(g: Any) -> str:
+    """How a plan names one GPU: "GPU 3" on this machine, "gpu-a:3" on a fleet's host."""
+    return g.label if g.host else f"GPU {g.index}"
+
+
+def set_name(gpus: Sequence[Any]) -> str:
+    """"GPU 0+1" here, "gpu-a:0+1" for GPUs of one fleet host (plans never span hosts)."""
+    hosts = {g.host for g in gpus}
+    if len(hosts) == 1 and gpus[0].host:
+        return f"{gpus[0].host}:" + "+".join("?" if g.host_index is None else str(g.host_index) for g in gpus)
+    return "GPU " + "+".join(_short(g) for g in gpus)
 
 
 def _card(g: Any) -> tuple[Any, str]:

@@ -32,6 +32,7 @@ from lander_tui.core.model import ResolvedModel
 from lander_tui.core.planning_memory import PlanningMemory
 from lander_tui.ui import form as forms
 from lander_tui.ui import live_plan
+from lander_tui.ui.fleet import FleetActions, source_text
 from lander_tui.ui.form import Draft, FormValues
 from lander_tui.ui.live_engines import EnginesReady, EngineWatch
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
@@ -52,6 +53,8 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("slash", "focus_search", "search", "Search models", "search the Hub (the catalog when offline) for a model"),
     ("g", "cycle_gpu", "GPU", "Next GPU choice", "plan on the next GPU, then on all of them together"),
     ("w", "what_if", "what-if", "What-if GPU…", "plan for a catalog GPU or cloud instance instead"),
+    ("h", "hosts", "hosts", "Hosts view", "every host and its GPUs (free, used, utilisation, history); Enter plans"),
+    ("f", "fit", "fit?", "Where does it fit?", "the hosts and GPUs that load this row now, best first; Enter plans"),
     ("b", "cycle_engine", "engine", "Next engine", " → ".join(e.label for e in all_engines())),
     ("k", "cycle_kv", "KV", "Next KV-cache type", "default pair → f16 → q8_0 → q4_0 (engine's own types)"),
     ("plus,equals_sign", "context_up", "ctx+", "Double the target context", "next power of two up"),
@@ -60,7 +63,7 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("s", "toggle_prefer", "★ speed", "Recommend by speed / by precision",
      "★ on the fastest row that reaches the target context, or (again) the highest precision"),
     ("r", "replan", "re-plan", "Re-plan on what is free now", "solve the chosen row again on the memory free now"),
-    ("f", "plan_from_engine", "from engine", "Plan from a running engine",
+    ("u", "plan_from_engine", "use engine", "Plan from a running engine",
      "the form takes a running engine's model, quant, KV, context and slots (again: the next engine)"),
     ("p", "toggle_pause", "pause", "Pause / resume live updates", "freeze the GPU panel and the plan"),
     ("c", "copy_plan", "copy", "Copy the plan", "plan and launch command (OSC 52: works over SSH)"),
@@ -71,7 +74,8 @@ ACTIONS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_mark": "?"}
 #: Keys left off the footer (help and the palette still list them).
-NOT_IN_FOOTER = ("context_down", "replan", "toggle_prefer", "plan_from_engine")
+#: h, f: the top bar names them for a fleet; u (plan from a running engine): help and the palette
+NOT_IN_FOOTER = ("context_down", "replan", "toggle_prefer", "hosts", "fit", "plan_from_engine")
 #: Palette-only commands: (action, title, help).
 PALETTE_EXTRAS: tuple[tuple[str, str, str], ...] = (
     ("export('json')", "Export the plan (JSON)", "write estimate, plan and launch command as JSON"),
@@ -105,7 +109,7 @@ class GpuSnapshotReady(Message):
         return isinstance(message, GpuSnapshotReady)
 
 
-class LanderApp(App[None]):
+class LanderApp(FleetActions, App[None]):
     TITLE = "lander-tui"
     CSS_PATH = css_paths()
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # two columns from 100 wide
@@ -163,7 +167,7 @@ class LanderApp(App[None]):
         if engine_urls or scan_engines:
             self.engines = EngineWatch(lambda: self.snapshot, self.post_message, engine_urls, scan_engines,
                                        engine_options)
-        self._engine_pick: str | None = None  # the engine `f` took last
+        self._engine_pick: str | None = None  # the engine `u` took last
         self.snapshots_applied = 0  # GPU readings shown (tests: the tick goes on while an engine is slow)
 
     # --- layout ------------------------------------------------------------------------------
@@ -723,6 +727,8 @@ class LanderApp(App[None]):
     def _update_topbar(self) -> None:
         if self._demo:
             source = "demo GPUs (fake)"
+        elif source_text(self._backend):
+            source = f"GPUs from {source_text(self._backend)} · h hosts · f where does it fit?"
         elif self.snapshot is not None and not self.snapshot.ok:
             source = "no GPU"
         else:

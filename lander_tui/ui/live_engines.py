@@ -97,7 +97,7 @@ def plannable(rows: Sequence[EngineRow]) -> list[EngineRow]:
 
 
 def next_row(rows: Sequence[EngineRow], last: str | None, prefer_gpus: Sequence[int] = ()) -> EngineRow | None:
-    """`f` steps through the engines; the first press takes one on the preferred GPUs (the focused card,
+    """`u` steps through the engines; the first press takes one on the preferred GPUs (the focused card,
     else the plan's) when there is one."""
     rows = plannable(rows)
     if not rows:

@@ -91,12 +91,12 @@ def _needs(req: EstimateRequest, plan: Plan, memory: PlanningMemory) -> tuple[Ne
     idx = memory.indices
     if not idx:
         return ()
+    labels = memory.gpu_labels or tuple(f"GPU {i}" for i in idx)
     if len(plan.devices) != len(idx):  # an engine that does not split: one total, their summed free
-        label = "GPU " + "+".join(str(i) for i in idx)
-        return (Need(idx, label, plan.devices[0].total_mib),)
+        return (Need(idx, memory.set_label, plan.devices[0].total_mib),)
     engine = get_engine(plan.engine)
-    return tuple(Need((i,), f"GPU {i}", engine.startup_need_mib(share, device, plan))
-                 for i, share, device in zip(idx, plan.devices, memory.devices, strict=True))
+    return tuple(Need((i,), label, engine.startup_need_mib(share, device, plan))
+                 for i, label, share, device in zip(idx, labels, plan.devices, memory.devices, strict=True))
 
 
 def _baseline(snapshot: Any, indices: tuple[int, ...]) -> dict[int, dict[int, float]]:
@@ -121,6 +121,10 @@ def choose(req: EstimateRequest, est: Estimate, memory: PlanningMemory, row: tup
         return ChosenPlan(plan=None, error=f"{row[0]} + KV {row[1]} loads nowhere here: nothing to launch", **base)
     try:
         launch = get_engine(est.engine).command(req.model, plan, req.options)
+        if memory.host:  # a fleet host's GPUs: say where, and which of its GPUs
+            from lander_tui.core.fit import on_host
+
+            launch = on_host(launch, memory.host, memory.host_gpus)
     except LanderError as err:
         launch = f"# (no launch command: {err})"
     host = host_available_mib
@@ -193,6 +197,8 @@ def export_data(req: EstimateRequest, est: Estimate, chosen: ChosenPlan | None,
     mem = chosen.memory
     data["planned_on"] = {"label": mem.label, "detail": mem.detail, "gpus": list(mem.indices),
                           "free_mib": round(mem.free_mib, 2)}
+    if mem.host:  # a fleet host's GPUs: which machine, and their numbers there
+        data["planned_on"].update(host=mem.host, host_gpus=list(mem.host_gpus))
     if chosen.plan is not None:
         data["plan"] = chosen.plan.as_json()
         if chosen.host_available_mib is not None:

@@ -16,10 +16,11 @@ def _labels(chosen: ChosenPlan) -> list[str]:
     """A short name per planned device: "GPU 1" for real GPUs, "#0" for what-if ones."""
     n = len(chosen.plan.devices) if chosen.plan is not None else 0
     idx = chosen.memory.indices
+    labels = chosen.memory.gpu_labels or tuple(f"GPU {i}" for i in idx)  # "gpu-a:3" on a fleet's host
     if idx and len(idx) == n:
-        return [f"GPU {i}" for i in idx]
+        return list(labels)
     if idx:
-        return ["GPU " + "+".join(str(i) for i in idx)] * n
+        return [chosen.memory.set_label] * n
     return [f"#{i}" for i in range(n)] if n > 1 else ["GPU"] * n
 
 

@@ -37,6 +37,17 @@ def pad(x: Any, n: int) -> Any:
     return -(-np.asarray(x, dtype=np.int64) // n) * n
 
 
+def tensor_parallel_sizes(n_heads: int, n_gpus: int) -> tuple[int, ...]:
+    """Tensor-parallel sizes on one machine of `n_gpus`: powers of two that divide the attention heads
+    (vLLM and SGLang refuse a size that does not; powers of two are what NVLink boxes are cut into)."""
+    out, k = [], 1
+    while k <= n_gpus:
+        if n_heads % k == 0:
+            out.append(k)
+        k *= 2
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """The knobs users turn. `None` means "the engine's own default"."""
@@ -232,6 +243,37 @@ class Engine:
         """The context to plan at when nothing loads fully on the GPUs (an engine that can run part of
         the model on the CPU plans that); None: there is no plan."""
         return None
+
+    # --- many GPU sets at once ("where does it fit?", core/fit.py) ------------------------------
+    def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
+        """How many of one machine's `n_gpus` GPUs a plan may take: any number (an engine that does not
+        split across GPUs gets them as one summed device, as `estimate` plans it)."""
+        return tuple(range(1, n_gpus + 1))
+
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """For m sets of n GPUs: what each GPU holds at `ctx` and what the engine may use on it (its
+        `budget`), MiB, both shaped (m, n); a set loads when no need is above its budget, and a set the
+        engine refuses needs `inf`. This default asks `footprint` once per set, which is right for any
+        engine; the built-ins share one footprint among the sets it is the same for, since a fleet has
+        thousands of sets (tests/test_fit.py holds every override equal to this)."""
+        budgets = self.set_budgets(sets, opts)
+        need = np.full(budgets.shape, np.inf)
+        for i, devices in enumerate(sets):
+            try:
+                fp = self.footprint(model, quant, kv, devices, opts)(np.array([ctx]))
+            except LanderError:
+                continue
+            except Exception:
+                if self.builtin:
+                    raise
+                continue  # a plugin's bug: that set is not offered
+            need[i] = [float(np.asarray(d.total).flat[0]) / MIB for d in fp.devices]
+        return need, budgets
+
+    def set_budgets(self, sets: Sequence[Sequence[Device]], opts: EngineOptions) -> np.ndarray:
+        """`budget` of each set, MiB, shaped (m, n)."""
+        return np.array([self.budget(devices, opts).per_device for devices in sets], dtype=np.float64) / MIB
 
     def plan(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
              budget: Budget, opts: EngineOptions) -> Plan:

@@ -417,6 +417,30 @@ class LlamaCpp(Engine):
         detail = {**d.detail, "token_embd_host": host_w}
         return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, detail, context=fp.context)
 
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """`footprint` for many sets: a set's memory depends on its free memory only through which device
+        each layer unit lands on, so the split of every set is found in one array pass
+        (`layer_devices_many`), and `layout` + `placed` run once per distinct placement (one for all
+        single GPUs; a few dozen across hundreds of pairs), then are shared."""
+        budgets = self.set_budgets(sets, opts)
+        n = budgets.shape[1]
+        if opts.tensor_split is not None and len(opts.tensor_split) != n:
+            return super().fit_sets(model, quant, kv, ctx, sets, opts)
+        L = model.spec.n_layers
+        splits = np.array([self._split(devices, opts) for devices in sets], dtype=np.float64)
+        units = layer_devices_many(L, L + 1, splits)
+        need = np.full(budgets.shape, np.inf)
+        placements, where = np.unique(units, axis=0, return_inverse=True)
+        for j, placement in enumerate(placements):
+            if (placement < 0).any():
+                continue  # no GPU with free memory to split over: llama.cpp refuses it
+            rows = np.flatnonzero(where.reshape(-1) == j)
+            lay = self.layout(model, quant, n, L + 1, tuple(splits[rows[0]]))
+            fp = self.placed(model, kv, lay, np.array([ctx]), opts)
+            need[rows] = [float(np.asarray(d.total).flat[0]) / MIB for d in fp.devices]
+        return need, budgets
+
     # --- plans -------------------------------------------------------------------------------
     def fallback_context(self, model: ResolvedModel) -> int | None:
         return min(model.spec.max_context, 4096)  # what runs with part of the model on the CPU
@@ -599,3 +623,20 @@ def host_bandwidth_gbs(opts: EngineOptions) -> float | None:
 def _ratios(split: tuple[float, ...]) -> list[float]:
     total = sum(split) or 1.0
     return [round(x / total, 3) for x in split]
+
+
+def layer_devices_many(n_layers: int, ngl: int, split: np.ndarray) -> np.ndarray:
+    """`layer_devices` for many splits at once (rows of `split`, shape (m, n)): the device of each unit
+    0..n_layers per row, -1 for the CPU or a row without a positive share. The same float steps as
+    `layer_devices` (a sequential sum, then cumulative shares), so a unit on a boundary lands alike."""
+    split = np.asarray(split, dtype=np.float64)
+    m, n = split.shape
+    total = np.cumsum(split, axis=1)[:, -1:]
+    ok = total[:, 0] > 0
+    cum = np.cumsum(split / np.where(total > 0, total, 1.0), axis=1)
+    start = n_layers + 1 - ngl
+    il = np.arange(n_layers + 1)
+    frac = (il - start) / max(1, ngl)
+    dev = np.minimum(n - 1, (cum[:, None, :] <= frac[None, :, None]).sum(axis=2))
+    dev = np.where(il[None, :] < start, -1, dev)
+    return np.where(ok[:, None], dev, -1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from lander_tui.core.engines.base import (
     Running,
     first_device,
     pad,
+    tensor_parallel_sizes,
 )
 from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
 from lander_tui.core.errors import LanderError
@@ -96,6 +98,12 @@ def default_settings(gpu_mib: float, tp: int, speculative: bool = False) -> tupl
     return chunk, graphs, round((gpu_mib - reserved) / gpu_mib, 3)
 
 
+def pool_reserve(free_bytes: Any, context_bytes: float, mem_fraction_static: Any) -> Any:
+    """What SGLang keeps out of its pool for activations and CUDA graphs: `1 - mem_fraction_static` of
+    the memory free once CUDA is up (floats or arrays, one per set)."""
+    return np.maximum(0.0, free_bytes - context_bytes) * (1 - mem_fraction_static)
+
+
 class SGLang(Engine):
     name = "sglang"
     label = "SGLang"
@@ -149,20 +157,23 @@ class SGLang(Engine):
             heads = max(1, spec.n_kv_heads // tp)
         return heads * (spec.head_dim + spec.head_dim_v) * spec.n_layers * per_value
 
+    def rank_fixed(self, model: ResolvedModel, quant: str, kv: str, tp: int,
+                   opts: EngineOptions) -> tuple[float, float, float]:
+        """(weight bytes, pool bytes per token, CUDA context bytes) of one rank at TP `tp`."""
+        spec = model.spec
+        if spec.n_heads % tp:
+            raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
+        weights = shard_bytes(spec, self.weights(model, quant), tp)
+        return weights, self.cell_bytes(model, kv, tp), self.calibration(opts).context_mib(tp) * MIB
+
     def footprint(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
                   opts: EngineOptions) -> FootprintFn:
         """Per rank: the weights, the pool tokens a context takes, the `1 - mem_fraction_static` share
         kept for activations and CUDA graphs, and the CUDA context."""
         tp = len(devices)
-        spec = model.spec
-        if spec.n_heads % tp:
-            raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
-        cal = self.calibration(opts)
-        weights = shard_bytes(spec, self.weights(model, quant), tp)
-        cell = self.cell_bytes(model, kv, tp)
-        ctx_bytes = cal.context_mib(tp) * MIB
+        weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
         free = min(d.free_mib for d in devices) * MIB
-        reserve = max(0.0, free - ctx_bytes) * (1 - self.mem_fraction_static(devices[0], tp, opts))
+        reserve = float(pool_reserve(free, ctx_bytes, self.mem_fraction_static(devices[0], tp, opts)))
         n_req = opts.n_parallel or 1
 
         def at(ctx: np.ndarray) -> Footprint:
@@ -175,6 +186,27 @@ class SGLang(Engine):
             return Footprint(pad(ctx, 1), (one,) * tp, np.zeros(shape))
 
         return at
+
+    def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
+        return tensor_parallel_sizes(model.spec.n_heads, n_gpus)
+
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """`footprint` for many TP-n sets at once: the rank's fixed parts once, the reserve from each
+        set's least free GPU and its first GPU's `mem_fraction_static` (one per distinct card)."""
+        tp = len(sets[0])
+        weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
+        fractions: dict[tuple[str, float | None], float] = {}
+        for devices in sets:
+            key = (devices[0].name, devices[0].total_mib)
+            if key not in fractions:
+                fractions[key] = self.mem_fraction_static(devices[0], tp, opts)
+        mfs = np.array([fractions[(d[0].name, d[0].total_mib)] for d in sets])
+        least = np.array([min(d.free_mib for d in devices) for devices in sets]) * MIB
+        reserve = pool_reserve(least, ctx_bytes, mfs)
+        kv_bytes = float((np.array([ctx], dtype=np.int64) * cell * (opts.n_parallel or 1)).astype(np.float64)[0])
+        need = (weights + kv_bytes + reserve + ctx_bytes) / MIB
+        return np.repeat(need[:, None], tp, axis=1), self.set_budgets(sets, opts)
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         return first_device(self.footprint(model, quant, kv, [REFERENCE_GPU], opts)(np.asarray(ctx)))

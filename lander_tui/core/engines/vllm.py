@@ -63,6 +63,7 @@ from lander_tui.core.engines.base import (
     Running,
     first_device,
     pad,
+    tensor_parallel_sizes,
 )
 from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
 from lander_tui.core.errors import LanderError
@@ -451,6 +452,25 @@ class Vllm(Engine):
             return Footprint(pad(ctx, st.block_size), (one,) * tp, np.zeros(ctx.shape))
 
         return at
+
+    def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
+        return tensor_parallel_sizes(model.spec.n_heads, n_gpus)
+
+    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
+                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank of a set holds the same, which depends on the TP size, the card (the first GPU's,
+        as vLLM's settings take it) and the utilization the set starts at: one footprint per such key,
+        one `budget` per set."""
+        budgets = [self.budget(devices, opts) for devices in sets]
+        need = np.empty((len(sets), len(sets[0]) if sets else 0))
+        ranks: dict[tuple[object, ...], float] = {}
+        for i, (devices, b) in enumerate(zip(sets, budgets, strict=True)):
+            key = (len(devices), devices[0].name, devices[0].total_mib, b.settings.get("gpu_memory_utilization"))
+            if key not in ranks:
+                fp = self.footprint(model, quant, kv, devices, opts)(np.array([ctx]))
+                ranks[key] = float(np.asarray(fp.devices[0].total).flat[0]) / MIB
+            need[i] = ranks[key]
+        return need, np.array([b.per_device for b in budgets], dtype=np.float64) / MIB
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         """One whole 80 GiB (H100-class) GPU, bytes."""

@@ -40,6 +40,18 @@ class HostGroup:
         return sum(g.total_mib or 0.0 for g in self.gpus)
 
     @property
+    def used_mib(self) -> float | None:
+        if self.stale or any(g.used_mib is None for g in self.gpus):
+            return None
+        return sum(g.used_mib or 0.0 for g in self.gpus)
+
+    @property
+    def util_percent(self) -> float | None:
+        """The mean utilisation of its GPUs that report one (None: none does, or the host is stale)."""
+        values = [g.util_percent for g in self.gpus if g.util_percent is not None]
+        return None if self.stale or not values else sum(values) / len(values)
+
+    @property
     def models(self) -> str:
         """`8 x H100 80GB HBM3`, or `2 x A100 80GB + 1 x RTX 4090` for a mixed box."""
         counts = Counter(g.name.removeprefix("NVIDIA ") for g in self.gpus)
@@ -57,6 +69,21 @@ def group_by_host(snap: Snapshot) -> list[HostGroup]:
         hosts.setdefault(g.host, []).append(g)
     return [HostGroup(h, tuple(sorted(gs, key=lambda g: (g.host_index is None, g.host_index or 0, g.index))))
             for h, gs in sorted(hosts.items(), key=lambda kv: natural_key(kv[0]))]
+
+
+#: How the hosts view sorts: (key, label). Stale hosts (no numbers) always come last.
+SORTS: tuple[tuple[str, str], ...] = (("free", "most free"), ("name", "name"), ("util", "least busy"))
+
+
+def sort_hosts(groups: list[HostGroup], by: str) -> list[HostGroup]:
+    """Most free memory first, by name (natural order), or least utilised first; stale hosts last."""
+    if by == "name":
+        return list(groups)  # group_by_host gives natural order already
+    if by == "free":
+        return sorted(groups, key=lambda h: (h.free_mib is None, -(h.free_mib or 0.0)))
+    if by == "util":
+        return sorted(groups, key=lambda h: (h.util_percent is None, h.util_percent or 0.0))
+    raise ValueError(f"unknown sort {by!r}; one of {', '.join(k for k, _ in SORTS)}")
 
 
 def _r(v: float | None) -> float | None:

@@ -141,10 +141,12 @@ class GpuCard(Widget, can_focus=True):
         self.engine_rows: tuple[Any, ...] = ()
         self._ready = False
         self._w: dict[str, Any] = {}
+        self._host_line = Line("", classes="gpu-host -autohide")  # a fleet host's title, on its first card
         if what_if:
             self.add_class("-what-if")
 
     def compose(self) -> ComposeResult:
+        yield self._host_line
         with Horizontal(classes="gpu-head"):
             yield Line(classes="gpu-title")
             yield Line(classes="gpu-mark")
@@ -220,6 +222,10 @@ class GpuCard(Widget, can_focus=True):
         spark.display = not gpu.what_if
         spark.set(history, total or 0.0)
         self._w["procs"].set(_procs_text(gpu))
+
+    def set_host(self, text: str) -> None:
+        """The host's title above this card ("" hides it): the panel groups a fleet's GPUs by host."""
+        self._host_line.set(text)
 
     def action_use_gpu(self) -> None:
         if not self.is_what_if:
@@ -351,6 +357,19 @@ class GpuPanel(VerticalScroll):
             hist = () if is_wi else self._history.get(g.uuid or str(g.index), ())
             sel = planning_what_if if is_wi else (not planning_what_if and g.index in selected)
             self._cards[key].show(g, tuple(hist), sel)
+        self._title_hosts(snapshot, wanted)
+
+    def _title_hosts(self, snapshot: Any, wanted: list[tuple[str, Any, bool]]) -> None:
+        """A fleet's cards come in host order: the first card of each host carries the host's title."""
+        from lander_tui.ui.host_rows import host_titles
+
+        if getattr(self, "_titled", (None, {}))[0] is not snapshot:
+            self._titled = (snapshot, host_titles(snapshot))
+        titles, seen = self._titled[1], set()
+        for key, g, is_wi in wanted:
+            first = not is_wi and bool(g.host) and g.host not in seen
+            seen.add(g.host)
+            self._cards[key].set_host(titles.get(g.host, "") if first else "")
 
     def first_card(self) -> GpuCard | None:
         return next(iter(self._cards.values()), None)
