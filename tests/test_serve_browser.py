@@ -99,3 +99,17 @@ def test_serve_flags_are_checked_before_serving(capsys):
     assert cli.main(["serve", "--what-if", "no such gpu"]) == 2
     assert cli.main(["serve", "--prometheus", "not-a-url"]) == 2
     assert "is not an http(s) URL" in capsys.readouterr().err
+
+
+def test_every_tab_gets_the_dashboards_flags():
+    """textual-serve starts the dashboard once per browser tab: the flags given to `serve` reach it."""
+    import shlex
+
+    from lander_tui.commands.serve import app_command
+
+    args = cli.build_parser().parse_args(["--demo", "--engine", "vllm=http://127.0.0.1:8000", "--engine",
+                                          "http://127.0.0.1:8080", "serve"])
+    argv = shlex.split(app_command(args))
+    assert argv[1:3] == ["-m", "lander_tui"] and "--demo" in argv
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--engine"] == ["vllm=http://127.0.0.1:8000",
+                                                                           "http://127.0.0.1:8080"]

@@ -69,6 +69,8 @@ def app_command(args: argparse.Namespace) -> str:
         value = getattr(args, dest, None)
         if value is not None:
             argv += [flag, str(value)]
+    for url in getattr(args, "dashboard_engines", None) or []:  # every tab watches the same engines
+        argv += ["--engine", str(url)]
     return shlex.join(argv)
 
 
