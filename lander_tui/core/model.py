@@ -13,6 +13,7 @@ from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
 from lander_tui.core.tensors import Tensor, parameter_count
 
 if TYPE_CHECKING:
+    from lander_tui.core.extras import Projector
     from lander_tui.core.gpu.specs import GpuSpec
 
 
@@ -22,7 +23,8 @@ class ResolvedModel:
 
     `tensors` holds a real GGUF file's tensors (exact types and bytes) when we read one, and
     `file_quant` that file's type (e.g. "Q4_K_M"). `gguf_files` maps quant -> file size in bytes for
-    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count.
+    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count. `projector` is
+    the vision projector file (mmproj GGUF) beside a GGUF model: a Hub repo's, or one the user named.
     """
 
     spec: ModelSpec
@@ -32,6 +34,7 @@ class ResolvedModel:
     gguf_files: dict[str, int] = field(default_factory=dict)
     dtype_params: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    projector: Projector | None = None
 
 
 @dataclass(frozen=True)

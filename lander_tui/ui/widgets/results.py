@@ -22,9 +22,15 @@ HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for 
 RIGHT = (False, False, True, *(True for _ in PARTS), True, False, True)
 #: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
 #: without colour.
-_GLYPHS = ("█", "▓", "▒", "░")
+_GLYPHS = ("█", "▓", "▒", "░", "▚")
 SEGMENTS = tuple((p.label.replace(" cache", ""), glyph, f"breakdown--{p.attr}")
                  for p, glyph in zip(PARTS, _GLYPHS, strict=True))
+
+
+def extras_text(memory: Any) -> str:
+    """What the extras part holds, in GiB: " (projector 0.91, draft 0.95)", or "" when nothing."""
+    pieces = memory.extra_parts()
+    return f" ({', '.join(f'{k} {gib(v)}' for k, v in pieces.items())})" if pieces else ""
 
 
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
@@ -39,7 +45,7 @@ class BreakdownBar(Widget):
     """weights | KV | compute | overhead | free, scaled to the budget (or to the total when over)."""
 
     COMPONENT_CLASSES = {"breakdown--weights", "breakdown--kv", "breakdown--compute", "breakdown--overhead",
-                         "breakdown--free", "breakdown--over"}
+                         "breakdown--extras", "breakdown--free", "breakdown--over"}
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -182,7 +188,9 @@ class Results(Vertical):
             return
         budget = self._est.budget_mib
         parts = tuple(float(getattr(r.memory, p.attr)) for p in PARTS)
-        legend = " ".join(f"{glyph} {name} {gib(v)}" for (name, glyph, _), v in zip(SEGMENTS, parts, strict=True))
+        legend = " ".join(f"{glyph} {name} {gib(v)}{extras_text(r.memory) if p.attr == 'extras' else ''}"
+                          for (name, glyph, _), v, p in zip(SEGMENTS, parts, PARTS, strict=True)
+                          if v or p.attr != "extras")
         room = budget - r.total_mib
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
         label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB")
