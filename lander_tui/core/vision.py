@@ -27,6 +27,11 @@ F32 = 4
 
 # --- shape from a Hugging Face config ------------------------------------------------------------
 
+#: The largest image side of the dynamic-resolution encoders, whatever `image_size` their files carry:
+#: Qwen-VL's preprocessor allows `max_pixels` 12845056 = 3584 x 3584 (Qwen2.5-VL-7B-Instruct
+#: preprocessor_config.json); its mmproj carries the converter's placeholder 560 (conversion/qwenvl.py).
+DYNAMIC_MAX_SIDE = {"qwen2vl_merger": 3584, "qwen2.5vl_merger": 3584}
+
 
 def vision_from_config(cfg: dict[str, Any], text_hidden: int) -> Vision | None:
     """The image encoder a multimodal `config.json` describes (`vision_config`), or None.
@@ -49,8 +54,7 @@ def vision_from_config(cfg: dict[str, Any], text_hidden: int) -> Vision | None:
         hidden = int(v.get("embed_dim") or v["hidden_size"]) if not qwen25 else int(v["hidden_size"])
         ff = int(v.get("intermediate_size") or 0) if qwen25 else int(hidden * float(v.get("mlp_ratio", 4)))
         return Vision("qwen2.5vl_merger" if qwen25 else "qwen2vl_merger", hidden, ff, layers, heads,
-                      # max_pixels 12845056 (preprocessor_config.json): the largest image is 3584 x 3584
-                      image_size=3584, patch_size=patch, merge=int(v.get("spatial_merge_size") or 2),
+                      image_size=DYNAMIC_MAX_SIDE["qwen2vl_merger"], patch_size=patch, merge=int(v.get("spatial_merge_size") or 2),
                       text_hidden=int(v.get("out_hidden_size") or cfg.get("hidden_size") or text_hidden),
                       gated_ffn=qwen25, windowed=qwen25 and bool(v.get("fullatt_block_indexes")))
     hidden = int(v["hidden_size"])
@@ -84,8 +88,9 @@ def vision_from_mmproj(meta: Mapping[str, Any], tensors: Sequence[Tensor]) -> Vi
     if not merge:
         merge = {"gemma3": 4, "qwen2vl_merger": 2, "qwen2.5vl_merger": 2, "qwen3vl_merger": 2}.get(proj, 1)
     names = {t.name for t in tensors}
+    image = DYNAMIC_MAX_SIDE.get(proj) or get("image_size")
     return Vision(proj or "vit", hidden, get("feed_forward_length"), get("block_count"), get("attention.head_count"),
-                  get("image_size"), get("patch_size") or 14, merge=merge, text_hidden=get("projection_dim"),
+                  image, get("patch_size") or 14, merge=merge, text_hidden=get("projection_dim"),
                   gated_ffn="v.blk.0.ffn_gate.weight" in names, windowed=bool(get("n_wa_pattern")),
                   params=sum(t.n_elements for t in tensors))
 
@@ -108,21 +113,22 @@ def vision_tensors(v: Vision) -> tuple[Tensor, ...]:
         out.append(Tensor(name, row, rows, None, 0, dt, ggml_type(dt).nbytes(row * rows)))
 
     n_pos = (v.image_size // v.patch_size) ** 2
-    patch = 3 * v.patch_size * v.patch_size
+    ps = v.patch_size
+    patch = 3 * ps * h  # a conv kernel [ps, ps, 3, h]: rows of `ps` values
     norm_bias = v.projector not in ("qwen2.5vl_merger", "pixtral")  # RMS norms have no bias
     lin_bias = v.projector != "pixtral"
     if v.projector == "gemma3":  # Gemma3VisionModel.tensor_force_quant: ".embeddings." -> F32
-        add("v.patch_embd.weight", patch, h, "F32")
+        add("v.patch_embd.weight", ps, patch, "F32")
         add("v.patch_embd.bias", h)
         add("v.position_embd.weight", h, n_pos, "F32")
     elif v.projector in ("qwen2vl_merger", "qwen2.5vl_merger"):  # the Conv3D split in two Conv2Ds
-        add("v.patch_embd.weight", patch, h)
-        add("v.patch_embd.weight.1", patch, h)
+        add("v.patch_embd.weight", ps, patch)
+        add("v.patch_embd.weight.1", ps, patch)
     elif v.projector == "pixtral":
-        add("v.patch_embd.weight", patch, h)
+        add("v.patch_embd.weight", ps, patch)
         add("v.pre_ln.weight", h)
     else:
-        add("v.patch_embd.weight", patch, h)
+        add("v.patch_embd.weight", ps, patch)
         add("v.patch_embd.bias", h)
         add("v.position_embd.weight", h, n_pos + (1 if v.projector == "mlp" else 0))
         if v.projector == "mlp":
