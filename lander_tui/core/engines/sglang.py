@@ -22,7 +22,7 @@ What loads beside the model (the `extras` part):
   the default `mem_fraction_static` is scaled by 0.95 x clamp(1 - 0.1 x (L h^2 / (24 x 1024^2) - 1), 0.8,
   1.05) (`ServerArgs.adjust_mem_fraction_for_vlm`), so `free x` that difference is kept out of the pool;
 - a draft (`--speculative-algorithm STANDALONE --speculative-draft-model-path`, or the model's MTP
-  layers with `NEXTN`): its weights, a draft token pool as large as the target's (one cell per token of
+  layers with `EAGLE`): its weights, a draft token pool as large as the target's (one cell per token of
   each draft layer), and the 2 GiB `_handle_gpu_memory_settings` reserves for a draft and its graphs;
 - LoRA (`--enable-lora --max-loras-per-batch N --max-lora-rank R`): the A/B buffers of
   `LoRAMemoryPool` for every linear layer of N adapters (python/sglang/srt/lora/mem_pool.py).
@@ -290,7 +290,7 @@ class SGLang(Engine):
         if spec_dec is not None:
             steps = str(spec_dec.tokens)
             if spec_dec.mtp:
-                args += ["--speculative-algorithm", "NEXTN"]
+                args += ["--speculative-algorithm", "EAGLE"]  # the MTP layers as the draft (DeepSeek's recipe)
             else:
                 dm = spec_dec.model
                 assert dm is not None
