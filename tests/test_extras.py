@@ -20,7 +20,7 @@ from lander_tui.core.memory import EXTRAS, MemoryParts, extras_detail
 from lander_tui.core.model import Device
 from lander_tui.core.model_source import resolve_model
 from lander_tui.core.model_spec import from_hf_config
-from lander_tui.core.vision import vision_tensors
+from lander_tui.core.vision import vision_param_count, vision_tensors
 
 FACTS = json.loads((Path(__file__).parent / "data" / "models" / "model_facts.json").read_text())
 
@@ -40,7 +40,7 @@ def test_gemma3_vision_tower_is_the_published_parameter_count(repo):
     spec = from_hf_config(m["raw_config_as_found"], hf_repo=repo)
     published = sorted(p["value"] for p in m["params"]["published"] if p["kind"] == "keras_hub_preset_params")
     assert spec.vision is not None and spec.vision.projector == "gemma3"
-    assert spec.vision_params == spec.vision.params == published[1] - published[0]
+    assert vision_param_count(spec.vision) == published[1] - published[0]
     assert spec.vision.tokens_per_image == m["raw_config_as_found"]["mm_tokens_per_image"]
 
 
@@ -132,7 +132,7 @@ def test_vllm_projector_is_the_tower_and_what_profiling_adds():
     st = e.startup(resolve_model("gemma-3-4b-it"), "BF16", "auto", H100, EngineOptions())
     items = encoder_items(256, st.settings)
     assert items == 8192 // 256
-    tower = 2 * spec.vision_params
+    tower = 2 * vision_param_count(spec.vision)
     embeddings = items * 256 * 2560 * 2
     assert on.detail["projector"] == pytest.approx(tower + embeddings)  # the text peak is the larger one here
     assert off.extras == 0 and on.weights == off.weights and on.compute == off.compute
@@ -179,7 +179,7 @@ def test_sglang_holds_back_memory_for_a_vision_tower():
     on = _row("sglang", "gemma-3-4b-it", "BF16", "auto", EngineOptions())
     off = _row("sglang", "gemma-3-4b-it", "BF16", "auto", EngineOptions(mmproj=False))
     cut = (81559.0 - 512.0) * MIB * (mfs - round(mfs * want, 3))
-    assert on.detail["projector"] == pytest.approx(2 * spec.vision_params + cut)
+    assert on.detail["projector"] == pytest.approx(2 * vision_param_count(spec.vision) + cut)
     assert on.compute == off.compute  # the model's own reserve is the same; the cut shows as the projector
 
 

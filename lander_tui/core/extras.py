@@ -20,29 +20,14 @@ from typing import TYPE_CHECKING
 
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import ggml_type
+from lander_tui.core.model import Projector
 from lander_tui.core.model_spec import ModelSpec, Vision
 from lander_tui.core.tensors import Tensor, model_tensors
 
 if TYPE_CHECKING:
     from lander_tui.core.model import ResolvedModel
 
-
-@dataclass(frozen=True)
-class Projector:
-    """A vision projector file (mmproj GGUF) beside a GGUF model: where it is and what it holds.
-
-    `ref` is what a command names (a local path, or the file name in a Hub repo), `tensors` the header's
-    tensors with their exact types and bytes, `vision` the encoder its `clip.vision.*` keys describe."""
-
-    ref: str
-    tensors: tuple[Tensor, ...]
-    vision: Vision
-    file_type: str | None = None
-    local: bool = True
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes or 0 for t in self.tensors)
+__all__ = ["Projector"]
 
 
 #: llama.cpp's draft length when none is given (common/common.h `common_params_speculative_draft::n_max`).
@@ -224,7 +209,9 @@ def extras_json(model: ResolvedModel, mmproj: bool | None, speculative: Speculat
     vision = projector_of(model, mmproj)
     proj: dict[str, object] | None = None
     if vision is not None:
-        proj = {"projector_type": vision.projector, "params": vision.params or None,
+        from lander_tui.core.vision import vision_param_count
+
+        proj = {"projector_type": vision.projector, "params": vision_param_count(vision),
                 "file": model.projector.ref if model.projector is not None else None,
                 "image_size": vision.image_size}
     spec: dict[str, object] | None = None

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lander_tui.core import profile_cache
 from lander_tui.core.catalog import find_model, search_catalog
 from lander_tui.core.errors import LanderError
-from lander_tui.core.extras import Projector
-from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model import Projector, ResolvedModel
 from lander_tui.core.profile_cache import GgufHeader, HubProfile
 from lander_tui.core.tensors import parameter_count
 

@@ -9,12 +9,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec, Vision
 from lander_tui.core.tensors import Tensor, parameter_count
 
 if TYPE_CHECKING:
-    from lander_tui.core.extras import Projector
     from lander_tui.core.gpu.specs import GpuSpec
+
+
+@dataclass(frozen=True)
+class Projector:
+    """A vision projector file (mmproj GGUF) beside a GGUF model: where it is and what it holds.
+
+    `ref` is what a command names (a local path, or the file name in a Hub repo), `tensors` the header's
+    tensors with their exact types and bytes, `vision` the encoder its `clip.vision.*` keys describe."""
+
+    ref: str
+    tensors: tuple[Tensor, ...]
+    vision: Vision
+    file_type: str | None = None
+    local: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes or 0 for t in self.tensors)
 
 
 @dataclass(frozen=True)

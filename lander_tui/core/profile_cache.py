@@ -23,7 +23,7 @@ from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.tensors import Tensor
 
 if TYPE_CHECKING:
-    from lander_tui.core.extras import Projector
+    from lander_tui.core.model import Projector
 
 FORMAT_VERSION = 1
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -225,7 +225,7 @@ def save_projector(repo: str, projector: Projector) -> Path | None:
 
 
 def load_projector(repo: str, filename: str) -> Projector | None:
-    from lander_tui.core.extras import Projector
+    from lander_tui.core.model import Projector
     from lander_tui.core.model_spec import Vision
 
     data = _read_json(projector_path(repo, filename))

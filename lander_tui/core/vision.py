@@ -14,63 +14,17 @@ checkpoint in 16 bits. This module answers, from a Hugging Face `vision_config` 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lander_tui.core.formats import ggml_type
-from lander_tui.core.model_spec import Vision
+from lander_tui.core.model_spec import DYNAMIC_MAX_SIDE, Vision, vision_from_config
 from lander_tui.core.tensors import Tensor
 
+__all__ = ["DYNAMIC_MAX_SIDE", "vision_from_config"]
+
 F32 = 4
-
-# --- shape from a Hugging Face config ------------------------------------------------------------
-
-#: The largest image side of the dynamic-resolution encoders, whatever `image_size` their files carry:
-#: Qwen-VL's preprocessor allows `max_pixels` 12845056 = 3584 x 3584 (Qwen2.5-VL-7B-Instruct
-#: preprocessor_config.json); its mmproj carries the converter's placeholder 560 (conversion/qwenvl.py).
-DYNAMIC_MAX_SIDE = {"qwen2vl_merger": 3584, "qwen2.5vl_merger": 3584}
-
-
-def vision_from_config(cfg: dict[str, Any], text_hidden: int) -> Vision | None:
-    """The image encoder a multimodal `config.json` describes (`vision_config`), or None.
-
-    Gemma 3 (SigLIP + average pooling to `mm_tokens_per_image`), Qwen2-VL / Qwen2.5-VL (2 x 2 patch merger,
-    Qwen2.5's window attention and SwiGLU MLP), Mistral 3 / Pixtral (gated MLP, 2 x 2 merger) and LLaVA-style
-    CLIP/SigLIP towers with an MLP projector are named as llama.cpp names their projectors; other
-    encoders are sized as a plain ViT with a one-matrix projector.
-    """
-    v = cfg.get("vision_config")
-    if not isinstance(v, dict) or not (v.get("hidden_size") or v.get("embed_dim")):
-        return None
-    mt = str(cfg.get("model_type") or "")
-    vt = str(v.get("model_type") or "")
-    heads = int(v.get("num_attention_heads") or v.get("num_heads") or 16)
-    layers = int(v.get("num_hidden_layers") or v.get("depth") or 0)
-    patch = int(v.get("patch_size") or 14)
-    if mt in ("qwen2_vl", "qwen2_5_vl") or vt in ("qwen2_vl", "qwen2_5_vl"):
-        qwen25 = mt == "qwen2_5_vl" or vt == "qwen2_5_vl"
-        hidden = int(v.get("embed_dim") or v["hidden_size"]) if not qwen25 else int(v["hidden_size"])
-        ff = int(v.get("intermediate_size") or 0) if qwen25 else int(hidden * float(v.get("mlp_ratio", 4)))
-        return Vision("qwen2.5vl_merger" if qwen25 else "qwen2vl_merger", hidden, ff, layers, heads,
-                      image_size=DYNAMIC_MAX_SIDE["qwen2vl_merger"], patch_size=patch, merge=int(v.get("spatial_merge_size") or 2),
-                      text_hidden=int(v.get("out_hidden_size") or cfg.get("hidden_size") or text_hidden),
-                      gated_ffn=qwen25, windowed=qwen25 and bool(v.get("fullatt_block_indexes")))
-    hidden = int(v["hidden_size"])
-    ff = int(v.get("intermediate_size") or 4 * hidden)
-    image = int(v.get("image_size") or 224)
-    if mt == "gemma3" or vt == "siglip_vision_model" and "mm_tokens_per_image" in cfg:
-        per_side = int(math.isqrt(int(cfg.get("mm_tokens_per_image") or 256)))
-        return Vision("gemma3", hidden, ff, layers, heads, image, patch, merge=max(1, image // patch // per_side),
-                      text_hidden=text_hidden)
-    if vt == "pixtral" or mt in ("mistral3", "pixtral", "llava") and vt == "pixtral":
-        return Vision("pixtral", hidden, ff, layers, heads, image, patch,
-                      merge=int(cfg.get("spatial_merge_size") or 1), text_hidden=text_hidden, gated_ffn=True)
-    if mt in ("llava", "llava_next") or vt in ("clip_vision_model", "siglip_vision_model"):
-        return Vision("mlp", hidden, ff, layers, heads, image, patch, text_hidden=text_hidden)
-    return Vision(vt or mt or "vit", hidden, ff, layers, heads, image, patch, text_hidden=text_hidden)
-
 
 # --- shape from an mmproj GGUF header -------------------------------------------------------------
 
@@ -190,7 +144,8 @@ def vision_tensors(v: Vision) -> tuple[Tensor, ...]:
 
 
 def vision_param_count(v: Vision) -> int:
-    return sum(t.n_elements for t in vision_tensors(v))
+    """The tower and projector's parameters: a file's own count, else every tensor `vision_tensors` lists."""
+    return v.params or sum(t.n_elements for t in vision_tensors(v))
 
 
 # --- what the encoder costs to run ---------------------------------------------------------------

@@ -150,7 +150,11 @@ def vision_tower_bytes(spec: ModelSpec) -> float:
     in the checkpoint's 16-bit dtype, whatever the language model is quantized to (the quantization
     configs of published VLM checkpoints leave the vision tower out). Engines show it as the projector
     (`core/extras.py`), not as the model's weights."""
-    return float(spec.vision_params or 0) * (4 if spec.torch_dtype == "float32" else 2)
+    from lander_tui.core.vision import vision_param_count
+
+    if spec.vision is None:
+        return 0.0
+    return float(vision_param_count(spec.vision)) * (4 if spec.torch_dtype == "float32" else 2)
 
 
 @lru_cache(maxsize=256)

@@ -17,9 +17,12 @@ from lander_tui.ui.widgets.table import RowTable
 
 #: Table headers of the memory parts (the column must stay narrow: "KV mem" for "KV cache").
 _PART_HEADERS = {"kv": "KV mem"}
-HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits",
+#: The parts the table has a column for: all but `extras`, which an 80-column table has no room for and most
+#: rows do not have; the breakdown bar under the table gives it its own segment and names what it holds.
+TABLE_PARTS = tuple(p for p in PARTS if p.attr != "extras")
+HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in TABLE_PARTS), "total", "fits",
            "tok/s")
-RIGHT = (False, False, True, *(True for _ in PARTS), True, False, True)
+RIGHT = (False, False, True, *(True for _ in TABLE_PARTS), True, False, True)
 #: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
 #: without colour.
 _GLYPHS = ("█", "▓", "▒", "░", "▚")
@@ -35,10 +38,11 @@ def extras_text(memory: Any) -> str:
 
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
     if r.error:
-        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in PARTS), "", "no", "")
+        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in TABLE_PARTS), "", "no", "")
     mark = "★ " if recommended else "  "
-    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", *(gib(getattr(r.memory, p.attr), 2) for p in PARTS),
-            gib(r.total_mib, 2), "yes" if r.fits else "NO", tps_cell(r))
+    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}",
+            *(gib(getattr(r.memory, p.attr), 2) for p in TABLE_PARTS), gib(r.total_mib, 2),
+            "yes" if r.fits else "NO", tps_cell(r))
 
 
 class BreakdownBar(Widget):
