@@ -230,7 +230,8 @@ def test_a_hub_gguf_repo_fetches_its_projector_unless_told_not_to():
 
     m = resolve_model("gemma-3-4b-it")
     v = m.spec.vision
-    hub = replace(m, gguf_files={"Q4_K_M": 1}, projector=Projector("mmproj-F16.gguf", vision_tensors(v), v, local=False))
+    proj = Projector("mmproj-F16.gguf", vision_tensors(v), v, local=False)
+    hub = replace(m, gguf_files={"Q4_K_M": 1}, projector=proj)
     e = get_engine("llama.cpp")
     mem = pm.what_if("RTX 4090")
     for opts, flag in ((EngineOptions(), None), (EngineOptions(mmproj=False), "--no-mmproj")):

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 from gguf import GGUFWriter
-from support.arch_models import VOCAB, ArchCase, _dense, _random, write_source_gguf
+
+from support.arch_models import VOCAB, ArchCase, _dense, write_random_tensors, write_source_gguf
 
 TensorDef = tuple[str, tuple[int, ...], str]
 
@@ -144,13 +145,7 @@ def mmproj(case: VisionCase, path: Path, seed: int = 0) -> Path:
         w.add_vision_use_silu(True)
     for key, value in case.extra_meta.items():
         w.add_uint32(key, value)
-    for name, ne, kind in mmproj_tensors(case):
-        arr, raw = _random(ne, kind, rng)
-        w.add_tensor(name, arr, raw_dtype=raw)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_random_tensors(w, mmproj_tensors(case), rng)
     return path
 
 
@@ -198,13 +193,7 @@ def lora(base: ArchCase, path: Path, rank: int, kinds: tuple[str, ...] = ALL_LIN
     w.add_type("adapter")
     w.add_string("adapter.type", "lora")
     w.add_float32("adapter.lora.alpha", alpha)
-    for name, ne, kind in lora_tensors(base, rank, kinds):
-        arr, raw = _random(ne, kind, rng)
-        w.add_tensor(name, arr, raw_dtype=raw)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_random_tensors(w, lora_tensors(base, rank, kinds), rng)
     return path
 
 
