@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lander_tui.core.catalog import CATALOG_PATH, short_name
 from lander_tui.core.model_spec import from_hf_config
+from lander_tui.core.tensors import parameter_count
 
 
 def main(facts_path: str) -> None:
@@ -24,7 +25,7 @@ def main(facts_path: str) -> None:
             continue
         seen.add(name)
         spec = from_hf_config(m["raw_config_as_found"], name=name, hf_repo=m["hf_repo_id"])
-        assert spec.params == m["params"]["computed_from_config"], name
+        assert parameter_count(spec) == m["params"]["computed_from_config"], name
         entries.append(spec.to_dict())
     CATALOG_PATH.write_text(json.dumps(entries, indent=1) + "\n")
     print(f"wrote {len(entries)} models to {CATALOG_PATH}")

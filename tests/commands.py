@@ -13,7 +13,8 @@ from pathlib import Path
 
 FLAGS_DIR = Path(__file__).resolve().parent / "data" / "engine-flags"
 #: Flags that take no value.
-SWITCHES = {"--enforce-eager", "--enable-lora", "-kvu", "--swa-full"}
+SWITCHES = {"--enforce-eager", "--enable-lora", "-kvu", "--swa-full", "--no-mmproj", "--language-model-only",
+            "--language-only"}
 
 
 def flag_set(name: str) -> dict[str, set[str]]:

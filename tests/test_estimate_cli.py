@@ -37,7 +37,7 @@ def test_json_contract(capsys):
     for key in ("quant", "kv_cache", "max_context", "model_max_context", "weights_mib", "kv_cache_mib",
                 "compute_mib", "overhead_mib", "total_mib", "fits"):
         assert key in r
-    parts = r["weights_mib"] + r["kv_cache_mib"] + r["compute_mib"] + r["overhead_mib"]
+    parts = r["weights_mib"] + r["kv_cache_mib"] + r["compute_mib"] + r["overhead_mib"] + r["extras_mib"]
     assert parts == pytest.approx(r["total_mib"], abs=0.05)
     assert r["total_mib"] <= 16000 and r["fits"]
     q8kv = next(x for x in data["results"] if x["quant"] == "Q4_K_M" and x["kv_cache"] == "q8_0")

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from fakehub import FakeHub, running_fake_hub
 from gguf_fixtures import write_llama_gguf, write_moe_gguf
+from support.extras_models import gemma3, mmproj
 
 from lander_tui.core import hub, profile_cache
 from lander_tui.core.errors import LanderError
-from lander_tui.core.gguf_file import read_gguf
-from lander_tui.core.hub import gguf_quant_of, group_gguf_files
+from lander_tui.core.gguf_file import read_gguf, read_gguf_metadata
+from lander_tui.core.hub import gguf_quant_of, group_gguf_files, pick_mmproj
+from lander_tui.core.vision import vision_from_mmproj
 
 
 @pytest.fixture
@@ -30,6 +32,7 @@ def gguf_repo(fake: FakeHub, tmp_path: Path) -> dict:
     src = tmp_path / "src"
     src.mkdir()
     q4 = write_llama_gguf(src / "q4.gguf", vocab=3000, file_type="Q4_K_M")
+    proj = mmproj(gemma3(layers=1, image_size=56, hidden=64, ff=128, heads=2, text_hidden=256), src / "mmproj.gguf")
     q8 = write_moe_gguf(src / "q8.gguf", file_type="Q8_0")
     (src / "split").mkdir()
     q2_first = write_llama_gguf(src / "split" / "q2.gguf", split_max_tensors=8, file_type="Q2_K")
@@ -38,12 +41,12 @@ def gguf_repo(fake: FakeHub, tmp_path: Path) -> dict:
         "README.md": b"# GGUF\n",
         "Tiny-Model-Q4_K_M.gguf": q4.read_bytes(),
         "Tiny-Model-Q8_0.gguf": q8.read_bytes(),
-        "mmproj-Tiny-Model-f16.gguf": q4.read_bytes(),
+        "mmproj-Tiny-Model-f16.gguf": proj.read_bytes(),
     }
     for i, p in enumerate(parts, 1):
         files[f"Q2_K/Tiny-Model-Q2_K-{i:05d}-of-{len(parts):05d}.gguf"] = p.read_bytes()
     fake.add_repo("someone/Tiny-Model-GGUF", files, library_name="gguf")
-    return {"q4": q4, "q8": q8, "q2": q2_first, "parts": parts, "files": files}
+    return {"q4": q4, "q8": q8, "q2": q2_first, "parts": parts, "files": files, "mmproj": proj}
 
 
 def test_quant_names_from_file_names() -> None:
@@ -91,7 +94,17 @@ def test_gguf_repo_lists_quants_and_reads_the_default_header(fake: FakeHub, gguf
     assert r.spec.arch == "llama" and r.spec.hf_repo == "someone/Tiny-Model-GGUF"
     assert r.spec.n_layers == local.spec.n_layers and r.spec.exact_params == local.spec.exact_params
     assert r.spec.vocab_size == 3000
-    assert "mmproj" not in " ".join(q.path for q in fake.requests)
+    # the vision projector llama-server -hf would load beside it: its header only, by range requests
+    meta, tensors = read_gguf_metadata(gguf_repo["mmproj"])
+    assert r.projector is not None and r.projector.ref == "mmproj-Tiny-Model-f16.gguf" and not r.projector.local
+    assert r.projector.tensors == tensors and r.projector.nbytes == sum(t.nbytes for t in tensors)
+    assert r.projector.vision == vision_from_mmproj(meta, tensors)
+    mm = [q for q in fake.requests if "mmproj" in q.path]
+    assert mm and all(q.method == "GET" and q.headers.get("range", "").startswith("bytes=0-") for q in mm)
+    # ... and from the cache the next time, without asking the Hub
+    n = len(fake.requests)
+    again = hub.resolve_hub_model("someone/Tiny-Model-GGUF")
+    assert again.projector == r.projector and len(fake.requests) == n
 
 
 def test_quant_suffix_picks_the_file(fake: FakeHub, gguf_repo: dict) -> None:
@@ -101,7 +114,8 @@ def test_quant_suffix_picks_the_file(fake: FakeHub, gguf_repo: dict) -> None:
     # no config.json: the shape comes from the file picked, so shape and tensors always agree
     assert r.spec.arch == "qwen3_moe" and r.spec.moe is not None and r.spec.exact_params == local.spec.exact_params
     reads = [q.path for q in fake.requests if q.method == "GET" and q.path.endswith(".gguf")]
-    assert reads == ["/someone/Tiny-Model-GGUF/resolve/main/Tiny-Model-Q8_0.gguf"]
+    assert reads == ["/someone/Tiny-Model-GGUF/resolve/main/Tiny-Model-Q8_0.gguf",  # the quant asked for ...
+                     "/someone/Tiny-Model-GGUF/resolve/main/mmproj-Tiny-Model-f16.gguf"]  # ... and its projector
 
 
 def test_split_quant_reads_every_part(fake: FakeHub, gguf_repo: dict) -> None:
@@ -235,3 +249,13 @@ def test_offline_quant_errors_come_from_the_cached_file_list(fake: FakeHub, gguf
         hub.resolve_hub_model("org/plain:Q4_K_M")
     with pytest.raises(LanderError, match=r"no IQ2_XS GGUF file; it has: .*Q4_K_M"):
         hub.resolve_hub_model("someone/Tiny-Model-GGUF:IQ2_XS")
+
+
+def test_the_projector_llama_server_would_pick() -> None:
+    """common/download.cpp `find_best_sibling`: the model's folder (or one above), then the closest bits."""
+    files = ["mmproj-m-F32.gguf", "mmproj-m-F16.gguf", "mmproj-m-BF16.gguf", "other/mmproj-m-Q8_0.gguf"]
+    assert pick_mmproj(files, "m-Q4_K_M.gguf") == "mmproj-m-F16.gguf"  # 16 is closer to 4 than 32; first of a tie
+    assert pick_mmproj(files, "m-Q8_0.gguf") == "mmproj-m-F16.gguf"  # other/ is not above the model's folder
+    assert pick_mmproj(files, "other/m-Q8_0.gguf") == "other/mmproj-m-Q8_0.gguf"  # the deeper folder first
+    assert pick_mmproj(files, "m-F32.gguf") == "mmproj-m-F32.gguf"
+    assert pick_mmproj([], "m-Q4_K_M.gguf") is None

@@ -5,6 +5,7 @@ value one it accepts, and the numbers in it are the plan's numbers."""
 from __future__ import annotations
 
 import ast
+import json
 
 import pytest
 from commands import check, command_lines, flag_set, parse
@@ -150,3 +151,112 @@ def test_the_checker_catches_a_bad_flag_and_a_bad_value():
     assert check(cmd, flag_set("vllm-serve")) == [
         "--kv-cache-dtype 'q8_0' is not one of ['auto', 'fp8', 'fp8_e4m3', 'fp8_e5m2']",
         "unknown flag --no-such-flag"]
+
+
+# --- what loads beside the model reaches every command ------------------------------------------------------
+
+def extras_plans(engine: str, options: EngineOptions, model: str = "gemma-3-27b-it", memory: str = "2x H100",
+                 quants: tuple[str, ...] | None = None):
+    mem = pm.what_if(memory)
+    e = get_engine(engine)
+    if not e.splits_across_gpus:
+        mem = mem.merged()
+    quant = (QUANTS[engine] or ("Q4_K_M",))[:1] if quants is None else quants
+    req = EstimateRequest(resolve_model(model), engine, quant, KV[engine][:1], mem.devices,
+                          context=8192, options=options)
+    est = run_estimate(req)
+    plan = plan_row(req, est)
+    assert plan is not None
+    return req, plan, e.command(req.model, plan, req.options)
+
+
+def _draft(tokens: int = 4):
+    from lander_tui.core.extras import Speculative
+
+    return Speculative(resolve_model("gemma-3-1b-it"), tokens=tokens, ref="gemma-3-1b-it")
+
+
+@pytest.mark.parametrize("engine", ["llama.cpp", "vllm", "sglang", "transformers"])
+def test_a_draft_model_and_adapters_reach_the_command(engine):
+    from lander_tui.core.extras import parse_lora
+
+    opts = EngineOptions(speculative=_draft(4), lora=parse_lora("12x2"))
+    req, plan, text = extras_plans(engine, opts)
+    CHECKS[engine](req, plan, text)  # every flag real, the plan's numbers in it
+    if engine == "llama.cpp":
+        f = parse(text, 1).flags
+        assert f["-md"] == "gemma-3-1b-it-Q4_K_M.gguf" and f["-ngld"] == "999"
+        assert f["--spec-type"] == "draft-simple" and f["--spec-draft-n-max"] == "4"
+        assert len(f["--lora"].split(",")) == 2
+    elif engine == "vllm":
+        f = parse(text, 3).flags
+        conf = json.loads(f["--speculative-config"])
+        assert conf == {"model": "google/gemma-3-1b-it", "num_speculative_tokens": 4}
+        assert f["--max-loras"] == "2" and f["--max-lora-rank"] == "16"  # 12 rounded up to vLLM's next rank
+    elif engine == "sglang":
+        f = parse(text, 3).flags
+        assert f["--speculative-algorithm"] == "STANDALONE"
+        assert f["--speculative-draft-model-path"] == "google/gemma-3-1b-it"
+        assert f["--speculative-num-steps"] == "4" and f["--speculative-num-draft-tokens"] == "5"
+        assert f["--max-lora-rank"] == "12" and f["--max-loras-per-batch"] == "2"
+    else:
+        tree = ast.parse("\n".join(command_lines(text)[0]))
+        calls = {getattr(n.func, "attr", ""): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        gen = calls["generate"]
+        assert {k.arg for k in gen.keywords} >= {"assistant_model", "num_assistant_tokens"}
+        assert sum(1 for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "")
+                   == "load_adapter") == 2
+
+
+@pytest.mark.parametrize("engine", ["llama.cpp", "vllm", "sglang"])
+def test_leaving_the_projector_out_reaches_the_command(engine):
+    req, plan, text = extras_plans(engine, EngineOptions(mmproj=False))
+    CHECKS[engine](req, plan, text)
+    words = text.split()
+    if engine == "llama.cpp":  # a -m file: nothing loads it unless named; nothing is named
+        assert "--mmproj" not in words and plan.memory.extras == 0
+    else:
+        assert ("--language-model-only" if engine == "vllm" else "--language-only") in words
+    on = extras_plans(engine, EngineOptions())[2].split()
+    assert ("--mmproj" in on) == (engine == "llama.cpp") and "--language-model-only" not in on
+
+
+def test_a_hub_gguf_repo_fetches_its_projector_unless_told_not_to():
+    """`-hf` downloads the repo's mmproj by itself (--mmproj-auto is on), so leaving it out needs --no-mmproj."""
+    from dataclasses import replace
+
+    from lander_tui.core.extras import Projector
+    from lander_tui.core.vision import vision_tensors
+
+    m = resolve_model("gemma-3-4b-it")
+    v = m.spec.vision
+    proj = Projector("mmproj-F16.gguf", vision_tensors(v), v, local=False)
+    hub = replace(m, gguf_files={"Q4_K_M": 1}, projector=proj)
+    e = get_engine("llama.cpp")
+    mem = pm.what_if("RTX 4090")
+    for opts, flag in ((EngineOptions(), None), (EngineOptions(mmproj=False), "--no-mmproj")):
+        req = EstimateRequest(hub, "llama.cpp", ("Q4_K_M",), ("f16",), mem.devices, context=8192, options=opts)
+        plan = plan_row(req, run_estimate(req))
+        cmd = parse(e.command(hub, plan, opts), 1)
+        assert "-hf" in cmd.flags and "--mmproj" not in cmd.flags
+        assert ("--no-mmproj" in cmd.flags) == (flag is not None)
+        assert check(cmd, flag_set("llama-server")) == []
+
+
+def test_mtp_drafting_reaches_llama_cpp_vllm_sglang_and_ollama():
+    from lander_tui.core.extras import Speculative
+
+    opts = EngineOptions(speculative=Speculative(mtp=True, tokens=2, ref="mtp"))
+    for engine in ("llama.cpp", "vllm", "sglang", "ollama"):
+        quant = ("Q4_K_M",) if engine in ("llama.cpp", "ollama") else ("FP8",)  # DeepSeek-V3 ships FP8
+        req, plan, text = extras_plans(engine, opts, model="deepseek-v3", memory="8x H200", quants=quant)
+        if engine == "llama.cpp":
+            f = parse(text, 1).flags
+            assert f["--spec-type"] == "draft-mtp" and f["--spec-draft-n-max"] == "2"
+        elif engine == "vllm":
+            assert json.loads(parse(text, 3).flags["--speculative-config"]) == {"method": "mtp",
+                                                                                  "num_speculative_tokens": 2}
+        elif engine == "sglang":
+            assert parse(text, 3).flags["--speculative-algorithm"] == "EAGLE"
+        else:
+            assert "#   PARAMETER draft_num_predict 2" in text.splitlines()

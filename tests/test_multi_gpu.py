@@ -197,7 +197,9 @@ def test_markdown_export_carries_the_plan(capsys):
     assert f"## Plan: Q8_0 with KV f16 at {plan['context']} tokens" in md
     rows = [line for line in md.splitlines() if line.startswith("| GPU")]
     assert len(rows) == 2 == len(plan["devices"])
+    head = [c.strip() for c in next(ln for ln in md.splitlines() if ln.startswith("| device")).strip("|").split("|")]
     for line, d in zip(rows, plan["devices"], strict=True):
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[0] == d["name"] and float(cells[6]) == d["total_mib"] and float(cells[7]) == d["headroom_mib"]
+        cells = dict(zip(head, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        assert cells["device"] == d["name"] and float(cells["total_mib"]) == d["total_mib"]
+        assert float(cells["headroom_mib"]) == d["headroom_mib"]
     assert "+output" in rows[1] and "```sh\n" in md and "\nllama-server -m " in md

@@ -93,10 +93,10 @@ async def test_plan_view_shows_the_core_plan_for_the_recommended_row_and_c_copie
         d = ref.devices[0]
         cells = table[1].split()
         assert cells[:4] == ["GPU", "1", "0-31", "+out"]
-        assert cells[4:9] == [f"{v / 1024:.2f}" for v in (d.memory.weights, d.memory.kv, d.memory.compute,
-                                                          d.memory.overhead, d.total_mib)]
+        assert cells[4:10] == [f"{v / 1024:.2f}" for v in (d.memory.weights, d.memory.kv, d.memory.compute,
+                                                           d.memory.overhead, d.memory.extras, d.total_mib)]
         headroom = 26821 - d.total_mib  # free now minus what the plan needs
-        assert cells[9] == f"{headroom:,.0f}" and headroom > MARGIN
+        assert cells[10] == f"{headroom:,.0f}" and headroom > MARGIN
         ns = parse_llama_server(line(app, "#plan-launch"))
         assert (ns.c, ns.ngl, ns.ctk, ns.ctv, ns.fa, ns.np) == (ref.context, 999, "f16", "f16", "on", 1)
         assert ns.tensor_split is None and ns.n_cpu_moe is None

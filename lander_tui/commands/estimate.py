@@ -69,6 +69,17 @@ def add_knob_flags(p: argparse.ArgumentParser) -> None:
                    help="llama.cpp program whose defaults apply: llama-server (default, what --launch runs), "
                         "llama-cli, or bindings (the C API: llama-cpp-python ...; full-size SWA cache)")
     p.add_argument("--swa-full", action="store_true", help="llama.cpp: a full-size sliding-window cache (--swa-full)")
+    mm = p.add_mutually_exclusive_group()
+    mm.add_argument("--mmproj", nargs="?", const=True, default=None, metavar="FILE",
+                    help="load the vision projector (the default when the model has one); FILE: its mmproj .gguf")
+    mm.add_argument("--no-mmproj", action="store_true", help="leave a multimodal model's vision projector out")
+    p.add_argument("--draft", metavar="MODEL",
+                   help="speculative decoding with a draft MODEL (catalog name, config, .gguf, ORG/NAME[:QUANT]), "
+                        "or `mtp` for the model's own multi-token-prediction layers")
+    p.add_argument("--draft-tokens", type=int, metavar="N",
+                   help="tokens drafted per step (default 3, llama.cpp's --spec-draft-n-max)")
+    p.add_argument("--lora", metavar="RANK[xN]|FILE",
+                   help="LoRA adapters: 16 (one of rank 16), 64x4 (four of rank 64), or an adapter .gguf")
     p.add_argument("--gpu-memory-utilization", type=float, metavar="F", help="vLLM (default: vLLM's own, 0.92)")
     p.add_argument("--max-num-batched-tokens", type=int, metavar="N",
                    help="vLLM (default: vLLM's for the GPU, 8192 on 70 GiB+ cards but A100, else 2048)")
@@ -178,7 +189,8 @@ def _poll(demo: bool) -> Any:
 
 #: EngineOptions fields the flags set, by flag (for "this engine ignores --x" warnings).
 _OPTION_FLAGS = {"flash_attn": "--flash-attn", "n_parallel": "--parallel", "n_ubatch": "--ubatch",
-                 "front_end": "--front-end", "swa_full": "--swa-full",
+                 "front_end": "--front-end", "swa_full": "--swa-full", "mmproj": "--mmproj/--no-mmproj",
+                 "speculative": "--draft", "lora": "--lora",
                  "gpu_memory_utilization": "--gpu-memory-utilization",
                  "max_num_batched_tokens": "--max-num-batched-tokens", "max_num_seqs": "--max-num-seqs",
                  "enforce_eager": "--enforce-eager", "tensor_split": "--tensor-split"}
@@ -199,6 +211,9 @@ def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, li
         "front_end": args.front_end,
         "swa_full": True if args.swa_full else None,
         "tensor_split": _shares(args.tensor_split, n_gpus) if args.tensor_split else None,
+        "mmproj": False if getattr(args, "no_mmproj", False) else (True if getattr(args, "mmproj", None) else None),
+        "speculative": _speculative(args),
+        "lora": _lora(args),
     }
     given = {k: v for k, v in given.items() if v is not None}
     opts = EngineOptions(**given, overrides=_overrides(args.set),
@@ -210,6 +225,31 @@ def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, li
         warnings.append(f"--ubatch {opts.n_ubatch} is more than the batch ({opts.n_batch}); llama.cpp uses "
                         f"{opts.n_batch}")
     return opts, warnings
+
+
+def _speculative(args: argparse.Namespace) -> Any:
+    """`--draft MODEL|mtp` and `--draft-tokens N` as the engines take them (None: no speculative decoding)."""
+    from lander_tui.core.extras import DEFAULT_DRAFT_TOKENS, Speculative
+
+    draft = getattr(args, "draft", None)
+    tokens = getattr(args, "draft_tokens", None)
+    if not draft:
+        if tokens is not None:
+            raise LanderError("--draft-tokens needs --draft MODEL (or --draft mtp)")
+        return None
+    n = DEFAULT_DRAFT_TOKENS if tokens is None else tokens
+    if draft.strip().lower() == "mtp":
+        return Speculative(mtp=True, tokens=n, ref="mtp")
+    from lander_tui.core.model_source import resolve_model
+
+    return Speculative(resolve_model(draft), tokens=n, ref=draft.strip())
+
+
+def _lora(args: argparse.Namespace) -> Any:
+    from lander_tui.core.extras import parse_lora
+
+    text = getattr(args, "lora", None)
+    return parse_lora(text) if text else None
 
 
 def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateRequest:
@@ -225,6 +265,12 @@ def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateR
     except ValueError as err:
         raise LanderError(f"--context takes {err}, got {args.context!r}") from None
     model = resolve_model(args.model)
+    if isinstance(getattr(args, "mmproj", None), str):
+        from dataclasses import replace
+
+        from lander_tui.core.extras import projector_from_file
+
+        model = replace(model, projector=projector_from_file(args.mmproj))
     return EstimateRequest(model=model, engine=engine_name(args), quants=_split(args.quant),
                            kv_types=_split(args.kv_cache), devices=memory.devices, context=context, options=opts,
                            prefer=getattr(args, "prefer", "precision"))
@@ -258,6 +304,10 @@ def run(args: argparse.Namespace) -> int:
     data = est.as_json()
     data["notes"] = [*data["notes"], *notes]
     data["memory_source"] = memory.source
+    from lander_tui.core.extras import extras_json
+
+    o = req.options
+    data["extras"] = extras_json(req.model, o.mmproj, o.speculative, o.lora)
     plan = None
     several = len(memory.devices) > 1
     plain = not (args.json or args.format)  # prints the plan when it splits or offloads, with its speed
@@ -283,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_plain(est, notes))
         print(f"memory: {memory.source}")
-        if plan is not None and (several or not plan.fully_offloaded):
+        if plan is not None and (several or not plan.fully_offloaded or plan.memory.extras):
             print(format_plan(plan))
         if args.launch:
             print(data["launch"])

@@ -18,7 +18,7 @@ import numpy as np
 from lander_tui.core.engines import DEFAULT_ENGINE, Budget, Engine, EngineOptions, Footprint, get_engine
 from lander_tui.core.errors import LanderError
 from lander_tui.core.formats import kv_cache_type, weight_format
-from lander_tui.core.memory import MIB, MemoryParts
+from lander_tui.core.memory import EXTRAS, MIB, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
 from lander_tui.core.solver import max_fitting
@@ -274,9 +274,21 @@ def plan_row(req: EstimateRequest, est: Estimate, quant: str | None = None, kv: 
             return None
         ctx = fallback
     plan = engine.plan(req.model, quant, kv, ctx, req.devices, est.budget, req.options)
+    plan = replace(plan, notes=(*plan.notes, *extras_notes(plan)))
     if speed_unknown(req.devices):
         return plan
     return replace(plan, speed=engine.speed(req.model, quant, kv, plan.context, req.devices, req.options, plan))
+
+
+def extras_notes(plan: Plan) -> tuple[str, ...]:
+    """What the plan's extras column holds, GPU by GPU ("extras on GPU 0: vision projector 933 MiB ...")."""
+    out = []
+    for d in plan.devices:
+        pieces = d.memory.extra_parts()
+        if pieces:
+            labels = {e.key: e.label for e in EXTRAS}
+            out.append(f"extras on {d.name}: " + ", ".join(f"{labels[k]} {v:,.0f} MiB" for k, v in pieces.items()))
+    return tuple(out)
 
 
 def recommend(results: list[ConfigResult], target: int, prefer: str = "precision") -> Recommendation:

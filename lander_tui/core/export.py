@@ -8,11 +8,13 @@ import json
 from typing import Any
 
 from lander_tui.core.errors import LanderError
-from lander_tui.core.memory import PARTS
+from lander_tui.core.memory import EXTRAS, PARTS
 from lander_tui.core.speed import SPEED_KEYS
 
 _HEAD = ("quant", "kv_cache", "max_context", "model_max_context", "context")
 COLUMNS = (*_HEAD, *(p.json_key for p in PARTS), "total_mib", "fits", *SPEED_KEYS)
+#: CSV rows also say what the extras part holds (Markdown keeps to the table above and names them in the plan).
+CSV_COLUMNS = (*COLUMNS, *(e.json_key for e in EXTRAS))
 DEVICE_COLUMNS = (*(p.json_key for p in PARTS), "total_mib", "headroom_mib", "fits")
 
 
@@ -25,10 +27,10 @@ def export(data: dict[str, Any], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["model", "backend", "free_vram_mib", *COLUMNS])
+        w.writerow(["model", "backend", "free_vram_mib", *CSV_COLUMNS])
         for r in rows:
             head = [data.get("model"), data.get("backend"), data.get("free_vram_mib")]
-            w.writerow([*head, *[r.get(c) for c in COLUMNS]])
+            w.writerow([*head, *[r.get(c) for c in CSV_COLUMNS]])
         return buf.getvalue()
     if fmt in ("md", "markdown"):
         rec = data.get("recommendation") or {}

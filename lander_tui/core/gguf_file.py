@@ -630,6 +630,13 @@ def read_gguf(path: str | Path) -> GgufModel:
     return merge_split(parts)
 
 
+def read_gguf_metadata(path: str | Path) -> tuple[dict[str, Any], tuple[Tensor, ...]]:
+    """A GGUF file's metadata and tensors, for files that describe no language model (a vision projector,
+    a LoRA adapter): nothing is read past the tensor table."""
+    g = _read_one(Path(path).expanduser(), spec_needed=False)
+    return dict(g.metadata), g.tensors
+
+
 def merge_split(parts: Sequence[GgufModel]) -> GgufModel:
     """One model from the parts of a split GGUF: the first part's metadata, every part's tensors."""
     head = parts[0]

@@ -6,7 +6,9 @@ Every Hub request goes through the real `huggingface_hub` client (so `HF_ENDPOIN
 * `GET /api/models/ORG/NAME?blobs=true` — file list with sizes, gated flag;
 * `HEAD`+`GET .../resolve/main/config.json` — the hyper-parameters (cached by `huggingface_hub`);
 * `get_safetensors_metadata` — `HEAD` + ranged `GET`s of the safetensors headers (and the index);
-* for a GGUF quant: ranged `GET`s of the first bytes of that `.gguf` file (each split part).
+* for a GGUF quant: ranged `GET`s of the first bytes of that `.gguf` file (each split part);
+* for a GGUF repo with a vision projector: ranged `GET`s of the first bytes of the `mmproj` file
+  llama-server would pick for that quant (`pick_mmproj`), for its exact tensors.
 
 Search sends one `GET /api/models?search=...`. Results land in the profile cache
 (`profile_cache.py`) so the next look is instant and works offline; when the Hub cannot answer,
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lander_tui.core import profile_cache
 from lander_tui.core.catalog import find_model, search_catalog
 from lander_tui.core.errors import LanderError
-from lander_tui.core.model import ResolvedModel
+from lander_tui.core.model import Projector, ResolvedModel
 from lander_tui.core.profile_cache import GgufHeader, HubProfile
 from lander_tui.core.tensors import parameter_count
 
@@ -327,6 +329,35 @@ def group_gguf_files(sizes: dict[str, int | None]) -> dict[str, list[tuple[str, 
     return groups
 
 
+def mmproj_files(sizes: dict[str, int | None]) -> dict[str, int]:
+    """The vision projector GGUFs of a repo (file name -> bytes): what `group_gguf_files` leaves out."""
+    return {name: int(sizes[name] or 0) for name in sorted(sizes)
+            if name.lower().endswith(".gguf") and "mmproj" in name.rsplit("/", 1)[-1].lower()}
+
+
+def _quant_bits(name: str) -> int:
+    """The first number of a file's quant tag (llama.cpp common/download.cpp `extract_quant_bits`)."""
+    m = re.search(r"\d+", gguf_quant_of(name))
+    return int(m.group(0)) if m else 0
+
+
+def pick_mmproj(files: list[str], model_file: str) -> str | None:
+    """The projector `llama-server -hf` downloads beside `model_file` (common/download.cpp
+    `find_best_sibling`): one in the model's folder or a folder above, the deepest first, then the one
+    whose quant's bit count is closest to the model's (first listed on a tie)."""
+    model_dir = model_file.split("/")[:-1]
+    best: tuple[int, int] | None = None
+    chosen = None
+    for f in files:
+        fdir = f.split("/")[:-1]
+        if fdir != model_dir[:len(fdir)]:
+            continue
+        key = (-len(fdir), abs(_quant_bits(f) - _quant_bits(model_file)))
+        if best is None or key < best:
+            best, chosen = key, f
+    return chosen
+
+
 def _pick_quant(groups: dict[str, list[tuple[str, int]]], wanted: str | None, repo: str) -> str | None:
     if not groups:
         return None
@@ -379,7 +410,7 @@ def _range_get(api: Any, repo: str, filename: str, start: int, end: int) -> tupl
 
 
 def read_hub_gguf(repo: str, files: list[tuple[str, int]], *, first_bytes: int | None = None,
-                  api: Any = None) -> GgufModel:
+                  api: Any = None, tensors_only: bool = False) -> GgufModel:
     """Read the header of a Hub GGUF file (all split parts) with ranged GETs; no weights are downloaded."""
     from lander_tui.core.gguf_file import GgufNeedMoreBytes, merge_split, read_gguf_header, read_gguf_part_header
 
@@ -391,7 +422,7 @@ def read_hub_gguf(repo: str, files: list[tuple[str, int]], *, first_bytes: int |
         data = b""
         total: int | None = size or None
         # later split parts hold only their tensor table: a few hundred KiB at most
-        want = step if i == 0 else min(step, GGUF_PART_FIRST_BYTES)
+        want = step if i == 0 and not tensors_only else min(step, GGUF_PART_FIRST_BYTES)
         want = want if total is None else min(want, total)
         while True:
             start = len(data)
@@ -401,7 +432,7 @@ def read_hub_gguf(repo: str, files: list[tuple[str, int]], *, first_bytes: int |
             if total is None and len(chunk) < want - start:  # the file ended early
                 total = len(data)
             try:
-                reader = read_gguf_header if i == 0 else read_gguf_part_header
+                reader = read_gguf_header if i == 0 and not tensors_only else read_gguf_part_header
                 parts.append(reader(data, total_size=total, name=label))
                 break
             except GgufNeedMoreBytes as more:
@@ -482,6 +513,7 @@ def fetch_profile(repo: str, *, quant: str | None = None,
         gguf_filenames={q: [f for f, _ in files] for q, files in groups.items()},
         dtype_params=dtype_params,
         spec_source=spec_source,
+        mmproj_files=mmproj_files(sizes),
         gated=gated,
         downloads=info.downloads,
         likes=info.likes,
@@ -550,7 +582,8 @@ def resolve_hub_model(repo: str, *, offline: bool | None = None, refresh: bool =
     cached = None if refresh else _from_cache(rid, quant)
     if cached and cached[2]:
         prof, head, _ = cached
-        return _resolved(prof, head, "cache", f"{rid} (cached {_fetched_when(prof.fetched_at)})")
+        model = _resolved(prof, head, "cache", f"{rid} (cached {_fetched_when(prof.fetched_at)})")
+        return _with_projector(model, prof, head, quant, offline=hub_offline(offline))
     if hub_offline(offline):
         return _fallback(rid, quant, "HF_HUB_OFFLINE=1 is set, so the Hub was not asked")
     try:
@@ -563,7 +596,42 @@ def resolve_hub_model(repo: str, *, offline: bool | None = None, refresh: bool =
     where = f"{hub_endpoint()}/{rid}"
     if header is not None:
         where += f" ({header.quant} header read)"
-    return _resolved(profile, header, "hub", where)
+    return _with_projector(_resolved(profile, header, "hub", where), profile, header, quant, offline=False)
+
+
+def _with_projector(model: ResolvedModel, profile: HubProfile, header: GgufHeader | None, quant: str | None, *,
+                    offline: bool) -> ResolvedModel:
+    """Attach the repo's vision projector (the mmproj `llama-server -hf` would load with this quant): its
+    header from the cache, else read from the Hub. Without one readable, the model stays as it was."""
+    if not profile.mmproj_files or not profile.gguf_filenames:
+        return model
+    q = header.quant if header is not None else _pick_quant({k: [] for k in profile.gguf_files}, quant, profile.repo)
+    files = profile.gguf_filenames.get(q or "", [])
+    name = pick_mmproj(list(profile.mmproj_files), files[0]) if files else None
+    if name is None:
+        return model
+    proj = profile_cache.load_projector(profile.repo, name)
+    if proj is None and not offline:
+        try:
+            proj = read_hub_projector(profile.repo, name, profile.mmproj_files.get(name) or None)
+        except LanderError:
+            proj = None
+        if proj is not None:
+            profile_cache.save_projector(profile.repo, proj)
+    return replace(model, projector=proj) if proj is not None else model
+
+
+def read_hub_projector(repo: str, name: str, size: int | None, api: Any = None) -> Projector | None:
+    """A Hub mmproj file's header by ranged GETs (no weights): its tensors and encoder shape, or None when
+    the file is not a vision projector."""
+    from lander_tui.core.vision import is_mmproj, vision_from_mmproj
+
+    g = read_hub_gguf(repo, [(name, size or 0)], api=api, tensors_only=True)
+    if not is_mmproj(g.metadata) or "clip.vision.embedding_length" not in g.metadata:
+        return None
+    ftype = g.metadata.get("general.file_type")
+    return Projector(name, g.tensors, vision_from_mmproj(g.metadata, g.tensors),
+                     str(ftype) if ftype is not None else None, local=False)
 
 
 def _fallback(repo: str, quant: str | None, reason: str) -> ResolvedModel:

@@ -9,11 +9,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec
+from lander_tui.core.model_spec import RECURRENT, SWA, ModelSpec, Vision
 from lander_tui.core.tensors import Tensor, parameter_count
 
 if TYPE_CHECKING:
     from lander_tui.core.gpu.specs import GpuSpec
+
+
+@dataclass(frozen=True)
+class Projector:
+    """A vision projector file (mmproj GGUF) beside a GGUF model: where it is and what it holds.
+
+    `ref` is what a command names (a local path, or the file name in a Hub repo), `tensors` the header's
+    tensors with their exact types and bytes, `vision` the encoder its `clip.vision.*` keys describe."""
+
+    ref: str
+    tensors: tuple[Tensor, ...]
+    vision: Vision
+    file_type: str | None = None
+    local: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes or 0 for t in self.tensors)
 
 
 @dataclass(frozen=True)
@@ -22,7 +40,8 @@ class ResolvedModel:
 
     `tensors` holds a real GGUF file's tensors (exact types and bytes) when we read one, and
     `file_quant` that file's type (e.g. "Q4_K_M"). `gguf_files` maps quant -> file size in bytes for
-    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count.
+    a Hub GGUF repo; `dtype_params` maps a safetensors dtype to its exact parameter count. `projector` is
+    the vision projector file (mmproj GGUF) beside a GGUF model: a Hub repo's, or one the user named.
     """
 
     spec: ModelSpec
@@ -32,6 +51,7 @@ class ResolvedModel:
     gguf_files: dict[str, int] = field(default_factory=dict)
     dtype_params: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    projector: Projector | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ catalog/cache format (`from_dict`/`to_dict`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,39 @@ class Recurrent:
     v_dim: int = 0
 
 
+@dataclass(frozen=True)
+class Vision:
+    """A multimodal model's image encoder (a ViT) and its projector into the language model.
+
+    `projector` is llama.cpp's `clip.projector_type` (tools/mtmd/clip-impl.h): "gemma3", "qwen2.5vl_merger",
+    "qwen2vl_merger", "pixtral", "mlp" (LLaVA), or another name it knows. `image_size` is the encoder's
+    square input (Gemma 3: 896); for dynamic-resolution encoders (Qwen-VL, Pixtral) the side of the largest
+    image its preprocessor makes. `merge` is how many patches per side become one language-model token
+    (Gemma 3 pools 4 x 4, Qwen-VL merges 2 x 2). `windowed`: window attention (Qwen2.5-VL), which llama.cpp
+    runs with an [n, n] mask. `params` is the tower and projector together when a file says so (an mmproj
+    header); `core/vision.py` lists and counts them from the shape otherwise.
+    """
+
+    projector: str
+    hidden_size: int
+    intermediate_size: int
+    n_layers: int
+    n_heads: int
+    image_size: int
+    patch_size: int
+    merge: int = 1
+    text_hidden: int = 0
+    gated_ffn: bool = False
+    windowed: bool = False
+    params: int = 0
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Language-model tokens the largest image becomes."""
+        side = self.image_size // self.patch_size // max(1, self.merge)
+        return side * side
+
+
 @dataclass(frozen=True, eq=False)
 class ModelSpec:
     """A model's shape. Compared and hashed by identity (it carries a dict), so caches key on it."""
@@ -103,9 +137,11 @@ class ModelSpec:
     rope: str = ""
     hf_repo: str | None = None
     exact_params: int | None = None
-    #: Parameters of a multimodal wrapper's vision tower and projector (bf16 in vLLM/Transformers;
-    #: llama.cpp keeps them in a separate mmproj file). None for a text-only model.
-    vision_params: int | None = None
+    #: The image encoder's shape (None: text only, or a wrapper whose encoder lander-tui does not know).
+    vision: Vision | None = None
+    #: Multi-token-prediction layers the checkpoint ships beside the decoder (DeepSeek-V3
+    #: `num_nextn_predict_layers`, Qwen3-Next `num_mtp_layers`): used only for speculative decoding.
+    mtp_layers: int = 0
     notes: tuple[str, ...] = field(default=())
 
     # --- derived facts -------------------------------------------------------------------
@@ -151,7 +187,8 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["layer_kinds"] = _compress_kinds(self.layer_kinds)
-        return {k: v for k, v in d.items() if v not in (None, (), [], "") or k in ("name", "arch")}
+        return {k: v for k, v in d.items()
+                if (v not in (None, (), [], "") and (k, v) != ("mtp_layers", 0)) or k in ("name", "arch")}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
@@ -165,6 +202,9 @@ class ModelSpec:
                 d["mla"] = MLA(**d["mla"])
             if d.get("recurrent"):
                 d["recurrent"] = Recurrent(**d["recurrent"])
+            if d.get("vision"):
+                d["vision"] = Vision(**d["vision"])
+            d.pop("vision_params", None)  # profiles cached before the encoder's shape was kept
             d["layer_kinds"] = _expand_kinds(d.get("layer_kinds", ()))
             d["notes"] = tuple(d.get("notes", ()))
             return cls(**d)
@@ -360,29 +400,57 @@ def from_hf_config(cfg: dict[str, Any], name: str = "model", hf_repo: str | None
         quantization=quant,
         rope=rope,
         hf_repo=hf_repo,
-        vision_params=_vision_params(cfg),
+        vision=vision_from_config(cfg, H),
+        mtp_layers=int(c.get("num_nextn_predict_layers") or c.get("num_mtp_layers")
+                       or c.get("mtp_num_hidden_layers") or 0),
         **kw,
     )
 
 
-def _vision_params(cfg: dict[str, Any]) -> int | None:
-    """Vision tower + projector parameters of a multimodal config (ViT blocks: 4 h^2 attention,
-    2 or 3 h x i MLP matrices for CLIP/SigLIP vs Pixtral's gated MLP; the projector maps the
-    (spatially merged) vision width to the text width: transformers `LlavaMultiModalProjector`,
-    `Mistral3MultiModalProjector`)."""
+#: The largest image side of the dynamic-resolution encoders, whatever `image_size` their files carry:
+#: Qwen-VL's preprocessor allows `max_pixels` 12845056 = 3584 x 3584 (Qwen2.5-VL-7B-Instruct
+#: preprocessor_config.json); its mmproj carries the converter's placeholder 560 (conversion/qwenvl.py).
+DYNAMIC_MAX_SIDE = {"qwen2vl_merger": 3584, "qwen2.5vl_merger": 3584}
+
+
+def vision_from_config(cfg: dict[str, Any], text_hidden: int) -> Vision | None:
+    """The image encoder a multimodal `config.json` describes (`vision_config`), or None.
+
+    Gemma 3 (SigLIP + average pooling to `mm_tokens_per_image`), Qwen2-VL / Qwen2.5-VL (2 x 2 patch merger,
+    Qwen2.5's window attention and SwiGLU MLP), Mistral 3 / Pixtral (gated MLP, 2 x 2 merger) and LLaVA-style
+    CLIP/SigLIP towers with an MLP projector are named as llama.cpp names their projectors; other
+    encoders are sized as a plain ViT with a one-matrix projector.
+    """
     v = cfg.get("vision_config")
-    t = cfg.get("text_config") or {}
-    if not isinstance(v, dict) or not v.get("hidden_size"):
+    if not isinstance(v, dict) or not (v.get("hidden_size") or v.get("embed_dim")):
         return None
-    h, i = int(v["hidden_size"]), int(v.get("intermediate_size") or 4 * int(v["hidden_size"]))
-    n = int(v.get("num_hidden_layers") or 0)
-    gated = str(v.get("model_type") or "") == "pixtral"
-    block = 4 * h * h + (3 if gated else 2) * h * i + (0 if gated else 4 * h + i + 4 * h)
+    mt = str(cfg.get("model_type") or "")
+    vt = str(v.get("model_type") or "")
+    heads = int(v.get("num_attention_heads") or v.get("num_heads") or 16)
+    layers = int(v.get("num_hidden_layers") or v.get("depth") or 0)
     patch = int(v.get("patch_size") or 14)
-    text_h = int(t.get("hidden_size") or cfg.get("hidden_size") or h) if isinstance(t, dict) else h
-    merge = int(cfg.get("spatial_merge_size") or 1)
-    projector = (merge * merge * h * h if merge > 1 else 0) + h * text_h + text_h * text_h
-    return n * block + 3 * patch * patch * h + projector
+    if mt in ("qwen2_vl", "qwen2_5_vl") or vt in ("qwen2_vl", "qwen2_5_vl"):
+        qwen25 = mt == "qwen2_5_vl" or vt == "qwen2_5_vl"
+        hidden = int(v.get("embed_dim") or v["hidden_size"]) if not qwen25 else int(v["hidden_size"])
+        ff = int(v.get("intermediate_size") or 0) if qwen25 else int(hidden * float(v.get("mlp_ratio", 4)))
+        return Vision("qwen2.5vl_merger" if qwen25 else "qwen2vl_merger", hidden, ff, layers, heads,
+                      image_size=DYNAMIC_MAX_SIDE["qwen2vl_merger"], patch_size=patch,
+                      merge=int(v.get("spatial_merge_size") or 2),
+                      text_hidden=int(v.get("out_hidden_size") or cfg.get("hidden_size") or text_hidden),
+                      gated_ffn=qwen25, windowed=qwen25 and bool(v.get("fullatt_block_indexes")))
+    hidden = int(v["hidden_size"])
+    ff = int(v.get("intermediate_size") or 4 * hidden)
+    image = int(v.get("image_size") or 224)
+    if mt == "gemma3" or vt == "siglip_vision_model" and "mm_tokens_per_image" in cfg:
+        per_side = int(math.isqrt(int(cfg.get("mm_tokens_per_image") or 256)))
+        return Vision("gemma3", hidden, ff, layers, heads, image, patch, merge=max(1, image // patch // per_side),
+                      text_hidden=text_hidden)
+    if vt == "pixtral" or mt in ("mistral3", "pixtral", "llava") and vt == "pixtral":
+        return Vision("pixtral", hidden, ff, layers, heads, image, patch,
+                      merge=int(cfg.get("spatial_merge_size") or 1), text_hidden=text_hidden, gated_ffn=True)
+    if mt in ("llava", "llava_next") or vt in ("clip_vision_model", "siglip_vision_model"):
+        return Vision("mlp", hidden, ff, layers, heads, image, patch, text_hidden=text_hidden)
+    return Vision(vt or mt or "vit", hidden, ff, layers, heads, image, patch, text_hidden=text_hidden)
 
 
 def _layer_kinds(c: dict[str, Any], mt: str, L: int) -> tuple[tuple[str, ...], int | None]:

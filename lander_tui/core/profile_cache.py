@@ -17,10 +17,13 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.tensors import Tensor
+
+if TYPE_CHECKING:
+    from lander_tui.core.model import Projector
 
 FORMAT_VERSION = 1
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -62,6 +65,7 @@ class HubProfile:
     gguf_filenames: dict[str, list[str]] = field(default_factory=dict)  # quant -> file names in order
     dtype_params: dict[str, int] = field(default_factory=dict)  # safetensors dtype -> parameters
     spec_source: str = "config.json"  # or the GGUF file the spec was read from
+    mmproj_files: dict[str, int] = field(default_factory=dict)  # vision projector GGUF file -> bytes
     gated: bool = False
     downloads: int | None = None
     likes: int | None = None
@@ -78,6 +82,7 @@ class HubProfile:
             "gguf_files": self.gguf_files,
             "gguf_filenames": self.gguf_filenames,
             "dtype_params": self.dtype_params,
+            "mmproj_files": self.mmproj_files,
             "gated": self.gated,
             "downloads": self.downloads,
             "likes": self.likes,
@@ -93,6 +98,7 @@ class HubProfile:
             gguf_filenames={str(k): [str(x) for x in v] for k, v in (d.get("gguf_filenames") or {}).items()},
             dtype_params={str(k): int(v) for k, v in (d.get("dtype_params") or {}).items()},
             spec_source=str(d.get("spec_source") or "config.json"),
+            mmproj_files={str(k): int(v) for k, v in (d.get("mmproj_files") or {}).items()},
             gated=bool(d.get("gated")),
             downloads=d.get("downloads"),
             likes=d.get("likes"),
@@ -196,6 +202,39 @@ def load_gguf_header(repo: str, quant: str) -> GgufHeader | None:
         return None
     try:
         return GgufHeader.from_json(data)
+    except Exception:  # a damaged file is a cache miss
+        return None
+
+
+def projector_path(repo: str, filename: str) -> Path:
+    return profiles_dir() / f"{_stem(repo)}@mmproj@{_SAFE.sub('_', filename)}.json"
+
+
+def save_projector(repo: str, projector: Projector) -> Path | None:
+    """Store a Hub projector's tensor table and encoder shape (the mmproj header read once)."""
+    from dataclasses import asdict
+
+    data = {"version": FORMAT_VERSION, "repo": repo, "ref": projector.ref, "file_type": projector.file_type,
+            "vision": asdict(projector.vision),
+            "tensors": [[t.name, t.row, t.rows, t.layer, t.n_experts, t.ggml_type, t.nbytes]
+                        for t in projector.tensors]}
+    try:
+        return _write_json(projector_path(repo, projector.ref), data)
+    except OSError:
+        return None
+
+
+def load_projector(repo: str, filename: str) -> Projector | None:
+    from lander_tui.core.model import Projector
+    from lander_tui.core.model_spec import Vision
+
+    data = _read_json(projector_path(repo, filename))
+    if data is None or str(data.get("repo", "")).lower() != repo.lower():
+        return None
+    try:
+        tensors = tuple(Tensor(str(n), int(r), int(rs), ly, int(e), ty, nb) for n, r, rs, ly, e, ty, nb
+                        in data["tensors"])
+        return Projector(str(data["ref"]), tensors, Vision(**data["vision"]), data.get("file_type"), local=False)
     except Exception:  # a damaged file is a cache miss
         return None
 

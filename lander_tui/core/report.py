@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lander_tui.core.estimate import Estimate
-from lander_tui.core.memory import PARTS
+from lander_tui.core.memory import EXTRAS, PARTS
 from lander_tui.core.plan import Plan
 from lander_tui.core.speed import SpeedEstimate
 
@@ -105,6 +105,7 @@ def format_plain(est: Estimate, extra_notes: list[str] | tuple[str, ...] = ()) -
             f"  model_max_context: {r.model_max_context}",
             f"  at_context: {r.context}",
             *[f"  {p.plain_key}: {getattr(r.memory, p.attr):.2f}" for p in PARTS],
+            *[f"    {e.json_key}: {r.memory.detail[e.key]:.2f}" for e in EXTRAS if r.memory.detail.get(e.key)],
             f"  total_memory_mib: {r.total_mib:.2f}",
             f"  fits_in_vram: {r.fits}",
         ]

@@ -142,14 +142,19 @@ def hf_weights(spec: ModelSpec, quant: str) -> WeightSet:
         else:
             nbytes, dtype = t.n_elements * base_bytes, "BF16" if base_bytes == 2 else "F32"
         sized.append(SizedTensor(t, dtype, nbytes))
-    return WeightSet(fmt.name, tuple(sized) + _vision(spec), exact=False)
+    return WeightSet(fmt.name, tuple(sized), exact=False)
 
 
-def _vision(spec: ModelSpec) -> tuple[SizedTensor, ...]:
-    """A multimodal model's vision tower, loaded in 16 bits next to the language model."""
-    if not spec.vision_params:
-        return ()
-    return (SizedTensor(Tensor("v.vision_tower", spec.vision_params, 1), "BF16", 2 * spec.vision_params),)
+def vision_tower_bytes(spec: ModelSpec) -> float:
+    """A multimodal checkpoint's vision tower and projector as vLLM, SGLang and Transformers load them:
+    in the checkpoint's 16-bit dtype, whatever the language model is quantized to (the quantization
+    configs of published VLM checkpoints leave the vision tower out). Engines show it as the projector
+    (`core/extras.py`), not as the model's weights."""
+    from lander_tui.core.vision import vision_param_count
+
+    if spec.vision is None:
+        return 0.0
+    return float(vision_param_count(spec.vision)) * (4 if spec.torch_dtype == "float32" else 2)
 
 
 @lru_cache(maxsize=256)
@@ -163,7 +168,7 @@ def _checkpoint_weights(spec: ModelSpec) -> WeightSet:
             sized.append(SizedTensor(t, cq.label, cq.scheme.matrix_bytes(t)))
         else:
             sized.append(SizedTensor(t, "BF16" if base_bytes == 2 else "F32", t.n_elements * base_bytes))
-    return WeightSet(cq.label, tuple(sized) + _vision(spec), exact=False)
+    return WeightSet(cq.label, tuple(sized), exact=False)
 
 
 def shard_bytes(spec: ModelSpec, w: WeightSet, tp: int) -> float:

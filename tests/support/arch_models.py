@@ -295,11 +295,16 @@ def write_source_gguf(case: ArchCase, path: Path, seed: int = 0) -> Path:
     w.add_token_list([f"<t{i}>" for i in range(VOCAB)])
     w.add_token_scores([0.0] * VOCAB)
     w.add_token_types([1] * VOCAB)
-    for name, ne, kind in case.tensors:
+    write_random_tensors(w, case.tensors, rng)
+    return path
+
+
+def write_random_tensors(w: GGUFWriter, tensors: list[TensorDef], rng: np.random.Generator) -> None:
+    """Add `tensors` with random values of their types to a writer whose metadata is set, and write the file."""
+    for name, ne, kind in tensors:
         arr, raw = _random(ne, kind, rng)
         w.add_tensor(name, arr, raw_dtype=raw)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return path

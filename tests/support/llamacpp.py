@@ -189,14 +189,15 @@ def _die_with_parent() -> None:
 READY = "listening on http"  # tools/server/server.cpp: "llama_server: listening on http://HOST:PORT"
 
 
-def run_until_ready(args: list[str], timeout: float = 120.0) -> str:
+def run_until_ready(args: list[str], timeout: float = 120.0, warmup: bool = False) -> str:
     """Start llama-server with `args` on 127.0.0.1, return its log once it listens (or exits), then stop it.
 
     Every buffer llama.cpp allocates (model, KV, compute, output) is logged before it listens, so the
-    log is all a memory test needs; no request is sent.
+    log is all a memory test needs; no request is sent. `warmup=True` keeps the warm-up run, which a
+    vision projector needs to reserve its compute graph (tools/mtmd/clip.cpp `warmup`).
     """
     exe = llama_binary("llama-server")
-    cmd = [str(exe), "--host", "127.0.0.1", "--port", str(free_port()), "--no-warmup", *args]
+    cmd = [str(exe), "--host", "127.0.0.1", "--port", str(free_port()), *([] if warmup else ["--no-warmup"]), *args]
     with tempfile.TemporaryFile(mode="w+") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout

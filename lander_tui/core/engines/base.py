@@ -22,6 +22,7 @@ import numpy as np
 
 from lander_tui.core.engines.running import EngineConfig
 from lander_tui.core.errors import LanderError
+from lander_tui.core.extras import Lora, Speculative
 from lander_tui.core.formats import kv_cache_type, weight_format
 from lander_tui.core.memory import MIB, Breakdown, MemoryParts, total_parts
 from lander_tui.core.model import Device, ResolvedModel
@@ -69,6 +70,13 @@ class EngineOptions:
     front_end: str = "llama-server"
     #: llama.cpp full-size sliding-window cache (`--swa-full`, C API `swa_full`); None = the front end's default.
     swa_full: bool | None = None
+    #: The vision projector (`core/extras.py`): None = loaded when the model has one (every engine's own
+    #: default), False = left out (`--no-mmproj`), True = asked for (an error when the model has none).
+    mmproj: bool | None = None
+    #: Speculative decoding (`--draft`): a draft model, or the model's own MTP layers; None = off.
+    speculative: Speculative | None = None
+    #: LoRA adapters (`--lora RANK[xN]` or an adapter file); None = none.
+    lora: Lora | None = None
     overrides: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,7 +148,7 @@ REFERENCE_GPU = Device("GPU", 80 * 1024.0, 80 * 1024.0)
 def first_device(fp: Footprint) -> Breakdown:
     """The first GPU of a footprint as a `Breakdown` (bytes, with the context cells allocated)."""
     d = fp.devices[0]
-    return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, context=fp.context)
+    return Breakdown(d.weights, d.kv, d.compute, d.overhead, fp.host, d.detail, d.extras, context=fp.context)
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,7 @@ class Engine:
 
         def at(ctx: np.ndarray) -> Footprint:
             bd = self.memory(model, quant, kv, ctx, opts)
-            one = MemoryParts(bd.weights, bd.kv, bd.compute, bd.overhead, 0.0, bd.detail)
+            one = MemoryParts(bd.weights, bd.kv, bd.compute, bd.overhead, 0.0, bd.detail, bd.extras)
             return Footprint(np.asarray(bd.context), (one,), bd.host)
 
         return at

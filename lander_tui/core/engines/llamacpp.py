@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -38,17 +38,21 @@ from lander_tui.core.engines.base import (
 )
 from lander_tui.core.engines.running import EngineConfig, local_gguf
 from lander_tui.core.errors import LanderError
+from lander_tui.core.extras import Speculative, lora_bytes_by_layer, projector_of
 from lander_tui.core.formats import BlockType, kv_cache_type
-from lander_tui.core.memory import MIB, Breakdown, MemoryParts
+from lander_tui.core.memory import MIB, Breakdown, MemoryParts, extras_detail
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import FULL, RECURRENT, SWA, ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.speed import GGML, SpeedInputs, device_cards, llama_bench_command, offload_step, speed_inputs
+from lander_tui.core.vision import clip_compute_bytes, vision_tensors
 from lander_tui.core.weights import WeightSet, gguf_format, gguf_weights
 
 #: llama.cpp pipeline parallelism keeps GGML_SCHED_MAX_COPIES = 4 copies of the inputs per device.
 PIPELINE_COPIES = 4
+#: common/speculative.cpp: a draft whose vocabulary differs by more tokens than this is refused.
+SPEC_VOCAB_MAX_SIZE_DIFFERENCE = 128
 OFFLOAD_NOTE = ("layers and experts on the CPU run several times slower than on the GPU "
                 "(each token streams their weights from system RAM)")
 
@@ -106,11 +110,12 @@ def front_end(name: str) -> FrontEnd:
         raise LanderError(f"unknown llama.cpp front end {name!r}; use one of: {', '.join(FRONT_ENDS)}") from None
 
 
-def logits_rows(name: str, n_ubatch: int, n_batch: int, n_parallel: int) -> int:
-    """Logits rows in the reserved prompt graph: min(n_ubatch, n_outputs_max)."""
+def logits_rows(name: str, n_ubatch: int, n_batch: int, n_parallel: int, n_draft: int = 0) -> int:
+    """Logits rows in the reserved prompt graph: min(n_ubatch, n_outputs_max). With speculative decoding
+    llama-server reserves `n_parallel x (1 + n_draft)` rows (`common_speculative_get_output_limits`)."""
     n_ub = min(n_ubatch, n_batch)
     if front_end(name).logits_per_sequence:
-        return max(1, min(n_ub, n_batch, n_parallel))
+        return max(1, min(n_ub, n_batch, n_parallel * (1 + max(0, n_draft))))
     return n_ub
 
 
@@ -162,6 +167,7 @@ class Geometry:
     n_batch: int
     swa_full: bool = False
     n_outputs: np.ndarray | int = 1  # logits rows the worst-case prompt graph is reserved for
+    rs_seq: int = 0  # extra recurrent-state rows per sequence (MTP drafting: llama_cparams n_rs_seq)
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,7 @@ class Layout:
     split: tuple[float, ...]
     ngl: int
     cpu_moe: int
+    quant: str = ""
 
 
 def layer_devices(n_layers: int, ngl: int, split: tuple[float, ...]) -> list[int | None]:
@@ -218,7 +225,7 @@ class LlamaCpp(Engine):
     splits_across_gpus = True
     builtin = True
     options_read = frozenset({"flash_attn", "n_parallel", "n_ubatch", "n_batch", "kv_unified", "tensor_split",
-                              "front_end", "swa_full"})
+                              "front_end", "swa_full", "mmproj", "speculative", "lora"})
     runtime = GGML
     pad_cells = 256
     defaults_parallel = 1
@@ -279,9 +286,12 @@ class LlamaCpp(Engine):
         fe = front_end(opts.front_end)
         swa_full = fe.swa_full if opts.swa_full is None else opts.swa_full
         # with causal attention llama.cpp caps n_batch (hence n_ubatch) at n_ctx (src/llama-context.cpp)
-        rows = np.minimum(logits_rows(opts.front_end, opts.n_ubatch, opts.n_batch, n_par), n_ub)
+        n_draft = opts.speculative.tokens if opts.speculative is not None else 0
+        rows = np.minimum(logits_rows(opts.front_end, opts.n_ubatch, opts.n_batch, n_par, n_draft), n_ub)
+        # MTP drafting keeps n_max more recurrent-state rows per sequence (common_params_speculative::need_n_rs_seq)
+        rs_seq = n_draft if opts.speculative is not None and opts.speculative.mtp else 0
         return Geometry(n_ctx, n_ctx_seq, streams, n_ub, n_par, opts.kv_unified, min(opts.n_ubatch, opts.n_batch),
-                        swa_full=swa_full, n_outputs=rows)
+                        swa_full=swa_full, n_outputs=rows, rs_seq=rs_seq)
 
     def kv_layer_bytes(self, spec: ModelSpec, kv: BlockType, geo: Geometry) -> dict[str, np.ndarray]:
         """KV (or recurrent state) bytes of ONE layer of each kind: "full", "swa", "recurrent"."""
@@ -295,7 +305,7 @@ class LlamaCpp(Engine):
             out[SWA] = (per_cell * cells * geo.streams).astype(np.float64)
         else:  # no iSWA cache for this arch, or swa_full: the SWA cache is as large as the base one
             out[SWA] = out[FULL]
-        rec = (spec.recurrent.conv + spec.recurrent.ssm) * 4 * geo.n_par if spec.recurrent else 0
+        rec = (spec.recurrent.conv + spec.recurrent.ssm) * 4 * geo.n_par * (1 + geo.rs_seq) if spec.recurrent else 0
         out[RECURRENT] = np.full(geo.n_ctx.shape, float(rec))
         return out
 
@@ -361,7 +371,7 @@ class LlamaCpp(Engine):
             target[kind] = target.get(kind, 0) + 1
         used = sorted({u for u in units if u is not None})
         return Layout(units, wts, kinds, cpu_kinds, cpu_w, float(w.bytes_of("token_embd.weight")), out_dev, used,
-                      split, ngl, cpu_moe)
+                      split, ngl, cpu_moe, w.quant)
 
     def _split(self, devices: Sequence[Device], opts: EngineOptions,
                split: tuple[float, ...] | None = None) -> tuple[float, ...]:
@@ -380,6 +390,7 @@ class LlamaCpp(Engine):
         layer_phase = np.maximum(ph["attention"], ph["ffn"])
         pipelined = len(lay.used) > 1 and all(u is not None for u in lay.units)
         zero = np.zeros(m)
+        extras, extra_host = self.extras(model, lay, ctx, opts, fa)
         devices = []
         for i in range(len(lay.weights)):
             kvs = sum((per_kind[kind] * count for kind, count in lay.kinds[i].items()), zero)
@@ -395,12 +406,99 @@ class LlamaCpp(Engine):
                 compute = compute + (PIPELINE_COPIES - 1) * spec.hidden_size * geo.n_ub * 4
             used = i in lay.used
             overhead = np.full(m, cal.device_overhead_mib() * MIB if used else 0.0)
+            ex = extras[i]
             detail = {"cuda_context": np.full(m, cal.cuda_context_mib * MIB if used else 0.0),
-                      "logits": ph["logits"] if lay.out_dev == i else zero}
-            devices.append(MemoryParts(np.full(m, lay.weights[i]), kvs, compute, overhead, 0.0, detail))
+                      "logits": ph["logits"] if lay.out_dev == i else zero,
+                      **extras_detail(*(np.broadcast_to(np.asarray(x, dtype=np.float64), (m,)) for x in ex))}
+            devices.append(MemoryParts(np.full(m, lay.weights[i]), kvs, compute, overhead, 0.0, detail,
+                                       np.broadcast_to(np.asarray(sum(ex), dtype=np.float64), (m,))))
         cpu_kv = sum((per_kind[k] * c for k, c in lay.cpu_kinds.items()), zero)
-        host = lay.embd + lay.cpu_weights + cpu_kv + ph["host"] + spec.vocab_size * max(1, geo.n_par) * 4
+        host = lay.embd + lay.cpu_weights + cpu_kv + ph["host"] + spec.vocab_size * max(1, geo.n_par) * 4 + extra_host
         return Footprint(geo.n_ctx, tuple(devices), np.asarray(host, dtype=np.float64))
+
+    # --- what loads beside the model ------------------------------------------------------------
+    def extras(self, model: ResolvedModel, lay: Layout, ctx: np.ndarray, opts: EngineOptions,
+               fa: bool) -> tuple[list[tuple[Any, Any, Any]], Any]:
+        """(projector, draft, LoRA) bytes on each device, and the host RAM they add.
+
+        * `--mmproj`: clip loads the projector on the first GPU (tools/mtmd/clip.cpp `clip_ctx`: the first
+          GPU backend) and reserves its graph for one warm-up image there, with flash attention as the
+          server's `-fa` says (tools/server/server-context.cpp passes `flash_attn_type` to mtmd).
+        * `-md FILE`: a second model and context (common/speculative.cpp `common_speculative_init_result`):
+          the same n_ctx, slots and split as the target, `-ctkd`/`-ctvd` cache types (f16 by default),
+          one logits row per slot, all its layers on the GPUs (`-ngld 999`). `--spec-type draft-mtp`:
+          a context against the target's own weights whose cache holds only the MTP layers.
+        * `--lora FILE`: each adapter tensor in the buffer of its base tensor (src/llama-adapter.cpp), so
+          with its layer's device, or the CPU for layers that run there.
+        """
+        n_dev, m = len(lay.weights), np.asarray(ctx).shape[0]
+        out: list[list[Any]] = [[0.0, 0.0, 0.0] for _ in range(n_dev)]
+        host: Any = 0.0
+        vision = projector_of(model, opts.mmproj)
+        if vision is not None and n_dev:
+            w = (model.projector.nbytes if model.projector is not None
+                 else sum(t.nbytes or 0 for t in vision_tensors(vision)))
+            if self.projector_on_gpu(model, lay):
+                out[0][0] = float(w) + clip_compute_bytes(vision, fa)
+            else:
+                host = float(w) + clip_compute_bytes(vision, fa)
+        if opts.speculative is not None:
+            per_dev, host = self.draft_parts(model, lay, ctx, opts, opts.speculative)
+            for i in range(n_dev):
+                out[i][1] = per_dev[i]
+        if opts.lora is not None:
+            L = model.spec.n_layers
+            for layer, nbytes in lora_bytes_by_layer(model.spec, opts.lora).items():
+                dev = lay.units[layer if layer is not None else L]
+                if dev is None:
+                    host = host + nbytes
+                else:
+                    out[dev][2] += nbytes
+        return [(a, b, np.full(m, c)) for a, b, c in out], host
+
+    def projector_on_gpu(self, model: ResolvedModel, lay: Layout) -> bool:
+        """llama-server offloads the projector whatever the layers do (`--mmproj-offload` is on by default)."""
+        return True
+
+    def draft_parts(self, model: ResolvedModel, lay: Layout, ctx: np.ndarray, opts: EngineOptions,
+                    draft: Speculative) -> tuple[list[Any], Any]:
+        """The draft's weights + KV + compute on each device (its CUDA context is the server's) and its host RAM."""
+        n_dev = len(lay.weights)
+        dkv = draft.kv or "f16"  # common_params_speculative_draft: cache_type_k/v = GGML_TYPE_F16
+        # the draft context reserves one logits row per slot (common_base_params_to_speculative)
+        dopts = replace(opts, speculative=None, lora=None, mmproj=False)
+        if draft.mtp:
+            return self.mtp_parts(model, lay, ctx, dopts, dkv), 0.0
+        assert draft.model is not None
+        dm = draft.model
+        if abs(dm.spec.vocab_size - model.spec.vocab_size) > SPEC_VOCAB_MAX_SIZE_DIFFERENCE:
+            raise LanderError(f"the draft model's vocabulary ({dm.spec.vocab_size:,}) is not the model's "
+                              f"({model.spec.vocab_size:,}); llama.cpp drafts only with the same tokenizer")
+        dquant = draft.quant or dm.file_quant or lay.quant
+        dlay = self.layout(dm, dquant, n_dev, dm.spec.n_layers + 1, lay.split)
+        fp = self.placed(dm, dkv, dlay, ctx, dopts)
+        return [d.weights + d.kv + d.compute for d in fp.devices], fp.host
+
+    def mtp_parts(self, model: ResolvedModel, lay: Layout, ctx: np.ndarray, opts: EngineOptions,
+                  kv_type: str) -> list[Any]:
+        """`--spec-type draft-mtp`: a second context on the target's weights whose KV cache holds only the
+        `n_layer_nextn` layers (src/llama-model.cpp create_memory, `il >= n_layer()`), with its own compute
+        buffer (one layer's peak and a logits row per slot), on the device of the last layer; the MTP
+        layers' weights themselves are in the GGUF (loaded with the model)."""
+        spec = model.spec
+        if not spec.mtp_layers:
+            raise LanderError(f"{spec.name} has no multi-token-prediction layers (num_nextn_predict_layers); "
+                              "name a draft model with --draft MODEL")
+        kv, fa = self.check(spec, kv_type, opts)
+        geo = self.geometry(ctx, opts)
+        per_kind = self.kv_layer_bytes(spec, kv, geo)
+        ph = self.compute_phases(spec, kv, fa, geo, self.calibration(opts))
+        dev = lay.units[spec.n_layers - 1] if lay.units[spec.n_layers - 1] is not None else lay.out_dev
+        out: list[Any] = [0.0] * len(lay.weights)
+        if dev is not None:
+            compute = np.maximum(ph["logits"], np.maximum(ph["attention"], ph["ffn"]))
+            out[dev] = per_kind["full"] * spec.mtp_layers + compute
+        return out
 
     def footprint(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
                   opts: EngineOptions) -> FootprintFn:
@@ -603,8 +701,50 @@ class LlamaCpp(Engine):
             args += ["--tensor-split", ",".join(f"{x:g}" for x in _ratios(plan.tensor_split))]
         if plan.cpu_moe:
             args += ["--n-cpu-moe", str(plan.cpu_moe)]
-        args += ["-fit", "off"]  # the plan is already fitted; keep llama.cpp from changing it
-        return ckpt.comment() + shlex.join(args)
+        extra, notes = self.extra_args(model, plan, opts, ckpt.kind)
+        args += [*extra, "-fit", "off"]  # the plan is already fitted; keep llama.cpp from changing it
+        return ckpt.comment() + "".join(f"# {n}\n" for n in notes) + shlex.join(args)
+
+    def extra_args(self, model: ResolvedModel, plan: Plan, opts: EngineOptions,
+                   source_kind: str) -> tuple[list[str], list[str]]:
+        """llama-server flags of the projector, the draft and the adapters the plan holds (common/arg.cpp),
+        and a line for each file the user must provide."""
+        args: list[str] = []
+        notes: list[str] = []
+        name = (model.spec.hf_repo or model.spec.name).split("/")[-1]
+        vision = projector_of(model, opts.mmproj)
+        has_vision = model.projector is not None or model.spec.vision is not None
+        if vision is None and has_vision and source_kind == "gguf-repo":
+            args.append("--no-mmproj")  # -hf would fetch the repo's projector (--mmproj-auto is on by default)
+        elif vision is not None:
+            if model.projector is not None and model.projector.local:
+                args += ["--mmproj", model.projector.ref]
+            elif model.projector is None or source_kind != "gguf-repo":
+                mm = f"mmproj-{name}-F16.gguf"
+                args += ["--mmproj", mm]
+                notes.append(f"{mm}: the vision projector (`convert_hf_to_gguf.py --mmproj` on the checkpoint, "
+                             "or the mmproj file of a GGUF repo)")
+        draft = opts.speculative
+        if draft is not None and draft.mtp:
+            args += ["--spec-type", "draft-mtp", "--spec-draft-n-max", str(draft.tokens)]
+        elif draft is not None and draft.model is not None:
+            dm = draft.model
+            dckpt = gguf_checkpoint(dm, draft.quant or dm.file_quant or plan.quant)
+            args += ["-hfd" if dckpt.kind == "gguf-repo" else "-md", dckpt.ref, "-ngld", "999",
+                     "--spec-type", "draft-simple", "--spec-draft-n-max", str(draft.tokens)]
+            if draft.kv:
+                args += ["-ctkd", draft.kv, "-ctvd", draft.kv]
+            if dckpt.note:
+                notes.append(f"draft: {dckpt.note}")
+        lora = opts.lora
+        if lora is not None and lora.tensors is not None:
+            args += ["--lora", lora.ref]
+        elif lora is not None:
+            files = [f"lora-r{lora.rank}-{i + 1}.gguf" for i in range(lora.count)]
+            args += ["--lora", ",".join(files)]
+            notes.append(f"{', '.join(files)}: LoRA adapters of rank {lora.rank} for {name} "
+                         "(convert_lora_to_gguf.py on each PEFT adapter)")
+        return args, notes
 
 
 #: Tokens the decode benchmark generates (llama-bench's own default, `tg128`).

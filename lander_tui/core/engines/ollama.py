@@ -10,6 +10,11 @@ target fit in free memory, and otherwise part of it runs on the CPU. What Ollama
   >= 23 GiB -> 32768, else 4096; clamped to the model's trained length (`llm/server.go`:
   "requested context size too large for model"); llama-server gets `num_ctx x OLLAMA_NUM_PARALLEL`.
 - `ollama ps` PROCESSOR (`cmd/cmd.go`): `core/plan.cpu_gpu_split`.
+- What loads beside the model (`llm/llama_server.go`): the projector layer goes to llama-server as
+  `--mmproj`, kept on the CPU (`--no-mmproj-offload`) when the text layers are only partly on the GPU or a
+  GPU has less than the projector + 1 GiB (`shouldDisableMMProjOffload`); `ADAPTER` files as `--lora`;
+  speculative decoding only as `--spec-type draft-mtp` (the model's MTP layers, or an MTP/DFlash sidecar
+  named by `DRAFT`), on when `draft_num_predict` is set (`appendDraftArgs`, `server/routes.go`).
 So each row says what Ollama does by itself (`default_context`, and the GPU share `--fit` leaves it,
 `default_gpu_percent`), and its longest context is the `num_ctx` to set to stay 100 % on the GPU.
 Sources: shared/research/estimator-anchors.md §2.3 (ollama/ollama @ fb30760).
@@ -21,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from lander_tui.core.checkpoint import gguf_checkpoint
-from lander_tui.core.engines.base import Budget, EngineOptions, Running
-from lander_tui.core.engines.llamacpp import LlamaCpp, LlamaCppCalibration
+from lander_tui.core.engines.base import Budget, EngineOptions, FootprintFn, Running
+from lander_tui.core.engines.llamacpp import Layout, LlamaCpp, LlamaCppCalibration
 from lander_tui.core.engines.running import EngineConfig
+from lander_tui.core.errors import LanderError
 from lander_tui.core.memory import MIB, MemoryParts
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.plan import Plan
@@ -54,6 +60,17 @@ class Ollama(LlamaCpp):
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration(margin_mib=1024.0).with_overrides(opts.overrides)  # type: ignore[return-value]
+
+    def footprint(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
+                  opts: EngineOptions) -> FootprintFn:
+        if opts.speculative is not None and not opts.speculative.mtp:
+            raise LanderError("Ollama drafts only with the model's own MTP layers (`--draft mtp`: PARAMETER "
+                              "draft_num_predict) or an MTP sidecar (DRAFT), not with a separate model")
+        return super().footprint(model, quant, kv, devices, opts)
+
+    def projector_on_gpu(self, model: ResolvedModel, lay: Layout) -> bool:
+        """`shouldDisableMMProjOffload`: not when the text layers are only partly on the GPU."""
+        return lay.ngl >= model.spec.n_layers + 1
 
     def budget(self, devices: Sequence[Device], opts: EngineOptions) -> Budget:
         """All that is free, as for llama.cpp, plus the num_ctx Ollama picks on these GPUs."""
@@ -114,8 +131,17 @@ class Ollama(LlamaCpp):
         ckpt = gguf_checkpoint(model, plan.quant)
         # `FROM hf.co/ORG/NAME:QUANT` pulls only from GGUF repositories; anything else is a local GGUF file
         src = f"hf.co/{ckpt.ref}" if ckpt.kind == "gguf-repo" else ckpt.ref
-        modelfile = f"FROM {src}\nPARAMETER num_ctx {num_ctx}\n"
+        modelfile = f"FROM {src}\n"
+        extra_args, _ = self.extra_args(model, plan, opts, ckpt.kind)
+        if "--mmproj" in extra_args:  # a projector GGUF named by FROM becomes the projector layer (server/create.go)
+            modelfile += f"FROM {extra_args[extra_args.index('--mmproj') + 1]}\n"
+        if opts.lora is not None:
+            for adapter in extra_args[extra_args.index("--lora") + 1].split(","):
+                modelfile += f"ADAPTER {adapter}\n"
+        modelfile += f"PARAMETER num_ctx {num_ctx}\n"
         if plan.gpu_layers <= plan.n_layers:
             modelfile += f"PARAMETER num_gpu {plan.gpu_layers}\n"
+        if opts.speculative is not None:
+            modelfile += f"PARAMETER draft_num_predict {opts.speculative.tokens}\n"
         return (ckpt.comment() + " ".join(env) + " ollama serve\n# or per model, in a Modelfile:\n"
                 + "".join(f"#   {line}\n" for line in modelfile.splitlines())).rstrip("\n")

@@ -17,6 +17,16 @@ in the pool; the default `mem_fraction_static` comes from the GPU's memory and t
                   (at least 10 GiB on GPUs over 60 GB)
     mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3)
 
+What loads beside the model (the `extras` part):
+- a vision tower, in 16 bits, and the share of memory SGLang holds back for it: with a `vision_config`
+  the default `mem_fraction_static` is scaled by 0.95 x clamp(1 - 0.1 x (L h^2 / (24 x 1024^2) - 1), 0.8,
+  1.05) (`ServerArgs.adjust_mem_fraction_for_vlm`), so `free x` that difference is kept out of the pool;
+- a draft (`--speculative-algorithm STANDALONE --speculative-draft-model-path`, or the model's MTP
+  layers with `EAGLE`): its weights, a draft token pool as large as the target's (one cell per token of
+  each draft layer), and the 2 GiB `_handle_gpu_memory_settings` reserves for a draft and its graphs;
+- LoRA (`--enable-lora --max-loras-per-batch N --max-lora-rank R`): the A/B buffers of
+  `LoRAMemoryPool` for every linear layer of N adapters (python/sglang/srt/lora/mem_pool.py).
+
 This module answers every engine question for SGLang and touches nothing else in lander-tui.
 """
 
@@ -25,7 +35,6 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -45,13 +54,22 @@ from lander_tui.core.engines.base import (
 )
 from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
 from lander_tui.core.errors import LanderError
+from lander_tui.core.extras import lora_slot_bytes, projector_of
 from lander_tui.core.formats import kv_bytes_per_value
-from lander_tui.core.memory import MIB, Breakdown, MemoryParts
+from lander_tui.core.memory import MIB, Breakdown, MemoryParts, extras_detail
 from lander_tui.core.model import Device, ResolvedModel
+from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.speed import SERVER
-from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
+from lander_tui.core.weights import (
+    WeightSet,
+    checkpoint_quants,
+    hf_format,
+    hf_weights,
+    shard_bytes,
+    vision_tower_bytes,
+)
 
 GIB = 1024**3
 #: (GPU memory below MiB, chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4), from
@@ -83,6 +101,17 @@ class SGLangCalibration(Calibration):
         return self.tp_context_mib if tp > 1 else self.cuda_context_mib
 
 
+def vlm_fraction_factor(spec: ModelSpec) -> float:
+    """`adjust_mem_fraction_for_vlm` (python/sglang/srt/server_args.py): the default
+    `mem_fraction_static` times 0.95, times 1 - 0.1 for every doubling of the ViT's `layers x hidden^2`
+    over ViT-L/14's (24 x 1024^2), kept within 0.8..1.05."""
+    v = spec.vision
+    if v is None:
+        return 1.0
+    ratio = v.n_layers * v.hidden_size ** 2 / (24 * 1024 ** 2)
+    return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
+
+
 def default_settings(gpu_mib: float, tp: int, speculative: bool = False) -> tuple[int, int, float]:
     """(chunked_prefill_size, cuda_graph_max_bs, mem_fraction_static) SGLang picks for a GPU of this size."""
     chunk, graphs = 16384, 512
@@ -98,12 +127,6 @@ def default_settings(gpu_mib: float, tp: int, speculative: bool = False) -> tupl
     return chunk, graphs, round((gpu_mib - reserved) / gpu_mib, 3)
 
 
-def pool_reserve(free_bytes: Any, context_bytes: float, mem_fraction_static: Any) -> Any:
-    """What SGLang keeps out of its pool for activations and CUDA graphs: `1 - mem_fraction_static` of
-    the memory free once CUDA is up (floats or arrays, one per set)."""
-    return np.maximum(0.0, free_bytes - context_bytes) * (1 - mem_fraction_static)
-
-
 class SGLang(Engine):
     name = "sglang"
     label = "SGLang"
@@ -115,6 +138,7 @@ class SGLang(Engine):
     splits_across_gpus = True
     builtin = True
     runtime = SERVER
+    options_read = frozenset({"n_parallel", "mmproj", "speculative", "lora"})
 
     def granularity(self, opts: EngineOptions) -> int:
         return 1  # the pool counts tokens (page size 1 by default)
@@ -134,14 +158,39 @@ class SGLang(Engine):
     def weights(self, model: ResolvedModel, quant: str) -> WeightSet:
         return hf_weights(model.spec, quant)
 
-    def mem_fraction_static(self, device: Device, tp: int, opts: EngineOptions) -> float:
-        """The user's `--mem-fraction-static` (`--set mem_fraction_static=F`), else SGLang's default."""
+    def mem_fraction_static(self, device: Device, tp: int, opts: EngineOptions, model: ResolvedModel | None = None,
+                            extras: bool = True) -> float:
+        """The user's `--mem-fraction-static` (`--set mem_fraction_static=F`), else SGLang's default for the
+        GPU, with a draft's reserve and the vision tower's reduction when `extras` (and a model) say so."""
         given = self.calibration(opts).mem_fraction_static
         if given:
             if not 0.05 <= given < 1.0:
                 raise LanderError("mem_fraction_static must be between 0.05 and 1")
             return given
-        return default_settings(device.total_mib or device.free_mib, tp)[2]
+        spec_dec = extras and opts.speculative is not None
+        mfs = default_settings(device.total_mib or device.free_mib, tp, speculative=spec_dec)[2]
+        if extras and model is not None and projector_of(model, opts.mmproj) is not None:
+            mfs = round(mfs * vlm_fraction_factor(model.spec), 3)
+        return mfs
+
+    def draft_cell_and_weights(self, model: ResolvedModel, quant: str, kv: str, tp: int,
+                               opts: EngineOptions) -> tuple[float, float]:
+        """(KV bytes of one token in the draft pool, the draft's weights) on one rank."""
+        spec_dec = opts.speculative
+        if spec_dec is None:
+            return 0.0, 0.0
+        if spec_dec.mtp:
+            spec = model.spec
+            if not spec.mtp_layers:
+                raise LanderError(f"{spec.name} has no multi-token-prediction layers (num_nextn_predict_layers); "
+                                  "name a draft model with --draft MODEL")
+            last = self.weights(model, quant).layer_bytes().get(spec.n_layers - 1, 0)
+            cell = self.cell_bytes(model, kv, tp) / spec.n_layers * spec.mtp_layers
+            return cell, float(last) * spec.mtp_layers / tp
+        assert spec_dec.model is not None
+        dm = spec_dec.model
+        dquant = spec_dec.quant or native_format(dm.spec) or quant
+        return self.cell_bytes(dm, kv, tp), shard_bytes(dm.spec, hf_weights(dm.spec, dquant), tp)
 
     def cell_bytes(self, model: ResolvedModel, kv: str, tp: int) -> float:
         """KV bytes of one token in the pool, on one rank."""
@@ -157,56 +206,52 @@ class SGLang(Engine):
             heads = max(1, spec.n_kv_heads // tp)
         return heads * (spec.head_dim + spec.head_dim_v) * spec.n_layers * per_value
 
-    def rank_fixed(self, model: ResolvedModel, quant: str, kv: str, tp: int,
-                   opts: EngineOptions) -> tuple[float, float, float]:
-        """(weight bytes, pool bytes per token, CUDA context bytes) of one rank at TP `tp`."""
-        spec = model.spec
-        if spec.n_heads % tp:
-            raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
-        weights = shard_bytes(spec, self.weights(model, quant), tp)
-        return weights, self.cell_bytes(model, kv, tp), self.calibration(opts).context_mib(tp) * MIB
-
     def footprint(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
                   opts: EngineOptions) -> FootprintFn:
         """Per rank: the weights, the pool tokens a context takes, the `1 - mem_fraction_static` share
         kept for activations and CUDA graphs, and the CUDA context."""
         tp = len(devices)
-        weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
-        free = min(d.free_mib for d in devices) * MIB
-        reserve = float(pool_reserve(free, ctx_bytes, self.mem_fraction_static(devices[0], tp, opts)))
+        spec = model.spec
+        if spec.n_heads % tp:
+            raise LanderError(f"--tp-size {tp} must divide the {spec.n_heads} attention heads")
+        cal = self.calibration(opts)
+        weights = shard_bytes(spec, self.weights(model, quant), tp)
+        cell = self.cell_bytes(model, kv, tp)
+        ctx_bytes = cal.context_mib(tp) * MIB
+        free = max(0.0, min(d.free_mib for d in devices) * MIB - ctx_bytes)
+        # the model's own reserve, and what the vision tower and a draft make SGLang hold back beyond it
+        reserve = free * (1 - self.mem_fraction_static(devices[0], tp, opts, model, extras=False))
+        vlm_cut = free * (self.mem_fraction_static(devices[0], tp, opts, model, extras=False)
+                          - self.mem_fraction_static(devices[0], tp, replace(opts, speculative=None), model))
+        spec_cut = free * (self.mem_fraction_static(devices[0], tp, replace(opts, mmproj=False), model, extras=False)
+                           - self.mem_fraction_static(devices[0], tp, replace(opts, mmproj=False), model))
+        projector = 0.0
+        if projector_of(model, opts.mmproj) is not None:
+            projector = vision_tower_bytes(spec) / tp + vlm_cut
+        draft_cell, draft_weights = self.draft_cell_and_weights(model, quant, kv, tp, opts)
+        lora = 0.0
+        if opts.lora is not None:
+            lora = lora_slot_bytes(spec, opts.lora.rank, opts.lora.count, tp, embeddings=False)
         n_req = opts.n_parallel or 1
 
         def at(ctx: np.ndarray) -> Footprint:
             ctx = np.asarray(ctx, dtype=np.int64)
             shape = ctx.shape
+            full = np.ones(shape)
+            draft = (draft_weights + spec_cut + ctx * draft_cell * n_req) * full
             one = MemoryParts(np.full(shape, weights), (ctx * cell * n_req).astype(np.float64),
                               np.full(shape, reserve), np.full(shape, ctx_bytes), 0.0,
                               {"cuda_context": np.full(shape, ctx_bytes),
-                               "activations_and_graphs": np.full(shape, reserve)})
+                               "activations_and_graphs": np.full(shape, reserve),
+                               **extras_detail(projector * full, draft, lora * full),
+                               "draft_kv": ctx * draft_cell * n_req * full},
+                              (projector + lora) * full + draft)
             return Footprint(pad(ctx, 1), (one,) * tp, np.zeros(shape))
 
         return at
 
     def set_sizes(self, model: ResolvedModel, n_gpus: int) -> tuple[int, ...]:
         return tensor_parallel_sizes(model.spec.n_heads, n_gpus)
-
-    def fit_sets(self, model: ResolvedModel, quant: str, kv: str, ctx: int, sets: Sequence[Sequence[Device]],
-                 opts: EngineOptions) -> tuple[np.ndarray, np.ndarray]:
-        """`footprint` for many TP-n sets at once: the rank's fixed parts once, the reserve from each
-        set's least free GPU and its first GPU's `mem_fraction_static` (one per distinct card)."""
-        tp = len(sets[0])
-        weights, cell, ctx_bytes = self.rank_fixed(model, quant, kv, tp, opts)
-        fractions: dict[tuple[str, float | None], float] = {}
-        for devices in sets:
-            key = (devices[0].name, devices[0].total_mib)
-            if key not in fractions:
-                fractions[key] = self.mem_fraction_static(devices[0], tp, opts)
-        mfs = np.array([fractions[(d[0].name, d[0].total_mib)] for d in sets])
-        least = np.array([min(d.free_mib for d in devices) for devices in sets]) * MIB
-        reserve = pool_reserve(least, ctx_bytes, mfs)
-        kv_bytes = float((np.array([ctx], dtype=np.int64) * cell * (opts.n_parallel or 1)).astype(np.float64)[0])
-        need = (weights + kv_bytes + reserve + ctx_bytes) / MIB
-        return np.repeat(need[:, None], tp, axis=1), self.set_budgets(sets, opts)
 
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         return first_device(self.footprint(model, quant, kv, [REFERENCE_GPU], opts)(np.asarray(ctx)))
@@ -215,15 +260,19 @@ class SGLang(Engine):
                  budget: Budget, opts: EngineOptions) -> dict[str, float]:
         """The token pool (`max_total_num_tokens`) and how many requests of this context it holds."""
         part, b = footprint_mib[0], budget.per_device[0] / MIB
-        pool_mib = max(0.0, b - part.weights - part.compute - part.overhead)
-        tokens = int(pool_mib * MIB // self.cell_bytes(model, kv, len(footprint_mib)))
+        fixed_extras = part.extras - float(part.detail.get("draft_kv", 0.0))
+        pool_mib = max(0.0, b - part.weights - part.compute - part.overhead - fixed_extras)
+        tp = len(footprint_mib)
+        draft_cell, _ = self.draft_cell_and_weights(model, quant, kv, tp, opts)
+        tokens = int(pool_mib * MIB // (self.cell_bytes(model, kv, tp) + draft_cell))
         return {"kv_capacity_mib": pool_mib, "kv_capacity_tokens": float(tokens),
                 "max_concurrency": tokens / (ctx * (opts.n_parallel or 1))}
 
     def plan(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
              budget: Budget, opts: EngineOptions) -> Plan:
         base = super().plan(model, quant, kv, ctx, devices, budget, opts)
-        return replace(base, settings={"mem_fraction_static": self.mem_fraction_static(devices[0], len(devices), opts)})
+        mfs = self.mem_fraction_static(devices[0], len(devices), opts, model)
+        return replace(base, settings={"mem_fraction_static": mfs})
 
     # --- a server that already runs ----------------------------------------------------------
     def running(self, config: EngineConfig, gpu_total_mib: float | None) -> Running:
@@ -271,5 +320,25 @@ class SGLang(Engine):
         q = _QUANT_FLAG.get(plan.quant.split("-")[0].upper())
         if q and ckpt.kind != "placeholder" and not native_format(model.spec):
             args += ["--quantization", q]
-        return ckpt.comment() + shlex.join(args)
+        notes: list[str] = []
+        if opts.mmproj is False and model.spec.vision is not None:
+            args.append("--language-only")  # load the language model alone (ServerArgs.language_only)
+        spec_dec = opts.speculative
+        if spec_dec is not None:
+            steps = str(spec_dec.tokens)
+            if spec_dec.mtp:
+                args += ["--speculative-algorithm", "EAGLE"]  # the MTP layers as the draft (DeepSeek's recipe)
+            else:
+                dm = spec_dec.model
+                assert dm is not None
+                dckpt = hf_checkpoint(dm, spec_dec.quant or native_format(dm.spec) or plan.quant)
+                args += ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", dckpt.ref]
+                if dckpt.note:
+                    notes.append(f"draft: {dckpt.note}")
+            args += ["--speculative-num-steps", steps, "--speculative-eagle-topk", "1",
+                     "--speculative-num-draft-tokens", str(spec_dec.tokens + 1)]
+        if opts.lora is not None:
+            args += ["--enable-lora", "--max-lora-rank", str(opts.lora.rank), "--max-loras-per-batch",
+                     str(opts.lora.count), "--lora-target-modules", "all"]
+        return ckpt.comment() + "".join(f"# {n}\n" for n in notes) + shlex.join(args)
 

@@ -12,25 +12,33 @@ full size on the meta device (tests/data/ground-truth/method/hf_meta_trace.py): 
 equal `torch.cuda.max_memory_allocated` of the H100 rows within 0.003 %, and replaying the trace on
 a model of PyTorch's CUDA caching allocator gives their `max_memory_reserved` to 2 MiB.
 Calibrated on tests/data/ground-truth/transformers.jsonl (torch 2.11, transformers 5.17, H100).
+
+What loads beside the model (the `extras` part): a multimodal checkpoint's vision tower, loaded with it in
+16 bits (`AutoModelForImageTextToText`), and its forward over one image at the largest size; an assistant
+model for assisted generation (`generate(assistant_model=...)`: its weights, its own DynamicCache at the
+same context and its prefill peak); PEFT LoRA adapters (`load_adapter`: r x (in + out) per target matrix,
+in the model's dtype, for every adapter loaded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Calibration, Engine, EngineOptions
+from lander_tui.core.errors import LanderError
+from lander_tui.core.extras import Lora, lora_tensors, projector_of
 from lander_tui.core.formats import kv_bytes_per_value, weight_format
-from lander_tui.core.memory import MIB, Breakdown
+from lander_tui.core.memory import MIB, Breakdown, extras_detail
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import Plan
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.speed import EAGER, SpeedInputs, device_cards, speed_inputs
-from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights
+from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, vision_tower_bytes
 
 #: bitsandbytes on load: the BitsAndBytesConfig arguments per format.
 _BNB = {"NF4": 'load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16',
@@ -65,6 +73,11 @@ class TransformersCalibration(Calibration):
     #: and frees them, and the latent entries left behind pin those blocks; DeepSeek-V2-Lite's replayed
     #: trace holds 58 % above its peak allocation.
     mla_allocator_reserve: float = 0.60
+    #: Vision forward over one image, per patch, in intermediate-size 16-bit values alive at its MLP peak
+    #: (fc1 output and activation; a gated MLP adds one). From the module structure, not measured.
+    encoder_ff_tensors: float = 2.0
+    #: ... plus this many hidden-size vectors.
+    encoder_hidden_tensors: float = 4.0
 
     def reserve(self, spec: ModelSpec) -> float:
         if spec.mla:
@@ -116,6 +129,7 @@ class Transformers(Engine):
     kv_cycle = ("", "bf16")
     builtin = True
     runtime = EAGER
+    options_read = frozenset({"n_parallel", "mmproj", "speculative", "lora"})
 
     def default_quants(self, model: ResolvedModel) -> tuple[str, ...]:
         return checkpoint_quants(model.spec, self.quants)
@@ -186,9 +200,47 @@ class Transformers(Engine):
             act = act + 2.0 * max((t.tensor.n_elements for t in w.tensors if t.dtype == "NF4"), default=0)
         reserve = cal.reserve(spec) * (kv + act) + weights_reserved([t.nbytes for t in w.tensors]) - weights
         ctx_mib = cal.cuda_context_mib * MIB
+        projector, draft, lora = self.extras(model, quant, kv_type, ctx, opts, cal, np.asarray(act, dtype=np.float64))
         return Breakdown(weights, kv, np.asarray(act, dtype=np.float64), reserve + ctx_mib, np.zeros(ctx.shape),
-                         {"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve},
-                         context=ctx)
+                         {"cuda_context": np.full(ctx.shape, ctx_mib), "allocator_reserve": reserve,
+                          **extras_detail(projector, draft, lora)},
+                         projector + draft + lora, context=ctx)
+
+    def extras(self, model: ResolvedModel, quant: str, kv_type: str, ctx: np.ndarray, opts: EngineOptions,
+               cal: TransformersCalibration, act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vision tower + one image's forward, assistant model, LoRA adapters) bytes at each context.
+
+        The assistant prefills the prompt before the model verifies it (`AssistedCandidateGenerator`), so
+        its prefill peak and the model's (`act`) do not add up: the draft costs its weights, its cache, its
+        allocator reserve and what its peak exceeds the model's by."""
+        spec = model.spec
+        full = np.ones(np.shape(ctx))
+        projector = np.zeros(np.shape(ctx))
+        vision = projector_of(model, opts.mmproj)
+        if opts.mmproj is False and spec.vision is not None:
+            raise LanderError("Transformers loads the vision tower with the checkpoint: --no-mmproj applies to "
+                              "llama.cpp, Ollama, vLLM and SGLang")
+        if vision is not None:
+            patches = (vision.image_size // vision.patch_size) ** 2
+            ff = cal.encoder_ff_tensors + (1 if vision.gated_ffn else 0)
+            forward = patches * (ff * vision.intermediate_size + cal.encoder_hidden_tensors * vision.hidden_size) * 2
+            projector = (vision_tower_bytes(spec) + forward) * full
+        draft = np.zeros(np.shape(ctx))
+        spec_dec = opts.speculative
+        if spec_dec is not None:
+            if spec_dec.mtp or spec_dec.model is None:
+                raise LanderError("Transformers drafts with an assistant model (--draft MODEL), not MTP layers")
+            dm = spec_dec.model
+            dquant = spec_dec.quant or native_format(dm.spec) or quant
+            bd = self.memory(dm, dquant, kv_type, ctx, replace(opts, speculative=None, lora=None, mmproj=False))
+            draft = np.asarray(bd.weights + bd.kv + np.maximum(0.0, bd.compute - act) + bd.overhead
+                               - cal.cuda_context_mib * MIB, dtype=np.float64) * full
+        lora = np.zeros(np.shape(ctx))
+        if opts.lora is not None:
+            bf16 = Lora(rank=opts.lora.rank, count=opts.lora.count, targets=opts.lora.targets, dtype="BF16")
+            one = sum(t.nbytes or 0 for t in lora_tensors(spec, bf16 if opts.lora.tensors is None else opts.lora))
+            lora = float(one) * opts.lora.count * full
+        return projector, draft, lora
 
     def speed_inputs(self, model: ResolvedModel, quant: str, kv: str, devices: Sequence[Device],
                      opts: EngineOptions, plan: Plan | None = None) -> SpeedInputs:
@@ -215,10 +267,31 @@ class Transformers(Engine):
             kwargs += ["dtype=torch.bfloat16", "quantization_config=FineGrainedFP8Config()"]
         else:
             kwargs.append("dtype=torch.bfloat16" if quant != "F16" else "dtype=torch.float16")
-        lines = ["import torch", f"from transformers import {', '.join(imports)}",
-                 f"model = AutoModelForCausalLM.from_pretrained({ckpt.ref!r}, {', '.join(kwargs)})",
+        auto = "AutoModelForImageTextToText" if projector_of(model, opts.mmproj) is not None else "AutoModelForCausalLM"
+        imports[0] = auto
+        notes: list[str] = []
+        load = [f"model = {auto}.from_pretrained({ckpt.ref!r}, {', '.join(kwargs)})"]
+        gen = ""
+        spec_dec = opts.speculative
+        if spec_dec is not None and spec_dec.model is not None:
+            dm = spec_dec.model
+            dckpt = hf_checkpoint(dm, spec_dec.quant or native_format(dm.spec) or plan.quant)
+            if auto != "AutoModelForCausalLM":
+                imports.append("AutoModelForCausalLM")
+            load.append(f'assistant = AutoModelForCausalLM.from_pretrained({dckpt.ref!r}, device_map="auto", '
+                        'dtype="auto")')
+            gen = f", assistant_model=assistant, num_assistant_tokens={spec_dec.tokens}"
+            if dckpt.note:
+                notes.append(f"draft: {dckpt.note}")
+        if opts.lora is not None:
+            refs = [opts.lora.ref] if opts.lora.tensors is not None else \
+                [f"<LoRA adapter {i + 1} of rank {opts.lora.rank}>" for i in range(opts.lora.count)]
+            if opts.lora.tensors is None:
+                notes.append("replace each <LoRA adapter ...> with a PEFT adapter folder or Hub id")
+            load += [f"model.load_adapter({ref!r}, adapter_name='a{i + 1}')" for i, ref in enumerate(refs)]
+        lines = ["import torch", f"from transformers import {', '.join(dict.fromkeys(imports))}", *load,
                  f"tok = AutoTokenizer.from_pretrained({ckpt.ref!r})",
                  f"# prompt + new tokens must stay within {plan.context} tokens",
                  'ids = tok("Hello", return_tensors="pt").to(model.device)',
-                 f"out = model.generate(**ids, max_new_tokens=min(512, {plan.context} - ids.input_ids.shape[1]))"]
-        return ckpt.comment() + "\n".join(lines)
+                 f"out = model.generate(**ids, max_new_tokens=min(512, {plan.context} - ids.input_ids.shape[1]){gen})"]
+        return ckpt.comment() + "".join(f"# {n}\n" for n in notes) + "\n".join(lines)

@@ -41,6 +41,7 @@ layer and `cdiv(min(window - 1 + max_num_batched_tokens, len), block) + 1` per s
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -67,15 +68,23 @@ from lander_tui.core.engines.base import (
 )
 from lander_tui.core.engines.running import EngineConfig, served_kv, served_model, served_quant
 from lander_tui.core.errors import LanderError
+from lander_tui.core.extras import Speculative, lora_slot_bytes, projector_of
 from lander_tui.core.formats import kv_bytes_per_value
-from lander_tui.core.memory import MIB, Breakdown, MemoryParts
+from lander_tui.core.memory import MIB, Breakdown, MemoryParts, extras_detail
 from lander_tui.core.model import Device, ResolvedModel
 from lander_tui.core.model_spec import ModelSpec
 from lander_tui.core.plan import DeviceShare, Plan
 from lander_tui.core.quant_config import native_format
 from lander_tui.core.solver import max_fitting
 from lander_tui.core.speed import SERVER
-from lander_tui.core.weights import WeightSet, checkpoint_quants, hf_format, hf_weights, shard_bytes
+from lander_tui.core.weights import (
+    WeightSet,
+    checkpoint_quants,
+    hf_format,
+    hf_weights,
+    shard_bytes,
+    vision_tower_bytes,
+)
 
 GIB = 1024**3
 _QUANT_FLAG = {"AWQ": "awq", "GPTQ": "gptq", "FP8": "fp8", "NF4": "bitsandbytes"}
@@ -158,6 +167,12 @@ class VllmCalibration(Calibration):
     #: The vLLM release to model, as its minor version (`--set release_minor=11` for 0.11.x);
     #: 0 = today's.
     release_minor: float = 0.0
+    #: Vision encoder forward during profiling, per patch, in intermediate-size 16-bit values alive at its
+    #: MLP peak (fc1's output and its activation; a gated MLP adds one). From the module structure
+    #: (SiglipMLP, Qwen2_5_VisionMLP), not measured.
+    encoder_ff_tensors: float = 2.0
+    #: ... plus this many hidden-size vectors (residual, normed input, attention output, the next input).
+    encoder_hidden_tensors: float = 4.0
 
     @property
     def release(self) -> VllmRelease:
@@ -342,6 +357,45 @@ def max_model_len(spec: ModelSpec, st: Startup) -> int:
     return lo
 
 
+@dataclass(frozen=True)
+class VllmExtras:
+    """What loads beside the model on one rank, bytes: the projector (vision tower + the profiling peak it
+    adds), the draft's weights and its KV pages per request, LoRA slots."""
+
+    projector: float = 0.0
+    draft_weights: float = 0.0
+    draft_spec: ModelSpec | None = None  # the layers whose pages the draft adds to every request
+    draft_page_bytes: float = 0.0  # one block of one draft layer on this rank
+    draft_layers: int = 0
+    lora: float = 0.0
+
+    def draft_kv(self, st: Startup, max_model_len: Any) -> Any:
+        if self.draft_spec is None or not self.draft_layers:
+            return np.zeros(np.shape(max_model_len))
+        blk = st.block_size
+        pages = -(-np.asarray(max_model_len, dtype=np.int64) // blk) * self.draft_layers
+        return pages * self.draft_page_bytes
+
+
+#: vLLM's `--max-lora-rank` choices (vllm/config/lora.py `LoRAConfig`: `MaxLoRARanks`).
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank(rank: int) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that holds `rank`."""
+    for r in LORA_RANKS:
+        if r >= rank:
+            return r
+    raise LanderError(f"vLLM's --max-lora-rank is at most {LORA_RANKS[-1]}, not {rank}")
+
+
+def encoder_items(vision_tokens: int, s: VllmSettings) -> int:
+    """Images the profiling run encodes at once (`MultiModalBudget.get_max_items`): the encoder budget
+    over one image's tokens, at most one per sequence (the per-prompt limit, 999 by default, is above)."""
+    budget = max(s.max_num_batched_tokens or 0, vision_tokens)
+    return max(1, min(budget // max(1, vision_tokens), s.max_num_seqs or 1))
+
+
 def fitting_utilization(free_mib: float, total_mib: float) -> float:
     """The largest --gpu-memory-utilization (3 decimals) whose budget is free now."""
     return max(0.05, math.floor(free_mib / total_mib * 1000) / 1000)
@@ -358,7 +412,7 @@ class Vllm(Engine):
     splits_across_gpus = True
     builtin = True
     options_read = frozenset({"n_parallel", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs",
-                              "block_size", "cuda_graphs"})
+                              "block_size", "cuda_graphs", "mmproj", "speculative", "lora"})
     runtime = SERVER
 
     def granularity(self, opts: EngineOptions) -> int:
@@ -440,15 +494,20 @@ class Vllm(Engine):
         when vLLM accepts that `--max-model-len`."""
         spec, tp = model.spec, len(devices)
         st = self.startup(model, quant, kv, devices, opts)
+        ex = self.extras(model, quant, kv, st, opts)
         n_req = opts.n_parallel or 1
         fixed = {"non_torch": st.non_torch, "cuda_graphs": st.cuda_graphs}
 
         def at(ctx: np.ndarray) -> Footprint:
             ctx = np.asarray(ctx, dtype=np.int64)
             full = np.full(ctx.shape, 1.0)
+            draft_kv = ex.draft_kv(st, ctx) * n_req
+            draft = ex.draft_weights + draft_kv
             one = MemoryParts(st.weights * full, (request_bytes(spec, st, ctx) * n_req).astype(np.float64),
                               st.activation_peak * full, (st.non_torch + st.cuda_graphs) * full, 0.0,
-                              {k: v * full for k, v in fixed.items()})
+                              {**{k: v * full for k, v in fixed.items()},
+                               **extras_detail(ex.projector * full, draft, ex.lora * full), "draft_kv": draft_kv},
+                              (ex.projector + ex.lora) * full + draft)
             return Footprint(pad(ctx, st.block_size), (one,) * tp, np.zeros(ctx.shape))
 
         return at
@@ -472,6 +531,49 @@ class Vllm(Engine):
             need[i] = ranks[key]
         return need, np.array([b.per_device for b in budgets], dtype=np.float64) / MIB
 
+    def extras(self, model: ResolvedModel, quant: str, kv: str, st: Startup, opts: EngineOptions) -> VllmExtras:
+        """The projector, the draft and the LoRA slots on one rank (this module's docstring)."""
+        spec, s, cal = model.spec, st.settings, self.calibration(opts)
+        tp = s.tp
+        projector = 0.0
+        vision = projector_of(model, opts.mmproj)
+        if vision is not None:
+            tokens = vision.tokens_per_image
+            items = encoder_items(tokens, s)
+            patches = items * (vision.image_size // vision.patch_size) ** 2
+            ff = cal.encoder_ff_tensors + (1 if vision.gated_ffn else 0)
+            encoder = patches * (ff * vision.intermediate_size / tp + cal.encoder_hidden_tensors
+                                 * vision.hidden_size) * 2
+            embeddings = items * tokens * spec.hidden_size * 2
+            peak = max(encoder, embeddings + st.activation_peak)
+            projector = vision_tower_bytes(spec) / tp + peak - st.activation_peak
+        lora = 0.0
+        if opts.lora is not None:
+            lora = lora_slot_bytes(spec, lora_rank(opts.lora.rank), opts.lora.count, tp)
+        spec_dec = opts.speculative
+        if spec_dec is None:
+            return VllmExtras(projector=projector, lora=lora)
+        dspec, dweights = self.draft_model(model, quant, spec_dec, tp)
+        n_full, n_swa, _ = dspec.layer_counts()
+        layers = spec.mtp_layers if spec_dec.mtp else n_full + n_swa
+        return VllmExtras(projector, dweights, dspec, layer_page_bytes(dspec, kv, tp, s.block_size), layers, lora)
+
+    def draft_model(self, model: ResolvedModel, quant: str, spec_dec: Speculative, tp: int) -> tuple[ModelSpec, float]:
+        """The draft's shape and its weights on one rank: a separate model (in its own checkpoint format,
+        else the row's), or the checkpoint's MTP layers (each one decoder layer of the model)."""
+        spec = model.spec
+        if spec_dec.mtp:
+            if not spec.mtp_layers:
+                raise LanderError(f"{spec.name} has no multi-token-prediction layers (num_nextn_predict_layers); "
+                                  "name a draft model with --draft MODEL")
+            per_layer = self.weights(model, quant).layer_bytes()
+            last = per_layer.get(spec.n_layers - 1, 0)
+            return spec, float(last) * spec.mtp_layers / tp
+        assert spec_dec.model is not None
+        dm = spec_dec.model
+        dquant = spec_dec.quant or native_format(dm.spec) or quant
+        return dm.spec, weights_per_gpu(dm.spec, hf_weights(dm.spec, dquant), tp)
+
     def memory(self, model: ResolvedModel, quant: str, kv: str, ctx: np.ndarray, opts: EngineOptions) -> Breakdown:
         """One whole 80 GiB (H100-class) GPU, bytes."""
         return first_device(self.footprint(model, quant, kv, [REFERENCE_GPU], opts)(np.asarray(ctx)))
@@ -481,7 +583,8 @@ class Vllm(Engine):
         """vLLM's start-up lines on each GPU: "Available KV cache memory" (MiB), "GPU KV cache size"
         (tokens) and "Maximum concurrency" for `ctx`-token requests."""
         part = footprint_mib[0]
-        available = (budget.per_device[0] / MIB - part.weights - part.compute - part.overhead) * MIB
+        fixed_extras = part.extras - float(part.detail.get("draft_kv", 0.0))  # the draft's pages share the pool
+        available = (budget.per_device[0] / MIB - part.weights - part.compute - part.overhead - fixed_extras) * MIB
         tp = len(footprint_mib)
         spec = model.spec
         s = VllmSettings(budget.per_device[0], tp=tp, gpu_memory_utilization=1.0,
@@ -489,8 +592,14 @@ class Vllm(Engine):
                          max_num_batched_tokens=int(budget.settings.get("max_num_batched_tokens", 0)) or None,
                          kv_cache_dtype=kv, block_size=opts.block_size).resolved()
         n_full, n_swa, _ = spec.layer_counts()
+        page = layer_page_bytes(spec, kv, tp, opts.block_size)
+        if opts.speculative is not None:  # every block also holds the draft layers' pages: the target gets its share
+            ex = self.extras(model, quant, kv, self.startup(model, quant, kv, [Device("GPU", 0.0, budget.per_device[0]
+                                                                                   / MIB)] * tp, opts), opts)
+            ours = page * (n_full + n_swa)
+            available *= ours / (ours + ex.draft_page_bytes * ex.draft_layers)
         st = Startup(budget.per_device[0], part.weights * MIB, part.compute * MIB, part.overhead * MIB, 0.0,
-                     available, layer_page_bytes(spec, kv, tp, opts.block_size), n_full + n_swa, 0.0, s)
+                     available, page, n_full + n_swa, 0.0, s)
         return {"kv_capacity_mib": st.kv_capacity_mib, "kv_capacity_tokens": float(st.kv_capacity_tokens),
                 "max_concurrency": max_concurrency(spec, st, ctx)}
 
@@ -601,4 +710,29 @@ class Vllm(Engine):
         q = _QUANT_FLAG.get(plan.quant.split("-")[0].upper())
         if q and ckpt.kind != "placeholder" and not native_format(model.spec):
             args += ["--quantization", q]  # quantize a 16-bit checkpoint on load (a quantized one says so itself)
-        return ckpt.comment() + shlex.join(args)
+        extra, notes = self.extra_args(model, plan, opts)
+        return ckpt.comment() + "".join(f"# {n}\n" for n in notes) + shlex.join(args + extra)
+
+    def extra_args(self, model: ResolvedModel, plan: Plan, opts: EngineOptions) -> tuple[list[str], list[str]]:
+        """`vllm serve` flags of what the plan loads beside the model (vllm/engine/arg_utils.py)."""
+        args: list[str] = []
+        notes: list[str] = []
+        if opts.mmproj is False and model.spec.vision is not None:
+            args.append("--language-model-only")  # MultiModalConfig.language_model_only: no vision tower, no profiling
+        spec_dec = opts.speculative
+        if spec_dec is not None:
+            conf: dict[str, Any]
+            if spec_dec.mtp:
+                conf = {"method": "mtp", "num_speculative_tokens": spec_dec.tokens}
+            else:
+                dm = spec_dec.model
+                assert dm is not None
+                dckpt = hf_checkpoint(dm, spec_dec.quant or native_format(dm.spec) or plan.quant)
+                conf = {"model": dckpt.ref, "num_speculative_tokens": spec_dec.tokens}
+                if dckpt.note:
+                    notes.append(f"draft: {dckpt.note}")
+            args += ["--speculative-config", json.dumps(conf)]
+        if opts.lora is not None:
+            args += ["--enable-lora", "--max-loras", str(opts.lora.count), "--max-lora-rank",
+                     str(lora_rank(opts.lora.rank))]
+        return args, notes

@@ -17,29 +17,39 @@ from lander_tui.ui.widgets.table import RowTable
 
 #: Table headers of the memory parts (the column must stay narrow: "KV mem" for "KV cache").
 _PART_HEADERS = {"kv": "KV mem"}
-HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits",
+#: The parts the table has a column for: all but `extras`, which an 80-column table has no room for and most
+#: rows do not have; the breakdown bar under the table gives it its own segment and names what it holds.
+TABLE_PARTS = tuple(p for p in PARTS if p.attr != "extras")
+HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in TABLE_PARTS), "total", "fits",
            "tok/s")
-RIGHT = (False, False, True, *(True for _ in PARTS), True, False, True)
+RIGHT = (False, False, True, *(True for _ in TABLE_PARTS), True, False, True)
 #: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
 #: without colour.
-_GLYPHS = ("█", "▓", "▒", "░")
+_GLYPHS = ("█", "▓", "▒", "░", "▚")
 SEGMENTS = tuple((p.label.replace(" cache", ""), glyph, f"breakdown--{p.attr}")
                  for p, glyph in zip(PARTS, _GLYPHS, strict=True))
 
 
+def extras_text(memory: Any) -> str:
+    """What the extras part holds, in GiB: " (projector 0.91, draft 0.95)", or "" when nothing."""
+    pieces = memory.extra_parts()
+    return f" ({', '.join(f'{k} {gib(v)}' for k, v in pieces.items())})" if pieces else ""
+
+
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
     if r.error:
-        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in PARTS), "", "no", "")
+        return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in TABLE_PARTS), "", "no", "")
     mark = "★ " if recommended else "  "
-    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", *(gib(getattr(r.memory, p.attr), 2) for p in PARTS),
-            gib(r.total_mib, 2), "yes" if r.fits else "NO", tps_cell(r))
+    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}",
+            *(gib(getattr(r.memory, p.attr), 2) for p in TABLE_PARTS), gib(r.total_mib, 2),
+            "yes" if r.fits else "NO", tps_cell(r))
 
 
 class BreakdownBar(Widget):
     """weights | KV | compute | overhead | free, scaled to the budget (or to the total when over)."""
 
     COMPONENT_CLASSES = {"breakdown--weights", "breakdown--kv", "breakdown--compute", "breakdown--overhead",
-                         "breakdown--free", "breakdown--over"}
+                         "breakdown--extras", "breakdown--free", "breakdown--over"}
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -182,7 +192,9 @@ class Results(Vertical):
             return
         budget = self._est.budget_mib
         parts = tuple(float(getattr(r.memory, p.attr)) for p in PARTS)
-        legend = " ".join(f"{glyph} {name} {gib(v)}" for (name, glyph, _), v in zip(SEGMENTS, parts, strict=True))
+        legend = " ".join(f"{glyph} {name} {gib(v)}{extras_text(r.memory) if p.attr == 'extras' else ''}"
+                          for (name, glyph, _), v, p in zip(SEGMENTS, parts, PARTS, strict=True)
+                          if v or p.attr != "extras")
         room = budget - r.total_mib
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
         label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB")
