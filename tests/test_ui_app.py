@@ -138,11 +138,11 @@ async def test_a_half_typed_field_says_why_and_keeps_the_last_results():
         assert app.query_one("#quants", Input).value == "Q4_"
         assert "Quants ✗" in text_of(app, "#label-quants")
         assert app.query_one("#knob-quants").has_class("-invalid")
-        assert "last valid plan" in text_of(app, "#reason")
+        assert "last valid input" in text_of(app, "#reason")
         assert app.estimate is None and app.query_one(RowTable).row_count == 6
         await pilot.press(*"K_M")
         assert app.estimate is not None and {r[0] for r in rows(app)} == {"Q4_K_M"}
-        assert "last valid plan" not in text_of(app, "#reason") and est is not app.estimate
+        assert "last valid input" not in text_of(app, "#reason") and est is not app.estimate
 
 
 async def test_job_growing_lowers_max_context():

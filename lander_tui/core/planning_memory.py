@@ -147,6 +147,9 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
                         for g in gpus)
         return PlanningMemory(devices, f"{names} whole", "total - driver reserve", ("whole", tuple(indices)),
                               f"{names} whole")
+    problem = margin_problem(gpus, margin_mib)
+    if problem:
+        raise LanderError(problem)
     raw = sum(g.free_mib for g in gpus)
     share = margin_mib / len(gpus)
     devices = tuple(Device(f"{g.index}: {g.name}", max(0.0, g.free_mib - share), g.total_mib, g.index)
@@ -154,6 +157,23 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
     detail = f"{raw:,.0f} - {margin_mib:,.0f} margin" if margin_mib else f"{raw:,.0f} free"
     source = f"{names} ({gpus[0].name}) free now" if len(gpus) == 1 else f"{names} free now"
     return PlanningMemory(devices, f"{names} free now", detail, ("free", tuple(indices), margin_mib), source)
+
+
+def margin_problem(gpus: Sequence[Any], margin_mib: float) -> str:
+    """Why a safety margin cannot be kept on these GPUs ("" when it can): one larger than the cards
+    themselves is a typo, and one that takes all the free memory leaves nothing to plan on (every
+    row would read "nothing fits" for a reason that is not the model's)."""
+    if margin_mib <= 0 or not gpus:
+        return ""
+    names = "GPU " + "+".join(str(g.index) for g in gpus)
+    total = sum(float(g.total_mib or 0.0) for g in gpus)
+    if total and margin_mib >= total:
+        return f"{margin_mib:,.0f} MiB is more than {names} holds ({total:,.0f} MiB)"
+    free = sum(float(g.free_mib or 0.0) for g in gpus)
+    if margin_mib >= free:
+        return (f"{margin_mib:,.0f} MiB is all of the {free:,.0f} MiB free on {names} now; "
+                f"keep less than {free:,.0f}")
+    return ""
 
 
 def default_memory(snapshot: Any) -> PlanningMemory:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -100,6 +100,15 @@ class GpuSnapshotReady(Message):
         return isinstance(message, GpuSnapshotReady)
 
 
+@dataclass(frozen=True)
+class Shown:
+    """A valid form, its request and its estimate: what the screen shows."""
+
+    form: FormValues
+    draft: Draft
+    estimate: Estimate
+
+
 class LanderApp(App[None]):
     TITLE = "lander-tui"
     CSS_PATH = css_paths()
@@ -143,8 +152,12 @@ class LanderApp(App[None]):
         self._auto_what_if = False
         self._wake = threading.Event()
         self.estimates_run = 0  # how many times the estimator ran (tests: never without a change)
-        self._shown = False  # results on screen are from a valid estimate
+        #: The last valid state, which everything on screen shows (table, ★, bar, chart, plan, title,
+        #: GPU panel) while a field is wrong: one state, never a mix of old and new.
+        self.shown: Shown | None = None
         self._scrolled_once = False
+        self._scroll_pending = False  # the narrow layout's first scroll to the results is still to come
+        self._drawn_estimate: Estimate | None = None  # what the chart shows
         self.chosen: ChosenPlan | None = None  # the plan for the chosen row (see ui/live_plan.py)
         self.live: LiveCheck | None = None  # its check against the latest reading, as shown
         self._row_pick: tuple[str, str] | None = None  # the row the user moved to (None: follow ★)
@@ -249,15 +262,24 @@ class LanderApp(App[None]):
             changed = True
         if changed:
             self.query_one(ModelForm).load(self.form)
-            self._update_topbar()
+        self._update_topbar()
         self._show_gpus()
         self._recompute()
         self._check_live()
 
+    def _screen_form(self) -> FormValues:
+        """The form whose memory choice the title and the GPU panel show: the one typed, unless its
+        memory fields are wrong, then the last valid one (the results show that one too)."""
+        bad = {"memory", "what_if", "margin"} & set(self.draft.errors if self.draft is not None else ())
+        if bad and self.shown is not None:
+            return self.shown.form
+        return self.form
+
     def _what_if_snapshot(self) -> Any:
-        if self.form.memory != "what-if" or "what_if" in forms.field_errors(self.form):
+        form = self._screen_form()
+        if form.memory != "what-if" or "what_if" in forms.field_errors(form):
             return None
-        name = self.form.what_if.strip()
+        name = form.what_if.strip()
         if name not in self._what_if_cache:
             from lander_tui.core.gpu import what_if, what_if_snapshot
 
@@ -265,8 +287,8 @@ class LanderApp(App[None]):
         return self._what_if_cache[name]
 
     def _show_gpus(self) -> None:
-        self.query_one(GpuPanel).show(self.snapshot, self._what_if_snapshot(), self.form.gpus,
-                                      self.form.memory == "what-if")
+        form = self._screen_form()
+        self.query_one(GpuPanel).show(self.snapshot, self._what_if_snapshot(), form.gpus, form.memory == "what-if")
 
     # --- the estimate ------------------------------------------------------------------------
     def _recompute(self) -> None:
@@ -283,14 +305,27 @@ class LanderApp(App[None]):
             key = next(k for k in order if k in draft.errors)
             self._last_request = None
             self.estimate = None
-            if key not in ("model", "memory") and self._shown:
-                # a half-typed field: keep the last good results on screen and say why they stay
-                results.mark_stale(f"{forms.FIELD_LABELS.get(key, key)}: {draft.errors[key]}")
+            if key not in ("model", "memory") and self.shown is not None:
+                # a wrong or half-typed field: everything keeps showing the last valid input, and says so
+                self._mark_stale(f"{forms.FIELD_LABELS.get(key, key)}: {draft.errors[key]}")
                 return
-            self._shown = False
+            self.shown = None
             results.show_error(self._summary(draft, None), draft.errors[key])
             chart.show(None, "nothing to plan yet")
             self._drop_plan()
+            self._show_chrome()
+            return
+        shown = self.shown
+        if shown is not None and draft.request == shown.draft.request:
+            # the input means what is on screen (e.g. a field that was wrong for a moment is right again)
+            self.estimate = shown.estimate
+            self.shown = Shown(self.form, draft, shown.estimate)
+            self._last_request = draft.request
+            if results.stale:
+                results.show(shown.estimate, self._summary(draft, shown.estimate), draft.notes,
+                             self._preferred_row(draft, shown.estimate))
+                self._show_chrome()
+                self._show_plan()
             return
         if draft.request == self._last_request:
             return
@@ -302,38 +337,73 @@ class LanderApp(App[None]):
             est = run_estimate(draft.request)
         except LanderError as err:
             self.estimate = None
-            if self._shown:
-                results.mark_stale(str(err))
+            if self.shown is not None:
+                self._mark_stale(str(err))
             else:
                 results.show_error(self._summary(draft, None), str(err))
                 chart.show(None, "no configuration could be estimated")
                 self._drop_plan()
+                self._show_chrome()
             return
         self.estimate = est
-        if not self._shown and not self._scrolled_once:
+        if self.shown is None and not self._scrolled_once:
             # one column (narrow terminal): bring the results into view once the GPU cards have
             # taken their place; the GPU panel is one scroll (or Shift-Tab) up
             self._scrolled_once = True
-            self.set_timer(0.2, self._results_into_view)
-        self._shown = True
+            self._scroll_pending = True
+            self._later(0.2, self._results_into_view)
+        self.shown = Shown(self.form, draft, est)
         results.show(est, self._summary(draft, est), draft.notes, self._preferred_row(draft, est))
+        self._show_chrome()
         self._schedule_plan()
         # the table goes out in the next frame (~1/60 s); the curves, the slow part to draw,
         # a frame or two later, so a keystroke's answer is never held up by the plot
         request = draft.request
         chart.hold()
-        self.set_timer(CHART_DELAY_S, lambda: self._update_chart(request, est))
+        self._later(CHART_DELAY_S, lambda: self._update_chart(request, est))
+
+    def _mark_stale(self, message: str) -> None:
+        """Say why the screen is not following the form, and which input it shows instead."""
+        assert self.shown is not None
+        showing = forms.describe_changes(self.shown.form, self.form)
+        self.query_one(Results).mark_stale(message, showing)
+        self._show_chrome()
+
+    def _show_chrome(self) -> None:
+        """The title and the GPU panel follow the state the results show."""
+        self._update_topbar()
+        self._show_gpus()
+
+    def _later(self, delay: float, callback: Callable[[], Any]) -> None:
+        """A timer whose callback is skipped once the app is closing: a test's `run_test` shuts the
+        app down without `exit()`, and a timer firing while its screens are being removed would
+        meet an empty screen stack (ScreenStackError, seen under load)."""
+        def run() -> None:
+            if self.is_running and self._screen_stack:
+                callback()
+
+        self.set_timer(delay, run)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing scheduled is still to draw: the plan is solved, the chart shows the results, and a
+        narrow screen has scrolled them into view (tests and screenshots wait for this, not a time)."""
+        if self._plan_pending or (self.shown is not None and self._drawn_estimate is not self.shown.estimate):
+            return False
+        return not self._scroll_pending
 
     def _results_into_view(self) -> None:
+        self._scroll_pending = False
         if self.screen.has_class("-narrow"):
             self.query_one("#main").scroll_to_widget(self.query_one(Results), top=True, animate=False)
 
     def _update_chart(self, request: EstimateRequest, est: Estimate) -> None:
-        if est is not self.estimate:
+        if self.shown is None or est is not self.shown.estimate:
             return  # a newer estimate is on its way
         from lander_tui.ui.chart_data import chart_data
 
         self.query_one(VramChart).show(chart_data(request, est))
+        self._drawn_estimate = est
 
     # --- the chosen plan and its live check ---------------------------------------------------
     def _plan_inputs(self, draft: Draft) -> Any:
@@ -355,14 +425,14 @@ class LanderApp(App[None]):
         # a frame after the table, like the chart: a keystroke's answer never waits for the plan
         if not self._plan_pending:
             self._plan_pending = True
-            self.set_timer(PLAN_DELAY_S, self._sync_plan)
+            self._later(PLAN_DELAY_S, self._sync_plan)
 
     def _sync_plan(self, force: bool = False) -> None:
         """Solve the plan again when what it is about changed (or `force`); otherwise keep it."""
         self._plan_pending = False
-        draft, est = self.draft, self.estimate
-        if draft is None or draft.request is None or draft.memory is None or est is None:
-            return  # half-typed field or an error: the last plan stays, like the last table
+        if self.shown is None or self.shown.draft.memory is None or self.shown.draft.request is None:
+            return  # nothing valid on screen: no plan
+        draft, est = self.shown.draft, self.shown.estimate  # the plan always belongs to the table shown
         results = self.query_one(Results)
         row = results.cursor_key
         if row is None:
@@ -658,12 +728,15 @@ class LanderApp(App[None]):
     def _update_topbar(self) -> None:
         if self._demo:
             source = "demo GPUs (fake)"
-        elif self.snapshot is not None and not self.snapshot.ok:
+        elif self.snapshot is None:
+            source = "reading the GPUs…"
+        elif not self.snapshot.ok:
             source = "no GPU"
         else:
             source = "live GPUs"
-        if self.form.memory == "what-if":
-            source += f" · what-if {self.form.what_if}"
+        form = self._screen_form()
+        if form.memory == "what-if" and form.what_if.strip():
+            source += f" · planning for what-if {form.what_if.strip()}"
         paused = "   ⏸ PAUSED: p resumes" if self.paused else ""
         self.query_one("#topbar", Line).set(
             f"lander-tui · {source}{paused} · ? help · ctrl+p commands")

@@ -120,17 +120,26 @@ def field_errors(form: FormValues) -> dict[str, str]:
     errors: dict[str, str] = {}
     if form.engine not in engine_names():
         errors["engine"] = f"one of {', '.join(engine_names())}"
+    engine = _engine(form)
     for q in split_list(form.quants):
         try:
             weight_format(q)
         except LanderError:
             errors["quants"] = f"unknown quant {q!r} (e.g. Q4_K_M, Q8_0, BF16, FP8, AWQ, NF4)"
             break
+        problem = _engine_refuses(engine, "check_quant", q)
+        if problem:  # the engine's own rule, as `estimate --backend` applies it
+            errors["quants"] = f"{problem} (empty: {engine.label if engine else 'the engine'}'s defaults)"
+            break
     for k in split_list(form.kv_types):
         try:
             kv_cache_type(k)
         except LanderError:
             errors["kv_types"] = f"unknown KV type {k!r} (e.g. f16, q8_0, q4_0, fp8)"
+            break
+        problem = _engine_refuses(engine, "check_kv", k)
+        if problem:
+            errors["kv_types"] = f"{problem} (empty: {engine.label if engine else 'the engine'}'s defaults)"
             break
     try:
         parse_tokens(form.context)
@@ -157,10 +166,49 @@ def field_errors(form: FormValues) -> dict[str, str]:
     return errors
 
 
+def _engine_refuses(engine: Engine | None, check: str, value: str) -> str:
+    """The engine's one-line reason it cannot take `value` ("" when it can)."""
+    if engine is None:
+        return ""
+    try:
+        getattr(engine, check)(value)
+    except LanderError as err:
+        return str(err)
+    return ""
+
+
+def margin_error(form: FormValues, snapshot: Any) -> str:
+    """A safety margin the chosen GPUs cannot keep (larger than the card, or all that is free now);
+    only "free now" uses the margin, so only it is checked."""
+    if form.memory != "free" or snapshot is None or not snapshot.ok:
+        return ""
+    try:
+        margin = parse_mib(form.margin)
+    except ValueError:
+        return ""
+    chosen = form.gpus or pm.freest_gpu(snapshot)
+    gpus = [g for g in pm.usable_gpus(snapshot) if g.index in chosen]
+    return pm.margin_problem(gpus, margin)
+
+
 def _what_if(name: str) -> PlanningMemory:
     if not name.strip():
         raise LanderError('type a GPU or instance, e.g. "RTX 4090", "2x A100 80GB", g5.12xlarge (w picks)')
     return pm.what_if(name)
+
+
+def describe_changes(shown: FormValues, typed: FormValues) -> str:
+    """The fields where the screen (`shown`, the last valid input) differs from what is typed, with
+    the values the screen uses: 'Target context 1; What-if GPU RTX 4090'."""
+    out = []
+    for name in FIELDS:
+        if name == "model" or getattr(shown, name) == getattr(typed, name):
+            continue
+        value = str(getattr(shown, name)).strip()
+        if name == "memory":
+            value = MEMORY_LABELS.get(value, value)
+        out.append(f"{FIELD_LABELS[name]} {value or '(empty: the default)'}")
+    return "; ".join(out)
 
 
 # --- GPUs ------------------------------------------------------------------------------------
@@ -227,6 +275,8 @@ def build_request(form: FormValues, model: ResolvedModel | None, snapshot: Any,
                   previous: PlanningMemory | None = None) -> Draft:
     """Validate everything and build the one request the results show. Never raises."""
     errors = field_errors(form)
+    if "margin" not in errors and margin_error(form, snapshot):
+        errors["margin"] = margin_error(form, snapshot)
     memory: PlanningMemory | None = None
     if "what_if" not in errors and "margin" not in errors:
         try:
@@ -268,10 +318,29 @@ def _engine(form: FormValues) -> Engine | None:
 
 
 def switch_engine(form: FormValues, engine: str, saved: dict[str, tuple[str, str]]) -> FormValues:
-    """Change engine, remembering each engine's own quants/KV text (nothing typed is lost)."""
+    """Change engine. Each engine keeps the quants/KV text typed for it; an engine not typed for yet
+    takes the text on screen when it can load every entry, else starts empty (its defaults). Either
+    way the fields show exactly what is planned; an entry typed that the engine cannot take gets a
+    ✗ on its field (`field_errors`)."""
     saved[form.engine] = (form.quants, form.kv_types)
-    quants, kvs = saved.get(engine, ("", ""))
+    if engine in saved:
+        quants, kvs = saved[engine]
+    else:
+        new = _engine(FormValues(engine=engine))
+        quants = form.quants if _takes_all(new, "check_quant", form.quants) else ""
+        kvs = form.kv_types if _takes_all(new, "check_kv", form.kv_types) else ""
     return replace(form, engine=engine, quants=quants, kv_types=kvs)
+
+
+def _takes_all(engine: Engine | None, check: str, text: str) -> bool:
+    for value in split_list(text):
+        try:
+            weight_format(value) if check == "check_quant" else kv_cache_type(value)
+        except LanderError:
+            return False
+        if _engine_refuses(engine, check, value):
+            return False
+    return True
 
 
 def next_engine(form: FormValues, saved: dict[str, tuple[str, str]]) -> FormValues:

@@ -153,6 +153,8 @@ class GpuCard(Widget, can_focus=True):
         yield Line(classes="gpu-procs -autohide")
 
     def on_mount(self) -> None:
+        if not self.app.is_running:
+            return  # mounted while the app closes: its parts are already gone
         self._ready = True
         q = self.query_one
         self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),

@@ -81,6 +81,7 @@ class Results(Vertical):
         super().__init__(**kw)
         self._est: Any = None
         self._keys: list[tuple[str, str]] = []
+        self.stale = False  # the ✗ line says the results are from the last valid input
 
     def compose(self) -> ComposeResult:
         yield Line("", id="summary")
@@ -93,6 +94,7 @@ class Results(Vertical):
 
     def show_error(self, summary: str, message: str) -> None:
         self._est = None
+        self.stale = False
         self.query_one("#summary", Line).set(summary)
         self.query_one("#reason", Line).set(f"✗ {message}")
         self.query_one("#reason", Line).add_class("-error")
@@ -102,15 +104,19 @@ class Results(Vertical):
         self.query_one(RowTable).set_rows([], [])
         self._keys = []
 
-    def mark_stale(self, message: str) -> None:
-        """A field is wrong: keep the last valid table on screen and say why it is not updating."""
+    def mark_stale(self, message: str, showing: str = "") -> None:
+        """A field is wrong: the last valid results stay (as do the plan, chart, title and GPU panel)
+        and this says why, and which input they are for."""
         reason = self.query_one("#reason", Line)
-        reason.set(f"✗ {message} (showing the last valid plan)")
+        what = f": {showing}" if showing else ""
+        reason.set(f"✗ {message} · the screen shows the last valid input{what}")
         reason.add_class("-error")
+        self.stale = True
 
     def show(self, est: Any, summary: str, notes: tuple[str, ...] = (), prefer: tuple[str, str] | None = None) -> None:
         """The cursor goes to `prefer` when it is in the table, else to the recommended row."""
         self._est = est
+        self.stale = False
         rec = est.recommendation
         self.query_one("#summary", Line).set(summary)
         table = self.query_one(RowTable)
