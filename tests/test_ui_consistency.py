@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 from textual import events
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from lander_tui.core.gpu import what_if
 from lander_tui.ui import app as app_module
@@ -208,6 +208,21 @@ async def test_switching_engine_never_keeps_text_the_table_ignores():
         await settle(pilot, app)
         assert app.form.engine == "llama.cpp" and app.query_one("#quants", Input).value == "Q4_K_M"
         assert not app.draft.errors
+
+
+async def test_engine_select_straight_to_vllm_empties_the_typed_gguf_fields():
+    app, _clock = frozen_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        app.query_one("#quants", Input).focus()
+        await pilot.press(*"Q4_K_M", "tab", *"q8_0")
+        await settle(pilot, app)
+        app.query_one("#engine", Select).value = "vllm"  # the Select, not `b`: no Ollama step between
+        await settle(pilot, app)
+        assert app.form.engine == "vllm" and not app.draft.errors
+        for name in ("quants", "kv_types"):
+            assert app.query_one(f"#{name}", Input).value == getattr(app.form, name) == ""
+        assert "Q4_K_M" not in {r.quant for r in app.estimate.results}
 
 
 @pytest.mark.parametrize(("margin", "words"), [

@@ -7,7 +7,7 @@ The widgets keep exactly what the user typed; the app turns it into a request th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from textual import on
@@ -255,14 +255,21 @@ class ModelForm(Vertical):
             return
         if name in _FORM_FIELDS:
             event.stop()
-            self.post_message(self.Changed(name, event.value))
+            self._typed(name, event.value)
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         name = event.select.id or ""
         if name in _FORM_FIELDS and isinstance(event.value, str):
             event.stop()
-            self.post_message(self.Changed(name, event.value))
+            self._typed(name, event.value)
+
+    def _typed(self, name: str, value: str) -> None:
+        """What the controls hold is what `load()` compares against: a value the app later sets
+        back (an engine switch emptying Quants) must reach the control even if the app never
+        loaded the typed text."""
+        self._values = replace(self._values, **{name: value})
+        self.post_message(self.Changed(name, value))
 
     def _cancel_search(self) -> None:
         if self._timer is not None:
