@@ -136,7 +136,7 @@ async def test_a_half_typed_field_says_why_and_keeps_the_last_results():
         await pilot.press(*"Q4_")
         await pilot.pause()
         assert app.query_one("#quants", Input).value == "Q4_"
-        assert "Quants ✗" in text_of(app, "#label-quants")
+        assert "✗ Quants" in text_of(app, "#label-quants")
         assert app.query_one("#knob-quants").has_class("-invalid")
         assert "last valid input" in text_of(app, "#reason")
         assert app.estimate is None and app.query_one(RowTable).row_count == 6

@@ -286,7 +286,7 @@ def test_e_and_v_are_in_the_footer_help_and_palette():
     shown = {b.key: b for b in LanderApp.BINDINGS if getattr(b, "show", False)}
     assert {"e", "v", "c"} <= set(shown) and "r" not in shown  # r: help and palette only
     assert {a for _k, a, *_ in ACTIONS} >= {"export('md')", "toggle_view", "replan"}
-    assert [a for a, *_ in PALETTE_EXTRAS] == ["export('json')", "export('csv')"]
+    assert [a for a, *_ in PALETTE_EXTRAS] == ["live_gpus", "export('json')", "export('csv')"]
 
 
 def test_export_path_slug_and_folder(tmp_path):

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, OptionList
+from textual.widgets._footer import FooterKey
 from textual.worker import get_current_worker
 
 from lander_tui.core import planning_memory as pm
@@ -69,10 +70,14 @@ KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_ma
 NOT_IN_FOOTER = ("context_down", "replan")
 #: Palette-only commands: (action, title, help).
 PALETTE_EXTRAS: tuple[tuple[str, str, str], ...] = (
+    ("live_gpus", "Back to live GPUs (free now)", "leave a what-if or whole-GPU plan: plan on this machine's "
+     "GPUs, free memory now"),
     ("export('json')", "Export the plan (JSON)", "write estimate, plan and launch command as JSON"),
     ("export('csv')", "Export the results (CSV)", "write the results table as CSV"),
 )
 PLAN_DELAY_S = 0.03
+#: Actions bound to printable keys: in a text field those keys type, so these are off the footer there.
+_TYPED_ACTIONS = frozenset(action for _keys, action, *_rest in ACTIONS)
 
 
 def styles_dir() -> Path:
@@ -87,6 +92,18 @@ def styles_dir() -> Path:
 def css_paths() -> list[str | PurePath]:
     d = styles_dir()
     return [d / name for name in ("app.tcss", "gpu.tcss", "form.tcss", "results.tcss", "dialogs.tcss")]
+
+
+class LanderFooter(Footer):
+    """The footer; on a narrow screen compact, with `? help` and `q quit` first: they are what a user
+    in a small tmux pane looks for, and every other key is one `?` away."""
+
+    def compose(self) -> ComposeResult:
+        items = list(super().compose())
+        if self.screen.has_class("-narrow"):
+            first = [w for w in items if isinstance(w, FooterKey) and w.action in ("help", "quit")]
+            items = first + [w for w in items if w not in first]
+        yield from items
 
 
 class GpuSnapshotReady(Message):
@@ -116,7 +133,12 @@ class LanderApp(App[None]):
     BINDINGS = [
         *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action not in NOT_IN_FOOTER)
           for keys, action, label, _title, _help in ACTIONS],
-        Binding("escape", "leave_field", "leave field", show=False),
+        # the same key, shown while paused (the footer says what p does now)
+        Binding("p", "resume", "resume", show=True),
+        Binding("escape", "leave_field", "leave field"),
+        # Ctrl+C quits, as users of nvitop/nvtop/htop expect (Textual's default only says "press
+        # ctrl+q"); a text field's copy is Ctrl+Insert or the terminal's own selection
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -163,6 +185,7 @@ class LanderApp(App[None]):
         self._row_pick: tuple[str, str] | None = None  # the row the user moved to (None: follow ★)
         self._plan_pending = False
         self.last_export: Path | None = None  # the file `e` wrote last
+        self._from_palette = False  # an action run from the command palette (not a key typed in a field)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -175,7 +198,7 @@ class LanderApp(App[None]):
                 with ContentSwitcher(initial="chart", id="lower"):
                     yield VramChart(id="chart")
                     yield PlanView(id="plan")
-        yield Footer()
+        yield LanderFooter()
 
     def on_mount(self) -> None:
         self._apply_breakpoints()
@@ -194,6 +217,16 @@ class LanderApp(App[None]):
         for problem in plugin_problems():  # the other engines keep working
             self.notify(problem, title="Engine plugin skipped", severity="warning", timeout=10, markup=False)
 
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit_footer)
+
+    def _fit_footer(self) -> None:
+        footer = self.query_one(LanderFooter)
+        narrow = self.screen.has_class("-narrow")
+        footer.compact = narrow
+        footer.show_command_palette = not narrow  # the title bar says ctrl+p
+        footer.refresh(recompose=True)
+
     def _apply_breakpoints(self) -> None:
         """Put the screen in the layout class HORIZONTAL_BREAKPOINTS gives the starting width, now.
         Textual (8.2) applies breakpoints when the screen gets a resize, but the first one reaches
@@ -202,6 +235,7 @@ class LanderApp(App[None]):
         width = self.size.width
         current = max((min_width, name) for min_width, name in self.HORIZONTAL_BREAKPOINTS if width >= min_width)[1]
         self.screen.update_classes({name: name == current for _, name in self.HORIZONTAL_BREAKPOINTS}, animate=False)
+        self._fit_footer()
 
     # --- GPU polling -------------------------------------------------------------------------
     def _open_backend(self) -> Any:
@@ -637,6 +671,7 @@ class LanderApp(App[None]):
         self.paused = not self.paused
         self._wake.set()
         self._update_topbar()
+        self.refresh_bindings()
         if not self.paused:
             self.notify("live updates resumed", timeout=2)
 
@@ -724,6 +759,47 @@ class LanderApp(App[None]):
                 self.query_one(ModelForm).close_hits()  # the typed text stays in the box
             self.query_one(RowTable).focus()
 
+    # --- which keys work now (the footer shows only those) -------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """In a text field every printable key types, so the single-letter actions are left off the
+        footer (and Esc, which leaves the field, is shown); palette commands still run (see
+        `_palette_run`). `p` is "pause" or "resume", whichever it does now."""
+        if action == "resume":
+            return self.paused
+        if action == "toggle_pause" and self.paused and not self._from_palette:
+            return False
+        if action == "leave_field":
+            return self._typing()
+        if action in _TYPED_ACTIONS and self._typing() and not self._from_palette:
+            return False
+        return True
+
+    def _typing(self) -> bool:
+        focused = self.focused
+        return isinstance(focused, Input) and focused.screen is self.screen and self.screen is self.screen_stack[0]
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    async def _palette_run(self, action: str) -> None:
+        self._from_palette = True
+        try:
+            await self.run_action(action)
+        finally:
+            self._from_palette = False
+
+    def action_resume(self) -> None:
+        self.action_toggle_pause()
+
+    def action_live_gpus(self) -> None:
+        """Back to this machine's GPUs, free now (from a what-if or whole-GPU plan)."""
+        if not forms.gpu_choices(self.snapshot):
+            why = self.snapshot.message if self.snapshot is not None and not self.snapshot.ok else "no GPU reports"
+            self.notify(f"no live GPU to plan on ({why}); w picks a what-if GPU", severity="warning", markup=False)
+            return
+        gpus = self.form.gpus or pm.freest_gpu(self.snapshot)
+        self.set_form(replace(self.form, memory="free", gpus=gpus))
+
     # --- chrome ------------------------------------------------------------------------------
     def _update_topbar(self) -> None:
         if self._demo:
@@ -747,6 +823,6 @@ class LanderApp(App[None]):
         for _keys, action, _label, title, help_text in ACTIONS:
             if action == "quit":
                 continue
-            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+            yield SystemCommand(title, help_text, lambda a=action: self._palette_run(a))
         for action, title, help_text in PALETTE_EXTRAS:
-            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+            yield SystemCommand(title, help_text, lambda a=action: self._palette_run(a))

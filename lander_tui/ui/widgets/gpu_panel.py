@@ -136,6 +136,7 @@ class GpuCard(Widget, can_focus=True):
         self._pending: tuple[Any, Sequence[float], bool] | None = None
         self._ready = False
         self._w: dict[str, Any] = {}
+        self._title = ""
         if what_if:
             self.add_class("-what-if")
 
@@ -172,7 +173,8 @@ class GpuCard(Widget, can_focus=True):
         self.set_class(gpu.lost, "-lost")
         kind = "WHAT-IF " if gpu.what_if else ""
         name = gpu.name.removeprefix("NVIDIA ")
-        self._w["title"].set(f"{kind}GPU {gpu.label}  {name}")
+        self._title = f"{kind}GPU {gpu.label}  {name}"
+        self._show_title()
         self._w["mark"].set(" ▶ plan" if selected else "")
         total = gpu.total_mib
         frac = (gpu.used_mib / total) if (total and gpu.used_mib is not None) else None
@@ -207,6 +209,17 @@ class GpuCard(Widget, can_focus=True):
         spark.display = not gpu.what_if
         spark.set(history, total or 0.0)
         self._w["procs"].set(_procs_text(gpu))
+
+    def _show_title(self) -> None:
+        # focus as a character too ("▸"), so it shows without colour
+        if self._ready:
+            self._w["title"].set(("▸ " if self.has_focus else "") + self._title)
+
+    def on_focus(self) -> None:
+        self._show_title()
+
+    def on_blur(self) -> None:
+        self._show_title()
 
     def action_use_gpu(self) -> None:
         if not self.is_what_if:

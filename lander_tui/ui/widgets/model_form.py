@@ -52,6 +52,9 @@ KNOBS = (
     ("what_if", "What-if GPU", "input"),
 )
 _FORM_FIELDS = {f.name for f in fields(FormValues)}
+#: Labels short enough to follow "✗ " in the narrowest knob (14 columns at 120x40).
+SHORT_LABELS = {"context": "Target ctx", "parallel": "Parallel", "margin": "Margin", "what_if": "What-if GPU",
+                "flash_attn": "Flash attn"}
 
 
 class SearchHit:
@@ -104,11 +107,12 @@ def facts_text(model: Any) -> str:
     f = model_facts(spec)
     head_dim = f"head dim {f['head_dim']}" + (f"/{spec.head_dim_v}" if spec.head_dim_v != spec.head_dim else "")
     feats = " · ".join(f["features"]) if f["features"] else "dense"
-    line1 = (f"{params_text(f['params'])} params · {f['layers']} layers · hidden {f['hidden']:,} · "
-             f"heads {f['heads']}/{f['kv_heads']} KV · {head_dim} · context {f['context']:,}")
+    # the trained context first: it is what a plan is capped at, and the first thing cut on a narrow screen
+    line1 = (f"{params_text(f['params'])} params · trained ctx {f['context']:,} · {f['layers']} layers · "
+             f"hidden {f['hidden']:,} · heads {f['heads']}/{f['kv_heads']} KV")
     src = model.detail or spec.hf_repo or model.origin
     quant = f" · file {model.file_quant}" if model.file_quant else ""
-    line2 = f"{spec.name} · {feats}{quant} · {model.origin}: {src}"
+    line2 = f"{head_dim} · {spec.name} · {feats}{quant} · {model.origin}: {src}"
     return line1 + "\n" + line2
 
 
@@ -208,11 +212,19 @@ class ModelForm(Vertical):
         if errors == self._errors:
             return
         self._errors = dict(errors)
-        for name, label, _kind in KNOBS:
-            msg = errors.get(name)
-            self.query_one(f"#label-{name}", Line).set(f"{label} ✗ {msg}" if msg else label)
-            self.query_one(f"#knob-{name}").set_class(bool(msg), "-invalid")
+        self._show_labels()
         self._show_form_error()
+
+    def _show_labels(self) -> None:
+        """Each knob's label, with marks that read without colour: "✗" when its value is wrong, "▸"
+        when it has focus. Marks come first and the label shortens, so a 14-column knob never cuts
+        them; an error's message is read in full on the line under the knobs."""
+        focused = self.app.focused
+        for name, label, _kind in KNOBS:
+            msg = self._errors.get(name)
+            marks = ("▸" if focused is not None and focused.id == name else "") + ("✗" if msg else "")
+            self.query_one(f"#label-{name}", Line).set(f"{marks} {SHORT_LABELS.get(name, label)}" if marks else label)
+            self.query_one(f"#knob-{name}").set_class(bool(msg), "-invalid")
 
     def _show_form_error(self) -> None:
         focused = self.app.focused
@@ -224,7 +236,11 @@ class ModelForm(Vertical):
         self.query_one("#form-error", Line).set(f"✗ {label.get(key, key)}: {msg}" if msg else "")
 
     def on_descendant_focus(self) -> None:
+        self._show_labels()
         self._show_form_error()
+
+    def on_descendant_blur(self) -> None:
+        self.call_after_refresh(self._show_labels)  # focus has moved on by then
 
     def show_model(self, model: Any, text: str) -> None:
         self._picked_text = text
