@@ -16,6 +16,7 @@ from textual.widgets import Input, Select
 from lander_tui.core.gpu import what_if
 from lander_tui.ui import app as app_module
 from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, screen_text, settle
+from lander_tui.ui.text import short_tokens
 from lander_tui.ui.widgets.chart import VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, Line
 from lander_tui.ui.widgets.results import Results
@@ -69,7 +70,8 @@ def assert_one_state(app) -> None:
     else:
         assert chosen.plan.context == min(chart.model_max, row.max_context)
     assert f"@ {chosen.plan.context:,}" in line(app, "#plan-status")
-    assert line(app, "#breakdown-label").startswith("@")
+    # the breakdown bar is the plan's, at the plan's context (not the row at its own maximum)
+    assert line(app, "#breakdown-label").startswith(f"plan @{short_tokens(chosen.plan.context)}:")
 
 
 @pytest.mark.parametrize(("typed", "used", "tokens"), [

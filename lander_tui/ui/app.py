@@ -35,7 +35,7 @@ from lander_tui.ui import form as forms
 from lander_tui.ui import live_plan
 from lander_tui.ui.form import Draft, FormValues
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
-from lander_tui.ui.widgets.chart import VramChart
+from lander_tui.ui.widgets.chart import ChartPanel, VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
 from lander_tui.ui.widgets.model_form import ModelForm, SearchHit, hub_search
 from lander_tui.ui.widgets.plan_view import PlanView
@@ -196,7 +196,7 @@ class LanderApp(App[None]):
                 yield ModelForm(self.form, self._model_text, search=self._search_fn, id="form")
                 yield Results(id="results")
                 with ContentSwitcher(initial="chart", id="lower"):
-                    yield VramChart(id="chart")
+                    yield ChartPanel(id="chart")
                     yield PlanView(id="plan")
         yield LanderFooter()
 
@@ -516,9 +516,14 @@ class LanderApp(App[None]):
 
     def _show_plan(self) -> None:
         results = self.query_one(Results)
-        results.show_status(*self._status())
         chosen = self.chosen
         rec = chosen is not None and results.recommended_key == chosen.row
+        text, level = self._status()
+        star = results.recommended_key
+        if chosen is not None and chosen.plan is not None and not rec and star is not None:
+            text += f" · your row (★ is {star[0]}/{star[1]})"  # picked by hand: say so, the plan follows it
+        results.show_status(text, level)
+        results.show_plan(chosen.row if chosen is not None else None, chosen.plan if chosen is not None else None)
         self.query_one(PlanView).show(chosen, self.live, rec)
 
     def _title_lower(self) -> None:
@@ -529,10 +534,26 @@ class LanderApp(App[None]):
             lower.border_title = "VRAM curve · v: plan"
 
     def _summary(self, draft: Draft, est: Estimate | None) -> str:
+        """Where the plan is made, then what the table's columns mean for this input."""
         mem = draft.memory
         if mem is None:
             return "no memory to plan on yet"
-        return f"Planning on {mem.free_mib:,.0f} MiB: {mem.label} ({mem.detail}) · sizes in GiB"
+        head = f"Planning on {mem.free_mib:,.0f} MiB: {mem.label} ({mem.detail})"
+        if est is None or draft.request is None:
+            return head
+        from lander_tui.core.engines import get_engine
+        from lander_tui.ui.text import short_tokens
+        from lander_tui.ui.widgets.results import PAST_TRAINED
+
+        target = draft.request.context
+        bits = [f"GiB at the {short_tokens(target)} target, max ctx per row" if target else "GiB at each row's max ctx"]
+        rows = [r for r in est.results if not r.error]
+        if any(r.max_context > r.model_max_context for r in rows):
+            bits.append(f"{PAST_TRAINED} past trained {rows[0].model_max_context:,}")
+        note = get_engine(est.engine).host_note
+        if note and any(r.memory.host for r in rows):
+            bits.append(note)
+        return head + "\n" + " · ".join(bits)
 
     # --- form events -------------------------------------------------------------------------
     @on(ModelForm.Changed)
@@ -631,7 +652,13 @@ class LanderApp(App[None]):
 
     def _model_failed(self, text: str, message: str) -> None:
         current = self.model.spec.name if self.model is not None else None
-        self.query_one(ModelForm).show_model_error(message, current)
+        form = self.query_one(ModelForm)
+        if "--list-models" in message:
+            # the CLI's hint; here the search box is the catalog: say so, and search for what was typed
+            message = message.split(" (`lander-tui", 1)[0] + " (type part of its name: the list shows the " \
+                      "catalog and Hub models that match)"
+            form.search_for(text)
+        form.show_model_error(message, current)
         self._recompute()
 
     # --- actions -----------------------------------------------------------------------------

@@ -197,6 +197,33 @@ def _what_if(name: str) -> PlanningMemory:
     return pm.what_if(name)
 
 
+def field_hint(name: str, form: FormValues, model: ResolvedModel | None = None) -> str:
+    """One line on what a field means, shown while it has focus (and no error)."""
+    engine = _engine(form)
+    label = engine.label if engine is not None else "the engine"
+    if name == "quants":
+        defaults = ", ".join(default_quants(form.engine, model))
+        return f"weight formats, comma-separated; empty: {label}'s defaults ({defaults})"
+    if name == "kv_types":
+        return f"KV-cache types, comma-separated; empty: {', '.join(default_kv(form.engine, model))}; k cycles them"
+    if name == "context":
+        return "tokens, like 32k or 131072; empty: the model's trained maximum; + and - double and halve it"
+    if name == "parallel":
+        return f"{engine.parallel_help if engine is not None else 'requests at once'}; empty: 1"
+    if name == "margin":
+        unused = "" if form.memory == "free" else f" (Memory is {MEMORY_LABELS.get(form.memory, form.memory)}: unused)"
+        return f"MiB kept free on the planned GPUs; only Memory = free now uses it{unused}"
+    if name == "memory":
+        return "; ".join(f"{label_}: {help_}" for _key, label_, help_ in pm.MODES[:2]) + "; what-if: w picks"
+    if name == "what_if":
+        return "a catalog GPU or cloud instance, e.g. 2x A100 80GB; w opens the list"
+    if name == "engine":
+        return "b cycles the engines; the fields below keep what you typed for each"
+    if name == "flash_attn":
+        return "auto: the engine's own choice"
+    return ""
+
+
 def describe_changes(shown: FormValues, typed: FormValues) -> str:
     """The fields where the screen (`shown`, the last valid input) differs from what is typed, with
     the values the screen uses: 'Target context 1; What-if GPU RTX 4090'."""

@@ -131,6 +131,11 @@ class Engine:
     splits_across_gpus: bool = False
     #: Part of lander-tui itself (a plugin's errors are contained, a built-in's are bugs).
     builtin: bool = False
+    #: What "parallel sequences" means for this engine, in one line, shown where the user sets it.
+    parallel_help: str = "requests at once"
+    #: Host RAM the engine always holds beside the GPU parts, in a few words ("" when none to mention):
+    #: the results say it next to the weights column, which counts only the GPU.
+    host_note: str = ""
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"

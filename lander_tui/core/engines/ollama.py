@@ -28,6 +28,7 @@ class Ollama(LlamaCpp):
     aliases = ()
     order = 20
     command_name = "Ollama"
+    parallel_help = "Ollama OLLAMA_NUM_PARALLEL requests at once, sharing the context (like llama.cpp -np)"
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration(margin_mib=1024.0).with_overrides(opts.overrides)  # type: ignore[return-value]

@@ -23,6 +23,9 @@ from lander_tui.ui.text import load_level, mib, na, sparkline, truncate
 from lander_tui.ui.widgets.what_if import WhatIfPicker
 
 HISTORY_SECONDS = 60
+#: What a what-if card's figures are (core/gpu/catalog.py, `CatalogGpu.source`), in words.
+WHAT_IF_SOURCES = {"measured": "measured on a real card", "reported": "typical driver figures",
+                   "estimated": "estimated"}
 MAX_PROCESSES = 3
 
 
@@ -187,15 +190,17 @@ class GpuCard(Widget, can_focus=True):
         if digits.value != free_text:
             digits.update(free_text)
         side = f"MiB free\nof {mib(total)} MiB\n"
-        if gpu.what_if:
-            side += "usable (catalog)"
+        if gpu.what_if:  # no free memory to read: the card's usable memory, and where that comes from
+            side = f"MiB usable\nof {mib(total)} total\nwhat-if card"
         elif gpu.lost:
             side += truncate(gpu.note or "GPU is lost", 40)
         else:
             side += "N/A used" if frac is None else f"{frac:.0%} used"
         self._w["side"].set(side)
         if gpu.what_if:
-            stats = gpu.note or "what-if"
+            source = gpu.note.removeprefix("what-if (").removesuffix(" numbers)")
+            stats = (f"usable = total - {mib(gpu.reserved_mib)} MiB driver reserve "
+                     f"({WHAT_IF_SOURCES.get(source, source)})")
         else:
             power = na(gpu.power_w, unit="") + ("/" + na(gpu.power_cap_w) if gpu.power_cap_w else "") + " W"
             stats = f"util {na(gpu.util_percent, unit='%')}  {na(gpu.temp_c, unit='°C')}  {power}"
@@ -203,8 +208,10 @@ class GpuCard(Widget, can_focus=True):
                 stats += "  unified mem"
         self._w["stats"].set(stats)
         used = "" if frac is None else f" · {frac:.0%} used"
-        compact = f"{free_text} MiB free of {mib(total)}{used}"
-        self._w["compact"].set(compact if gpu.what_if else f"{compact} · {stats}")
+        if gpu.what_if:
+            self._w["compact"].set(f"{free_text} MiB usable of {mib(total)} total (what-if card)")
+        else:
+            self._w["compact"].set(f"{free_text} MiB free of {mib(total)}{used} · {stats}")
         spark = self._w["spark"]
         spark.display = not gpu.what_if
         spark.set(history, total or 0.0)
@@ -219,7 +226,7 @@ class GpuCard(Widget, can_focus=True):
         self._show_title()
 
     def on_blur(self) -> None:
-        self._show_title()
+        self.call_after_refresh(self._show_title)  # focus has moved on by then
 
     def action_use_gpu(self) -> None:
         if not self.is_what_if:

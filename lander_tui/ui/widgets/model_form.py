@@ -32,6 +32,7 @@ from lander_tui.ui.form import (
     FormValues,
     default_kv,
     default_quants,
+    field_hint,
 )
 from lander_tui.ui.text import count_text, params_text, truncate
 from lander_tui.ui.widgets.gpu_panel import Line
@@ -143,6 +144,7 @@ class ModelForm(Vertical):
         self._errors: dict[str, str] = {}
         self._hits: list[SearchHit] = []
         self._model: Any = None
+        self._suggesting = ""  # a search started for a name that did not resolve (its hits are suggestions)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -200,6 +202,8 @@ class ModelForm(Vertical):
                 widget.value = new  # type: ignore[attr-defined]
         if old.engine != values.engine:
             self.show_defaults(values.engine, self._model)
+        if old.memory != values.memory:
+            self._show_labels()
 
     def show_defaults(self, engine: str, model: Any) -> None:
         """The Quants and KV placeholders say what an empty field means for this engine and model
@@ -223,17 +227,29 @@ class ModelForm(Vertical):
         for name, label, _kind in KNOBS:
             msg = self._errors.get(name)
             marks = ("▸" if focused is not None and focused.id == name else "") + ("✗" if msg else "")
-            self.query_one(f"#label-{name}", Line).set(f"{marks} {SHORT_LABELS.get(name, label)}" if marks else label)
-            self.query_one(f"#knob-{name}").set_class(bool(msg), "-invalid")
+            unused = name == "margin" and self._values.memory != "free"  # only "free now" keeps a margin
+            text = f"{marks} {SHORT_LABELS.get(name, label)}" if marks else "Margin: unused" if unused else label
+            self.query_one(f"#label-{name}", Line).set(text)
+            knob = self.query_one(f"#knob-{name}")
+            knob.set_class(bool(msg), "-invalid")
+            knob.set_class(unused, "-unused")
 
     def _show_form_error(self) -> None:
+        """Under the knobs: the focused field's error, else any field's error, else what the focused
+        field means (in full: this line wraps)."""
         focused = self.app.focused
         name = focused.id if focused is not None else None
         errs = {k: v for k, v in self._errors.items() if k in dict((n, 0) for n, _, _ in KNOBS)}
         msg = errs.get(name or "") or next(iter(errs.values()), "")
         label = {n: lbl for n, lbl, _ in KNOBS}
         key = name if name in errs else next(iter(errs), "")
-        self.query_one("#form-error", Line).set(f"✗ {label.get(key, key)}: {msg}" if msg else "")
+        line = self.query_one("#form-error", Line)
+        line.set_class(not msg, "-hint")
+        if msg:
+            line.set(f"✗ {label.get(key, key)}: {msg}")
+            return
+        hint = field_hint(name, self._values, self._model) if name in label else ""
+        line.set(f"{label[name]}: {hint}" if hint else "")
 
     def on_descendant_focus(self) -> None:
         self._show_labels()
@@ -284,7 +300,10 @@ class ModelForm(Vertical):
         """What the controls hold is what `load()` compares against: a value the app later sets
         back (an engine switch emptying Quants) must reach the control even if the app never
         loaded the typed text."""
-        self._values = replace(self._values, **{name: value})
+        old = self._values
+        self._values = replace(old, **{name: value})
+        if name == "memory" and old.memory != value:
+            self._show_labels()
         self.post_message(self.Changed(name, value))
 
     def _cancel_search(self) -> None:
@@ -347,15 +366,29 @@ class ModelForm(Vertical):
         self.run_worker(work, thread=True, exclusive=True, group="search", exit_on_error=False)
 
     def _show_hits(self, text: str, hits: list[SearchHit], status: str) -> None:
-        if self.query_one("#search", Input).value != text:
+        if self.query_one("#search", Input).value != text and text != self._suggesting:
             return  # the user typed on: a newer search is coming
+        suggestion = text == self._suggesting
+        if suggestion:
+            self._suggesting = ""
+            if not hits:
+                return  # nothing close: the error line stands alone
         self._hits = hits
         options = self.query_one("#hits", OptionList)
         options.set_options([Option(h.label, id=h.id) for h in hits])
         options.display = bool(hits)
         if hits:
             options.highlighted = 0
-        self.query_one("#search-status", Line).set(status if hits else f"no model matches {text!r} ({status})")
+        if not suggestion:  # a suggestion list sits under the error, which stays
+            self.query_one("#search-status", Line).set(status if hits else f"no model matches {text!r} ({status})")
+
+    def search_for(self, text: str) -> None:
+        """List what the catalog (and the Hub) has for `text`, as if it had just been typed."""
+        words = " ".join(w for w in text.replace("/", " ").replace("-", " ").split() if len(w) > 1)
+        if words:
+            self._cancel_search()
+            self._suggesting = words
+            self._start_search(words)
 
     def close_hits(self) -> None:
         self._cancel_search()

@@ -17,7 +17,11 @@ from lander_tui.ui.widgets.table import RowTable
 
 #: Table headers of the memory parts (the column must stay narrow: "KV mem" for "KV cache").
 _PART_HEADERS = {"kv": "KV mem"}
-HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits")
+HEADERS = ("  quant", "KV", "max ctx ", *(_PART_HEADERS.get(p.attr, p.label) for p in PARTS), "total", "fits")
+#: When the full headers do not fit (a narrow pane, long KV names, more columns).
+SHORT_HEADERS = ("  quant", "KV", "max ctx ", *({"weights": "wts", "kv": "KV", "compute": "comp",
+                                                 "overhead": "ovhd"}.get(p.attr, p.label) for p in PARTS),
+                 "total", "fits")
 RIGHT = (False, False, True, *(True for _ in PARTS), True, False)
 #: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
 #: without colour.
@@ -26,12 +30,17 @@ SEGMENTS = tuple((p.label.replace(" cache", ""), glyph, f"breakdown--{p.attr}")
                  for p, glyph in zip(PARTS, _GLYPHS, strict=True))
 
 
+#: Beside a max ctx past the model's trained maximum (plans stop there unless a target says otherwise).
+PAST_TRAINED = "↑"
+
+
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
     if r.error:
         return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in PARTS), "", "no")
     mark = "★ " if recommended else "  "
-    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}", *(gib(getattr(r.memory, p.attr), 2) for p in PARTS),
-            gib(r.total_mib, 2), "yes" if r.fits else "NO")
+    past = PAST_TRAINED if r.max_context > r.model_max_context else " "
+    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}{past}",
+            *(gib(getattr(r.memory, p.attr), 2) for p in PARTS), gib(r.total_mib, 2), "yes" if r.fits else "NO")
 
 
 class BreakdownBar(Widget):
@@ -82,10 +91,11 @@ class Results(Vertical):
         self._est: Any = None
         self._keys: list[tuple[str, str]] = []
         self.stale = False  # the ✗ line says the results are from the last valid input
+        self._plan: tuple[tuple[str, str], Any] | None = None  # (row, plan) for the breakdown bar
 
     def compose(self) -> ComposeResult:
         yield Line("", id="summary")
-        yield RowTable(HEADERS, RIGHT, id="table")
+        yield RowTable(HEADERS, RIGHT, SHORT_HEADERS, id="table")
         yield Line("", id="reason")
         yield Line("", id="breakdown-label")
         yield BreakdownBar(id="breakdown")
@@ -147,6 +157,12 @@ class Results(Vertical):
         for lv in ("ok", "short", "off"):
             line.set_class(lv == level, f"-{lv}")
 
+    def show_plan(self, row: tuple[str, str] | None, plan: Any) -> None:
+        """The chosen plan's own numbers for the breakdown bar (its context, its GPUs), shown while the
+        cursor is on its row; the row's figures at its max ctx otherwise."""
+        self._plan = (row, plan) if row is not None and plan is not None else None
+        self._show_breakdown()
+
     def select(self, key: tuple[str, str]) -> None:
         """Put the cursor on a row (no-op when it is not in the table)."""
         if key in self._keys:
@@ -186,9 +202,18 @@ class Results(Vertical):
             bar.set((), 0.0)
             return
         budget = self._est.budget_mib
-        parts = tuple(float(getattr(r.memory, p.attr)) for p in PARTS)
+        memory, total = r.memory, r.total_mib
+        where = "max " if r.context == r.max_context else ""
+        if self._plan is not None and self._plan[0] == self.cursor_key:
+            plan = self._plan[1]  # what the plan line and the launch command are about: its context
+            memory, total, where = plan.memory, float(plan.memory.total), "plan "
+            budget = sum(d.budget_mib for d in plan.devices)
+            context = plan.context
+        else:
+            context = r.context
+        parts = tuple(float(getattr(memory, p.attr)) for p in PARTS)
         legend = " ".join(f"{glyph} {name} {gib(v)}" for (name, glyph, _), v in zip(SEGMENTS, parts, strict=True))
-        room = budget - r.total_mib
+        room = budget - total
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
-        label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB")
+        label.set(f"{where}@{short_tokens(context)}: {legend} {tail}")
         bar.set(tuple(round(p, 1) for p in parts), round(budget, 1))

@@ -27,10 +27,8 @@ class RowTable(Widget, can_focus=True):
     BINDINGS = [
         Binding("up", "move(-1)", "up", show=False),
         Binding("down", "move(1)", "down", show=False),
-        Binding("home", "move_to(0)", "first", show=False),
-        Binding("end", "move_to(-1)", "last", show=False),
-        Binding("pageup", "move(-5)", "page up", show=False),
-        Binding("pagedown", "move(5)", "page down", show=False),
+        # only the arrows (and a click) pick a row: the row under the cursor is the plan, so keys a
+        # user presses to scroll the page (PageUp/PageDown/Home/End) must not change it
     ]
 
     class Highlighted(Message):
