@@ -138,7 +138,7 @@ class LanderApp(App[None]):
         Binding("escape", "leave_field", "leave field"),
         # Ctrl+C quits, as users of nvitop/nvtop/htop expect (Textual's default only says "press
         # ctrl+q"); a text field's copy is Ctrl+Insert or the terminal's own selection
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -814,6 +814,10 @@ class LanderApp(App[None]):
             await self.run_action(action)
         finally:
             self._from_palette = False
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: quit from anywhere, a text field included (q types a q there)."""
+        self.exit()
 
     def action_resume(self) -> None:
         self.action_toggle_pause()

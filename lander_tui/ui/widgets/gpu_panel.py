@@ -217,16 +217,17 @@ class GpuCard(Widget, can_focus=True):
         spark.set(history, total or 0.0)
         self._w["procs"].set(_procs_text(gpu))
 
-    def _show_title(self) -> None:
+    def _show_title(self, focused: bool | None = None) -> None:
         # focus as a character too ("▸"), so it shows without colour
         if self._ready:
-            self._w["title"].set(("▸ " if self.has_focus else "") + self._title)
+            focused = self.has_focus if focused is None else focused
+            self._w["title"].set(("▸ " if focused else "") + self._title)
 
     def on_focus(self) -> None:
-        self._show_title()
+        self._show_title(True)  # runs before Widget._on_focus sets has_focus
 
     def on_blur(self) -> None:
-        self.call_after_refresh(self._show_title)  # focus has moved on by then
+        self._show_title(False)
 
     def action_use_gpu(self) -> None:
         if not self.is_what_if:

@@ -383,8 +383,13 @@ class ModelForm(Vertical):
             self.query_one("#search-status", Line).set(status if hits else f"no model matches {text!r} ({status})")
 
     def search_for(self, text: str) -> None:
-        """List what the catalog (and the Hub) has for `text`, as if it had just been typed."""
-        words = " ".join(w for w in text.replace("/", " ").replace("-", " ").split() if len(w) > 1)
+        """List what the catalog (and the Hub) has close to `text`: the longest of its words that names
+        a catalog model, searched as if it had just been typed."""
+        from lander_tui.core.catalog import search_catalog
+
+        parts = sorted({w for w in text.replace("/", " ").replace("-", " ").replace("_", " ").split() if len(w) > 2},
+                       key=len, reverse=True)
+        words = next((w for w in parts if search_catalog(w, limit=1)), "")
         if words:
             self._cancel_search()
             self._suggesting = words
