@@ -321,3 +321,25 @@ async def test_an_offload_plan_says_it_spills_to_the_cpu_on_the_plan_line():
         status = line(app, "#plan-status")
         assert f"spills to the CPU ({plan.cpu_gpu_split()})" in status
         assert ("host RAM enough" in status) == (plan.host_mib <= app.chosen.host_available_mib)
+
+
+async def test_the_what_if_list_marks_cards_nvml_cannot_watch():
+    from textual.widgets import OptionList
+
+    from lander_tui.core.gpu.catalog import GPUS, vendor_of
+
+    assert {g.vendor for g in GPUS} - {"NVIDIA"}, "the catalog has a non-NVIDIA card to mark"
+    app, _clock = frozen_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        app.query_one(RowTable).focus()
+        await pilot.press("w", *"mi300")
+        await pilot.pause()
+        options = app.screen.query_one(OptionList)
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert prompts and all("AMD: catalog numbers only, no NVML" in p for p in prompts), prompts
+        await pilot.press("ctrl+u", *"4090")
+        await pilot.pause()
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert prompts and not any("NVML" in p for p in prompts)
+        assert vendor_of("Standard_ND96isr_MI300X_v5") == "AMD" and vendor_of("g5.12xlarge") == "NVIDIA"
