@@ -179,6 +179,7 @@ class LanderApp(App[None]):
         self.shown: Shown | None = None
         self._scrolled_once = False
         self._scroll_pending = False  # the narrow layout's first scroll to the results is still to come
+        self._footer_pending = False  # the footer is still to be fitted to a new width
         self._drawn_estimate: Estimate | None = None  # what the chart shows
         self.chosen: ChosenPlan | None = None  # the plan for the chosen row (see ui/live_plan.py)
         self.live: LiveCheck | None = None  # its check against the latest reading, as shown
@@ -218,9 +219,13 @@ class LanderApp(App[None]):
             self.notify(problem, title="Engine plugin skipped", severity="warning", timeout=10, markup=False)
 
     def on_resize(self) -> None:
+        self._footer_pending = True
         self.call_after_refresh(self._fit_footer)
 
     def _fit_footer(self) -> None:
+        self._footer_pending = False
+        if not (self.is_running and self._screen_stack):
+            return
         footer = self.query_one(LanderFooter)
         narrow = self.screen.has_class("-narrow")
         footer.compact = narrow
@@ -424,7 +429,7 @@ class LanderApp(App[None]):
         narrow screen has scrolled them into view (tests and screenshots wait for this, not a time)."""
         if self._plan_pending or (self.shown is not None and self._drawn_estimate is not self.shown.estimate):
             return False
-        return not self._scroll_pending
+        return not (self._scroll_pending or self._footer_pending)
 
     def _results_into_view(self) -> None:
         self._scroll_pending = False
@@ -520,7 +525,8 @@ class LanderApp(App[None]):
         rec = chosen is not None and results.recommended_key == chosen.row
         text, level = self._status()
         star = results.recommended_key
-        if chosen is not None and chosen.plan is not None and not rec and star is not None:
+        if chosen is not None and chosen.plan is not None and not rec and star is not None \
+                and self._row_pick == chosen.row:
             text += f" · your row (★ is {star[0]}/{star[1]})"  # picked by hand: say so, the plan follows it
         results.show_status(text, level)
         results.show_plan(chosen.row if chosen is not None else None, chosen.plan if chosen is not None else None)

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from lander_tui.ui.chart_data import ChartData
@@ -23,25 +23,56 @@ MONO_MARKERS = ("dot", "x", "+", "*", "o", "#")
 MONO_GLYPHS = ("•", "x", "+", "*", "o", "#")
 
 
-class ChartLegend(Static):
+class ChartLegend(Widget):
     """The curves' names under the plot: plotext draws its legend inside the plot area, over the
-    low-context end of every curve (issue 11, D14), so the chart draws none and this line says it."""
+    low-context end of every curve (issue 11, D14), so the chart draws none and this says it. Entries
+    are packed into lines here, so a line breaks between curves, never inside a name."""
+
+    GAP = 3
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._entries: list[tuple[str, str, str]] = []  # (glyph, style, text)
 
     def show(self, data: ChartData | None) -> None:
-        if data is None or not data.series:
-            self.update("")
-            self.display = False
-            return
         mono = "NO_COLOR" in os.environ
-        text = Text()
-        for i, s in enumerate(data.series):
-            if i:
-                text.append("   ")
+        entries = []
+        for i, s in enumerate(data.series if data is not None else ()):
             glyph = MONO_GLYPHS[i % len(MONO_GLYPHS)] * 2 if mono else "━━"
-            text.append(glyph, style="" if mono else LEGEND_COLORS[i % len(LEGEND_COLORS)])
-            text.append(f" {s.label}{' ★' if s.recommended else ''} max {short_tokens(s.max_context)}")
-        self.update(text)
-        self.display = True
+            style = "" if mono else LEGEND_COLORS[i % len(LEGEND_COLORS)]
+            star = " ★" if s.recommended else ""
+            entries.append((glyph, style, f" {s.label}{star} max {short_tokens(s.max_context)}"))
+        if entries != self._entries:
+            self._entries = entries
+            self.display = bool(entries)
+            self.refresh(layout=True)
+
+    def _lines(self, width: int) -> list[list[tuple[str, str, str]]]:
+        lines: list[list[tuple[str, str, str]]] = [[]]
+        used = 0
+        for e in self._entries:
+            size = len(e[0]) + len(e[2])
+            if lines[-1] and used + self.GAP + size > width:
+                lines.append([])
+                used = 0
+            used += (self.GAP if lines[-1] else 0) + size
+            lines[-1].append(e)
+        return lines
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return len(self._lines(width)) if self._entries else 0
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for n, line in enumerate(self._lines(max(1, self.size.width))):
+            if n:
+                text.append("\n")
+            for i, (glyph, style, label) in enumerate(line):
+                if i:
+                    text.append(" " * self.GAP)
+                text.append(glyph, style=style)
+                text.append(label)
+        return text
 
 
 class ChartPanel(Vertical):
