@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def live(seconds: float, every: float, out: Path | None, cmd: str) -> list[dict[
 # --- fast: a day of readings, in-process ----------------------------------------------------------
 
 
-def fast(ticks: int, every: int, out: Path | None) -> list[dict[str, float]]:
+def fast(ticks: int, every: int, out: Path | None, trace: int = 0) -> list[dict[str, float]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LANDER_TUI_CACHE_DIR", tempfile.mkdtemp(prefix="lander-soak-cache-"))
     sys.path.insert(0, str(REPO))
@@ -126,7 +127,10 @@ def fast(ticks: int, every: int, out: Path | None) -> list[dict[str, float]]:
     proc = psutil.Process()
     rows: list[dict[str, float]] = []
 
+    baseline = None
+
     async def drive() -> None:
+        nonlocal baseline
         async with app.run_test(size=(120, 40)) as pilot:
             start = time.monotonic()
             for tick in range(ticks + 1):
@@ -146,8 +150,20 @@ def fast(ticks: int, every: int, out: Path | None) -> list[dict[str, float]]:
                        "widgets": len(list(app.screen.walk_children())), "gc_objects": len(gc.get_objects())}
                 rows.append(row)
                 print(",".join(str(v) for v in row.values()), flush=True)
+                if trace and tick >= ticks // 10 and baseline is None:
+                    baseline = tracemalloc.take_snapshot()
 
+    if trace:
+        tracemalloc.start(trace)
     asyncio.run(drive())
+    if trace and baseline is not None:
+        # what grew after the warm-up, by the line that allocated it (the culprit of a leak, if any)
+        gc.collect()
+        stats = tracemalloc.take_snapshot().compare_to(baseline, "traceback" if trace > 1 else "lineno")
+        for stat in stats[:8]:
+            print(f"{stat.size_diff / 1024:+.1f} KiB in {stat.count_diff:+d} blocks")
+            for frame in stat.traceback.format()[-8:]:
+                print("   ", frame)
     _write(rows, out)
     return rows
 
@@ -164,12 +180,14 @@ def main() -> int:
     fs.add_argument("--ticks", type=int, default=86400)
     fs.add_argument("--every", type=int, default=3600)
     fs.add_argument("--csv", type=Path)
+    fs.add_argument("--trace", type=int, default=0, metavar="FRAMES",
+                    help="print what grew after the warm-up (tracemalloc, this many frames per allocation)")
     args = ap.parse_args()
     if args.mode == "live":
         rows = live(args.seconds, args.every, args.csv, args.cmd)
         key, per_hour = "seconds", 3600.0
     else:
-        rows = fast(args.ticks, args.every, args.csv)
+        rows = fast(args.ticks, args.every, args.csv, args.trace)
         key, per_hour = "tick", 3600.0
     if rows:
         print(summary(rows, key, per_hour))

@@ -270,3 +270,19 @@ async def test_timers_after_the_app_closes_do_not_touch_the_screen(monkeypatch):
     monkeypatch.setattr(app, "_close_all", slow_close_all)
     async with app.run_test(size=(80, 24)):
         app.poll_now()  # first results: plan, chart and the narrow layout's scroll are all pending
+
+
+async def test_a_stale_select_message_does_not_flip_the_plan():
+    # a Select announces its first value ("free now") when it mounts; with no GPU the first reading
+    # switches the plan to what-if, and in a real terminal that reading (from the polling thread) comes
+    # before the mount-time message is handled: acting on it flipped the plan to free now and back,
+    # removing the what-if card while it mounted (NoMatches, the app crashed; seen in tmux)
+    app, _clock = frozen_app(NO_GPU_SCENARIO, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        memory = app.query_one("#memory", Select)
+        assert memory.value == app.form.memory == "what-if"
+        cards = list(app.query(GpuCard))
+        memory.post_message(Select.Changed(memory, "free"))  # the late mount-time message
+        await settle(pilot, app)
+        assert app.form.memory == "what-if" and list(app.query(GpuCard)) == cards

@@ -840,7 +840,8 @@ class LanderApp(App[None]):
     # --- chrome ------------------------------------------------------------------------------
     def _update_topbar(self) -> None:
         if self._demo:
-            source = "demo GPUs (fake)"
+            source = "no GPU (fake scenario)" if self.snapshot is not None and not self.snapshot.ok \
+                else "demo GPUs (fake)"
         elif self.snapshot is None:
             source = "reading the GPUs…"
         elif not self.snapshot.ok:

@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Digits, Static
@@ -157,13 +158,14 @@ class GpuCard(Widget, can_focus=True):
         yield Line(classes="gpu-procs -autohide")
 
     def on_mount(self) -> None:
-        if not self.app.is_running:
-            return  # mounted while the app closes: its parts are already gone
-        self._ready = True
         q = self.query_one
-        self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),
-                   "digits": q(Digits), "side": q(".gpu-side", Line), "compact": q(".gpu-compact", Line),
-                   "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line)}
+        try:
+            self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),
+                       "digits": q(Digits), "side": q(".gpu-side", Line), "compact": q(".gpu-compact", Line),
+                       "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line)}
+        except NoMatches:
+            return  # removed (or the app closing) while it mounted: its parts are already gone
+        self._ready = True
         if self._pending is not None:
             self.show(*self._pending)
 

@@ -287,14 +287,19 @@ class ModelForm(Vertical):
             return
         if name in _FORM_FIELDS:
             event.stop()
-            self._typed(name, event.value)
+            if event.value == event.input.value:  # else stale: the control has moved on since
+                self._typed(name, event.value)
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         name = event.select.id or ""
         if name in _FORM_FIELDS and isinstance(event.value, str):
             event.stop()
-            self._typed(name, event.value)
+            # a Select announces its first value when it mounts; when the app has set another since
+            # (no GPU: memory switched to what-if before that message arrived), the message is stale
+            # and acting on it flipped the plan to "free now" and back, remounting the GPU cards
+            if event.value == event.select.value:
+                self._typed(name, event.value)
 
     def _typed(self, name: str, value: str) -> None:
         """What the controls hold is what `load()` compares against: a value the app later sets
