@@ -58,7 +58,7 @@ def summary(rows: list[dict[str, float]], clock_key: str, per_hour: float) -> st
     rate = growth / span * per_hour if span > 0 else 0.0
     return (f"samples {len(rows)} · RSS first {rss[0]:.1f} MiB, after warm-up {warm['rss_mib']:.1f}, "
             f"last {last['rss_mib']:.1f}, peak {max(rss):.1f} · growth after warm-up {growth:+.1f} MiB "
-            f"({rate:+.2f} MiB per hour of {'readings' if clock_key == 'tick' else 'wall time'})")
+            f"({rate:+.2f} MiB per {'hour of readings' if clock_key == 'tick' or per_hour != 3600 else 'hour'})")
 
 
 def _write(rows: list[dict[str, float]], path: Path | None) -> None:
@@ -73,6 +73,37 @@ def _write(rows: list[dict[str, float]], path: Path | None) -> None:
 # --- live: the installed app in tmux -----------------------------------------------------------
 
 
+def app_main(speed: float, census: Path | None) -> None:
+    """The dashboard on the demo's fake GPUs with its clock `speed` times real time and a reading
+    every 1/speed s (the app polls at most every 0.05 s): `speed` readings of the real polling
+    thread, real driver and real terminal per second. With `census`, a line every 60 s of the
+    Python objects alive and the types that grew most since the first line."""
+    import threading
+    from collections import Counter
+
+    sys.path.insert(0, str(REPO))
+    from lander_tui.core.gpu import DEMO_SCENARIO, FakeBackend
+    from lander_tui.ui.app import LanderApp
+
+    start = time.monotonic()
+    backend = FakeBackend(DEMO_SCENARIO, clock=lambda: (time.monotonic() - start) * speed)
+    app = LanderApp(backend, demo=True, poll_interval=1.0 / speed)
+    if census is not None:
+        def count() -> None:
+            first: Counter[str] | None = None
+            while True:
+                gc.collect()
+                now = Counter(type(o).__name__ for o in gc.get_objects())
+                first = first or now
+                grew = (now - first).most_common(5)
+                with census.open("a") as f:
+                    f.write(f"{time.monotonic() - start:.0f}s objects {sum(now.values())} grew {grew}\n")
+                time.sleep(60)
+
+        threading.Thread(target=count, daemon=True).start()
+    app.run()
+
+
 def live(seconds: float, every: float, out: Path | None, cmd: str) -> list[dict[str, float]]:
     tmux = shutil.which("tmux")
     if tmux is None:
@@ -83,7 +114,8 @@ def live(seconds: float, every: float, out: Path | None, cmd: str) -> list[dict[
     conf.write_text("set -g remain-on-exit on\nset -g status off\n")
     base = [tmux, "-u", "-L", socket, "-f", str(conf)]
     env = f"env TERM=xterm-256color HF_HUB_OFFLINE=1 LANDER_TUI_CACHE_DIR={tmp / 'cache'} HOME={tmp}"
-    subprocess.run([*base, "new-session", "-d", "-s", "soak", "-x", "120", "-y", "40", f"{env} {cmd} --demo"],
+    demo = "" if " app " in f" {cmd} " else " --demo"
+    subprocess.run([*base, "new-session", "-d", "-s", "soak", "-x", "120", "-y", "40", f"{env} {cmd}{demo}"],
                    check=True)
     rows: list[dict[str, float]] = []
     try:
@@ -176,6 +208,13 @@ def main() -> int:
     lv.add_argument("--every", type=float, default=10)
     lv.add_argument("--cmd", default=str(REPO / ".venv" / "bin" / "lander-tui"))
     lv.add_argument("--csv", type=Path)
+    lv.add_argument("--speed", type=float, default=0.0,
+                    help="run this script's `app` at this many readings per second instead of the installed "
+                         "`lander-tui --demo` (20: a day of readings in 72 minutes)")
+    lv.add_argument("--census", type=Path, help="with --speed: where the app writes its object census")
+    ap_ = sub.add_parser("app", help="(used by live --speed) the dashboard on a sped-up demo clock")
+    ap_.add_argument("--speed", type=float, default=20.0)
+    ap_.add_argument("--census", type=Path)
     fs = sub.add_parser("fast", help="a day of readings in-process, one second of fake-GPU time per reading")
     fs.add_argument("--ticks", type=int, default=86400)
     fs.add_argument("--every", type=int, default=3600)
@@ -183,9 +222,16 @@ def main() -> int:
     fs.add_argument("--trace", type=int, default=0, metavar="FRAMES",
                     help="print what grew after the warm-up (tracemalloc, this many frames per allocation)")
     args = ap.parse_args()
+    if args.mode == "app":
+        app_main(args.speed, args.census)
+        return 0
     if args.mode == "live":
-        rows = live(args.seconds, args.every, args.csv, args.cmd)
-        key, per_hour = "seconds", 3600.0
+        cmd = args.cmd
+        if args.speed:
+            cmd = f"{sys.executable} {Path(__file__).resolve()} app --speed {args.speed:g}"
+            cmd += f" --census {args.census.resolve()}" if args.census else ""
+        rows = live(args.seconds, args.every, args.csv, cmd)
+        key, per_hour = "seconds", 3600.0 / (args.speed or 1.0)  # wall seconds per hour of readings
     else:
         rows = fast(args.ticks, args.every, args.csv, args.trace)
         key, per_hour = "tick", 3600.0
