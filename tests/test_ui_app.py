@@ -17,11 +17,8 @@ from lander_tui.ui.widgets.what_if import WhatIfScreen
 SIZE = (120, 40)
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("ui_offline")
+
 
 
 def rows(app: LanderApp) -> list[tuple[str, str, int]]:

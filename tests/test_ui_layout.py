@@ -21,12 +21,8 @@ ONE_GPU = {"host": {"total_mib": 65536, "available_mib": 61440},
                      "processes": [{"pid": 7, "user": "ana", "command": "train.py", "used_mib": 60000}]}]}
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("ui_offline")
+
 
 
 async def started(pilot, app) -> None:

@@ -12,7 +12,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
 
 from lander_tui.core.estimate import EstimateRequest, plan_row, run_estimate
 from lander_tui.core.model import Device
@@ -33,11 +32,8 @@ GROWING_JOB = {"gpus": [{"name": H100, "uuid": "GPU-grow", "total_mib": TOTAL, "
                                         "used_mib": [[0, 50000], [10, 70000], [20, 50000]]}]}]}
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("ui_offline")
+
 
 
 @pytest.fixture(scope="module")
