@@ -334,7 +334,8 @@ def test_d7_an_unknown_what_if_leaves_one_consistent_screen(launch: Callable[...
     focus_field(pane, "What-if GPU")
     pane.send("C-u")
     pane.tmux("send-keys", "-t", pane.target, "-l", "--", "banana 9000")
-    screen = pane.wait_for("the wrong what-if marked", lambda s: "last valid input" in s and "banana 9000" in s)
+    screen = pane.wait_for("the wrong what-if marked", lambda s: "last valid input" in s and "banana 9000" in s,
+                           FIRST_FRAME_S)  # eleven keys, each a new check of the form: patient under load
     time.sleep(0.5)
     screen = pane.wait_for("a settled screen", lambda s: "last valid input" in s)
     capture(pane, "d7-what-if-banana", screen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from lander_tui.core import planning_memory as pm
@@ -194,7 +195,20 @@ def margin_error(form: FormValues, snapshot: Any) -> str:
 def _what_if(name: str) -> PlanningMemory:
     if not name.strip():
         raise LanderError('type a GPU or instance, e.g. "RTX 4090", "2x A100 80GB", g5.12xlarge (w picks)')
-    return pm.what_if(name)
+    found = _what_if_lookup(name)
+    if isinstance(found, str):
+        raise LanderError(found)
+    return found
+
+
+@lru_cache(maxsize=64)
+def _what_if_lookup(name: str) -> PlanningMemory | str:
+    """The catalog's answer for a typed name, or why not. Asked several times per keystroke (field
+    check, memory, GPU panel) and a fuzzy miss costs up to ~70 ms, so it is remembered."""
+    try:
+        return pm.what_if(name)
+    except LanderError as err:
+        return str(err)
 
 
 def field_hint(name: str, form: FormValues, model: ResolvedModel | None = None) -> str:
