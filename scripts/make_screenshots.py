@@ -30,20 +30,20 @@ SHOTS = (
 async def shoot(name: str, scenario: str, size: tuple[int, int], keys: tuple[str, ...], later: float) -> Path:
     from textual.widgets import Input
 
-    from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, warm_up
+    from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, settle, warm_up
 
     Input._toggle_cursor = lambda self: None  # type: ignore[method-assign]
     app, clock = frozen_app(NO_GPU_SCENARIO if scenario == "no-gpu" else None, demo=scenario != "no-gpu")
     async with app.run_test(size=size) as pilot:
         warm_up(app, clock, 60)
-        await pilot.pause(0.3)
+        await settle(pilot, app)
         if keys:
             await pilot.press(*keys)
-            await pilot.pause(0.2)
+            await settle(pilot, app)
         if later:
             clock.t += later
             app.poll_now()
-            await pilot.pause(0.2)
+            await settle(pilot, app)
         app.clear_notifications()  # toasts come and go; the screen says the same in place
         await app.workers.wait_for_complete()
         await pilot.pause()

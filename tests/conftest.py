@@ -27,6 +27,15 @@ def model_facts() -> list[dict]:
     return json.loads((DATA / "models" / "model_facts.json").read_text())
 
 
+@pytest.fixture
+def ui_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The dashboard under test: the Hub offline, a private cache, colour on, no cursor blink."""
+    from textual.widgets import Input
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
 
 def _llamacpp_line() -> str:
     from support import llamacpp

@@ -295,11 +295,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        # counted before the bytes go out: a client that has read them all may ask `bytes_served`
+        # at once, before this thread would get to run again (that race failed a test under load)
+        self._log.headers["x-fake-served"] = str(len(payload) if body else 0)
         self.end_headers()
         if body and payload:
             self.wfile.write(payload)
         self.wfile.flush()
-        self._log.headers["x-fake-served"] = str(len(payload) if body else 0)
         self.fake.last_answer_at = time.perf_counter()
 
     def _json(self, status: int, data: Any, body: bool, headers: dict[str, str] | None = None) -> None:

@@ -245,3 +245,29 @@ def test_kill_ends_watch_like_ctrl_c():
     finally:
         proc.kill()
     assert proc.returncode == 0 and err == ""
+
+
+def test_demo_watch_moves_like_the_dashboard_demo(monkeypatch, capsys):
+    # issue 11 D18: `gpus --demo --watch` read as static. It is the dashboard's demo (same scenario,
+    # same start at t=45 s): the training job on GPU 1 grows at t=50 s and the vLLM server on GPU 0
+    # stops at t=100 s, so frames move within seconds; this pins that, on a clock the test moves.
+    clock = Clock()
+    asked: list[bool] = []
+
+    def open_backend(demo: bool = False, scenario: dict | None = None) -> FakeBackend:
+        asked.append(demo)
+        return FakeBackend(gpu_api.DEMO_SCENARIO, clock=clock, epoch=1_700_000_000.0)
+
+    def sleep(seconds: float) -> None:
+        clock.t += 1.0
+        if clock.t > 60:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpu_api, "open_backend", open_backend)
+    monkeypatch.setattr(gpus_cmd.time, "sleep", sleep)
+    assert cli.main(["gpus", "--demo", "--watch", "--json"]) == 0
+    assert asked == [True]
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    used = [[g["used_vram_mb"] for g in f] for f in frames]
+    assert used[0] != used[5], "GPU 1's training job grows 5 s in"
+    assert len({tuple(u) for u in used}) >= 3  # and more than once in a minute

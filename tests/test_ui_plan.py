@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from commands import command_lines
-from textual.widgets import Input
 
 from lander_tui.core.estimate import EstimateRequest, plan_row, run_estimate
 from lander_tui.core.gpu.specs import live_card
@@ -37,11 +36,8 @@ GROWING_JOB = {"gpus": [{"name": H100, "uuid": "GPU-grow", "total_mib": TOTAL, "
                                         "used_mib": [[0, 50000], [10, 70000], [20, 50000]]}]}]}
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+pytestmark = pytest.mark.usefixtures("ui_offline")
+
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +286,7 @@ def test_e_and_v_are_in_the_footer_help_and_palette():
     shown = {b.key: b for b in LanderApp.BINDINGS if getattr(b, "show", False)}
     assert {"e", "v", "c"} <= set(shown) and "r" not in shown  # r: help and palette only
     assert {a for _k, a, *_ in ACTIONS} >= {"export('md')", "toggle_view", "replan"}
-    assert [a for a, *_ in PALETTE_EXTRAS] == ["export('json')", "export('csv')"]
+    assert [a for a, *_ in PALETTE_EXTRAS] == ["live_gpus", "export('json')", "export('csv')"]
 
 
 def test_export_path_slug_and_folder(tmp_path):

@@ -8,17 +8,11 @@ cursor blink, under the exact Textual version pinned in pyproject.toml. After a 
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
 
-from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, warm_up
+from lander_tui.ui.fixtures import NO_GPU_SCENARIO, frozen_app, settle, warm_up
 
+pytestmark = pytest.mark.usefixtures("ui_offline")
 
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LANDER_TUI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
 
 
 def _shot(snap_compare, scenario=None, size=(120, 40), demo=True, press=()):
@@ -26,7 +20,9 @@ def _shot(snap_compare, scenario=None, size=(120, 40), demo=True, press=()):
 
     async def run_before(pilot) -> None:
         warm_up(app, clock, 60)
-        await pilot.pause(0.3)  # narrow screens scroll the results into view after 0.2 s
+        # wait for a condition, not a time: the plan, the chart and (narrow) the scroll to the results
+        # are each a timer away, and a loaded machine ran them after a fixed 0.3 s pause
+        await settle(pilot, app)
 
     return snap_compare(app, terminal_size=size, run_before=run_before, press=press)
 

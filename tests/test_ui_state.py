@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lander_tui.core import planning_memory as pm
+from lander_tui.core.errors import LanderError
 from lander_tui.core.gpu import GpuInfo, Snapshot
 from lander_tui.core.model_source import resolve_model
 from lander_tui.ui import form as state
@@ -89,7 +90,8 @@ def test_free_now_is_the_selected_gpus_free_minus_margin():
     assert one.free_mib == 26000 - 512 and one.total_mib == 81559
     both = state.planning_memory(FormValues(gpus=(0, 1), margin="1G"), s)
     assert both.free_mib == 36000 - 1024 and both.total_mib == 2 * 81559 and len(both.devices) == 2
-    assert state.planning_memory(FormValues(gpus=(0,), margin="20000"), s).free_mib == 0.0
+    with pytest.raises(LanderError, match="all of the 10,000 MiB free on GPU 0"):
+        state.planning_memory(FormValues(gpus=(0,), margin="20000"), s)  # D10: not 0 MiB to plan on
 
 
 def test_no_choice_yet_takes_the_gpu_with_most_free_memory():

@@ -176,6 +176,9 @@ def on_gpus(snapshot: Any, indices: Sequence[int], mode: str = "free",
                                *card) for g, card in zip(gpus, cards, strict=True))
         return PlanningMemory(devices, f"{names} whole", "total - driver reserve", ("whole", tuple(indices)),
                               f"{names} whole", **where)
+    problem = margin_problem(gpus, margin_mib)
+    if problem:
+        raise LanderError(problem)
     raw = sum(g.free_mib for g in gpus)
     share = margin_mib / len(gpus)
     devices = tuple(Device(f"{_short(g)}: {g.name}", max(0.0, g.free_mib - share), g.total_mib, g.index, *card)
@@ -213,6 +216,23 @@ def _card(g: Any) -> tuple[Any, str]:
     return live_card(g.name, g.total_mib, getattr(g, "mem_clock_mhz", None), getattr(g, "bus_width_bits", None),
                      getattr(g, "compute_capability", None), getattr(g, "sm_count", None) or 0,
                      getattr(g, "sm_clock_mhz", None) or 0.0)
+
+
+def margin_problem(gpus: Sequence[Any], margin_mib: float) -> str:
+    """Why a safety margin cannot be kept on these GPUs ("" when it can): one larger than the cards
+    themselves is a typo, and one that takes all the free memory leaves nothing to plan on (every
+    row would read "nothing fits" for a reason that is not the model's)."""
+    if margin_mib <= 0 or not gpus:
+        return ""
+    names = set_name(gpus)
+    total = sum(float(g.total_mib or 0.0) for g in gpus)
+    if total and margin_mib >= total:
+        return f"{margin_mib:,.0f} MiB is more than {names} holds ({total:,.0f} MiB)"
+    free = sum(float(g.free_mib or 0.0) for g in gpus)
+    if margin_mib >= free:
+        return (f"{margin_mib:,.0f} MiB is all of the {free:,.0f} MiB free on {names} now; "
+                f"keep less than {free:,.0f}")
+    return ""
 
 
 def default_memory(snapshot: Any, margin_mib: float = 0.0) -> PlanningMemory:

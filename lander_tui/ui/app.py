@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, OptionList
+from textual.widgets._footer import FooterKey
 from textual.worker import get_current_worker
 
 from lander_tui.core import planning_memory as pm
@@ -36,7 +37,7 @@ from lander_tui.ui.fleet import FleetActions, source_text
 from lander_tui.ui.form import Draft, FormValues
 from lander_tui.ui.live_engines import EnginesReady, EngineWatch
 from lander_tui.ui.live_plan import ChosenPlan, LiveCheck
-from lander_tui.ui.widgets.chart import VramChart
+from lander_tui.ui.widgets.chart import ChartPanel, VramChart
 from lander_tui.ui.widgets.gpu_panel import GpuCard, GpuPanel, Line
 from lander_tui.ui.widgets.model_form import ModelForm, SearchHit, hub_search
 from lander_tui.ui.widgets.plan_view import PlanView
@@ -78,10 +79,14 @@ KEY_DISPLAY = {"slash": "/", "plus,equals_sign": "+", "minus": "-", "question_ma
 NOT_IN_FOOTER = ("context_down", "replan", "toggle_prefer", "hosts", "fit", "plan_from_engine")
 #: Palette-only commands: (action, title, help).
 PALETTE_EXTRAS: tuple[tuple[str, str, str], ...] = (
+    ("live_gpus", "Back to live GPUs (free now)", "leave a what-if or whole-GPU plan: plan on this machine's "
+     "GPUs, free memory now"),
     ("export('json')", "Export the plan (JSON)", "write estimate, plan and launch command as JSON"),
     ("export('csv')", "Export the results (CSV)", "write the results table as CSV"),
 )
 PLAN_DELAY_S = 0.03
+#: Actions bound to printable keys: in a text field those keys type, so these are off the footer there.
+_TYPED_ACTIONS = frozenset(action for _keys, action, *_rest in ACTIONS)
 
 
 def styles_dir() -> Path:
@@ -98,6 +103,18 @@ def css_paths() -> list[str | PurePath]:
     return [d / name for name in ("app.tcss", "gpu.tcss", "form.tcss", "results.tcss", "dialogs.tcss")]
 
 
+class LanderFooter(Footer):
+    """The footer; on a narrow screen compact, with `? help` and `q quit` first: they are what a user
+    in a small tmux pane looks for, and every other key is one `?` away."""
+
+    def compose(self) -> ComposeResult:
+        items = list(super().compose())
+        if self.screen.has_class("-narrow"):
+            first = [w for w in items if isinstance(w, FooterKey) and w.action in ("help", "quit")]
+            items = first + [w for w in items if w not in first]
+        yield from items
+
+
 class GpuSnapshotReady(Message):
     """A new GPU reading. Newer readings replace older ones still waiting in the queue."""
 
@@ -109,6 +126,15 @@ class GpuSnapshotReady(Message):
         return isinstance(message, GpuSnapshotReady)
 
 
+@dataclass(frozen=True)
+class Shown:
+    """A valid form, its request and its estimate: what the screen shows."""
+
+    form: FormValues
+    draft: Draft
+    estimate: Estimate
+
+
 class LanderApp(FleetActions, App[None]):
     TITLE = "lander-tui"
     CSS_PATH = css_paths()
@@ -116,7 +142,12 @@ class LanderApp(FleetActions, App[None]):
     BINDINGS = [
         *[Binding(keys, action, label, key_display=KEY_DISPLAY.get(keys), show=action not in NOT_IN_FOOTER)
           for keys, action, label, _title, _help in ACTIONS],
-        Binding("escape", "leave_field", "leave field", show=False),
+        # the same key, shown while paused (the footer says what p does now)
+        Binding("p", "resume", "resume", show=True),
+        Binding("escape", "leave_field", "leave field"),
+        # Ctrl+C quits, as users of nvitop/nvtop/htop expect (Textual's default only says "press
+        # ctrl+q"); a text field's copy is Ctrl+Insert or the terminal's own selection
+        Binding("ctrl+c", "interrupt", "quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -155,8 +186,13 @@ class LanderApp(FleetActions, App[None]):
         self._auto_what_if = False
         self._wake = threading.Event()
         self.estimates_run = 0  # how many times the estimator ran (tests: never without a change)
-        self._shown = False  # results on screen are from a valid estimate
+        #: The last valid state, which everything on screen shows (table, ★, bar, chart, plan, title,
+        #: GPU panel) while a field is wrong: one state, never a mix of old and new.
+        self.shown: Shown | None = None
         self._scrolled_once = False
+        self._scroll_pending = False  # the narrow layout's first scroll to the results is still to come
+        self._footer_pending = False  # the footer is still to be fitted to a new width
+        self._drawn_estimate: Estimate | None = None  # what the chart shows
         self.chosen: ChosenPlan | None = None  # the plan for the chosen row (see ui/live_plan.py)
         self.live: LiveCheck | None = None  # its check against the latest reading, as shown
         self._row_pick: tuple[str, str] | None = None  # the row the user moved to (None: follow ★)
@@ -169,6 +205,7 @@ class LanderApp(FleetActions, App[None]):
                                        engine_options)
         self._engine_pick: str | None = None  # the engine `u` took last
         self.snapshots_applied = 0  # GPU readings shown (tests: the tick goes on while an engine is slow)
+        self._from_palette = False  # an action run from the command palette (not a key typed in a field)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -179,9 +216,9 @@ class LanderApp(FleetActions, App[None]):
                 yield ModelForm(self.form, self._model_text, search=self._search_fn, id="form")
                 yield Results(id="results")
                 with ContentSwitcher(initial="chart", id="lower"):
-                    yield VramChart(id="chart")
+                    yield ChartPanel(id="chart")
                     yield PlanView(id="plan")
-        yield Footer()
+        yield LanderFooter()
 
     def on_mount(self) -> None:
         self._apply_breakpoints()
@@ -202,6 +239,20 @@ class LanderApp(FleetActions, App[None]):
         for problem in plugin_problems():  # the other engines keep working
             self.notify(problem, title="Engine plugin skipped", severity="warning", timeout=10, markup=False)
 
+    def on_resize(self) -> None:
+        self._footer_pending = True
+        self.call_after_refresh(self._fit_footer)
+
+    def _fit_footer(self) -> None:
+        self._footer_pending = False
+        if not (self.is_running and self._screen_stack):
+            return
+        footer = self.query_one(LanderFooter)
+        narrow = self.screen.has_class("-narrow")
+        footer.compact = narrow
+        footer.show_command_palette = not narrow  # the title bar says ctrl+p
+        footer.refresh(recompose=True)
+
     def _apply_breakpoints(self) -> None:
         """Put the screen in the layout class HORIZONTAL_BREAKPOINTS gives the starting width, now.
         Textual (8.2) applies breakpoints when the screen gets a resize, but the first one reaches
@@ -210,6 +261,7 @@ class LanderApp(FleetActions, App[None]):
         width = self.size.width
         current = max((min_width, name) for min_width, name in self.HORIZONTAL_BREAKPOINTS if width >= min_width)[1]
         self.screen.update_classes({name: name == current for _, name in self.HORIZONTAL_BREAKPOINTS}, animate=False)
+        self._fit_footer()
 
     # --- GPU polling -------------------------------------------------------------------------
     def _open_backend(self) -> Any:
@@ -283,15 +335,24 @@ class LanderApp(FleetActions, App[None]):
             changed = True
         if changed:
             self.query_one(ModelForm).load(self.form)
-            self._update_topbar()
+        self._update_topbar()
         self._show_gpus()
         self._recompute()
         self._check_live()
 
+    def _screen_form(self) -> FormValues:
+        """The form whose memory choice the title and the GPU panel show: the one typed, unless its
+        memory fields are wrong, then the last valid one (the results show that one too)."""
+        bad = {"memory", "what_if", "margin"} & set(self.draft.errors if self.draft is not None else ())
+        if bad and self.shown is not None:
+            return self.shown.form
+        return self.form
+
     def _what_if_snapshot(self) -> Any:
-        if self.form.memory != "what-if" or "what_if" in forms.field_errors(self.form):
+        form = self._screen_form()
+        if form.memory != "what-if" or "what_if" in forms.field_errors(form):
             return None
-        name = self.form.what_if.strip()
+        name = form.what_if.strip()
         if name not in self._what_if_cache:
             from lander_tui.core.gpu import what_if, what_if_snapshot
 
@@ -299,8 +360,8 @@ class LanderApp(FleetActions, App[None]):
         return self._what_if_cache[name]
 
     def _show_gpus(self) -> None:
-        self.query_one(GpuPanel).show(self.snapshot, self._what_if_snapshot(), self.form.gpus,
-                                      self.form.memory == "what-if")
+        form = self._screen_form()
+        self.query_one(GpuPanel).show(self.snapshot, self._what_if_snapshot(), form.gpus, form.memory == "what-if")
 
     # --- the estimate ------------------------------------------------------------------------
     def _recompute(self) -> None:
@@ -317,14 +378,27 @@ class LanderApp(FleetActions, App[None]):
             key = next(k for k in order if k in draft.errors)
             self._last_request = None
             self.estimate = None
-            if key not in ("model", "memory") and self._shown:
-                # a half-typed field: keep the last good results on screen and say why they stay
-                results.mark_stale(f"{forms.FIELD_LABELS.get(key, key)}: {draft.errors[key]}")
+            if key not in ("model", "memory") and self.shown is not None:
+                # a wrong or half-typed field: everything keeps showing the last valid input, and says so
+                self._mark_stale(f"{forms.FIELD_LABELS.get(key, key)}: {draft.errors[key]}")
                 return
-            self._shown = False
+            self.shown = None
             results.show_error(self._summary(draft, None), draft.errors[key])
             chart.show(None, "nothing to plan yet")
             self._drop_plan()
+            self._show_chrome()
+            return
+        shown = self.shown
+        if shown is not None and draft.request == shown.draft.request:
+            # the input means what is on screen (e.g. a field that was wrong for a moment is right again)
+            self.estimate = shown.estimate
+            self.shown = Shown(self.form, draft, shown.estimate)
+            self._last_request = draft.request
+            if results.stale:
+                results.show(shown.estimate, self._summary(draft, shown.estimate), draft.notes,
+                             self._preferred_row(draft, shown.estimate))
+                self._show_chrome()
+                self._show_plan()
             return
         if draft.request == self._last_request:
             return
@@ -336,38 +410,73 @@ class LanderApp(FleetActions, App[None]):
             est = run_estimate(draft.request)
         except LanderError as err:
             self.estimate = None
-            if self._shown:
-                results.mark_stale(str(err))
+            if self.shown is not None:
+                self._mark_stale(str(err))
             else:
                 results.show_error(self._summary(draft, None), str(err))
                 chart.show(None, "no configuration could be estimated")
                 self._drop_plan()
+                self._show_chrome()
             return
         self.estimate = est
-        if not self._shown and not self._scrolled_once:
+        if self.shown is None and not self._scrolled_once:
             # one column (narrow terminal): bring the results into view once the GPU cards have
             # taken their place; the GPU panel is one scroll (or Shift-Tab) up
             self._scrolled_once = True
-            self.set_timer(0.2, self._results_into_view)
-        self._shown = True
+            self._scroll_pending = True
+            self._later(0.2, self._results_into_view)
+        self.shown = Shown(self.form, draft, est)
         results.show(est, self._summary(draft, est), draft.notes, self._preferred_row(draft, est))
+        self._show_chrome()
         self._schedule_plan()
         # the table goes out in the next frame (~1/60 s); the curves, the slow part to draw,
         # a frame or two later, so a keystroke's answer is never held up by the plot
         request = draft.request
         chart.hold()
-        self.set_timer(CHART_DELAY_S, lambda: self._update_chart(request, est))
+        self._later(CHART_DELAY_S, lambda: self._update_chart(request, est))
+
+    def _mark_stale(self, message: str) -> None:
+        """Say why the screen is not following the form, and which input it shows instead."""
+        assert self.shown is not None
+        showing = forms.describe_changes(self.shown.form, self.form)
+        self.query_one(Results).mark_stale(message, showing)
+        self._show_chrome()
+
+    def _show_chrome(self) -> None:
+        """The title and the GPU panel follow the state the results show."""
+        self._update_topbar()
+        self._show_gpus()
+
+    def _later(self, delay: float, callback: Callable[[], Any]) -> None:
+        """A timer whose callback is skipped once the app is closing: a test's `run_test` shuts the
+        app down without `exit()`, and a timer firing while its screens are being removed would
+        meet an empty screen stack (ScreenStackError, seen under load)."""
+        def run() -> None:
+            if self.is_running and self._screen_stack:
+                callback()
+
+        self.set_timer(delay, run)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing scheduled is still to draw: the plan is solved, the chart shows the results, and a
+        narrow screen has scrolled them into view (tests and screenshots wait for this, not a time)."""
+        if self._plan_pending or (self.shown is not None and self._drawn_estimate is not self.shown.estimate):
+            return False
+        return not (self._scroll_pending or self._footer_pending)
 
     def _results_into_view(self) -> None:
+        self._scroll_pending = False
         if self.screen.has_class("-narrow"):
             self.query_one("#main").scroll_to_widget(self.query_one(Results), top=True, animate=False)
 
     def _update_chart(self, request: EstimateRequest, est: Estimate) -> None:
-        if est is not self.estimate:
+        if self.shown is None or est is not self.shown.estimate:
             return  # a newer estimate is on its way
         from lander_tui.ui.chart_data import chart_data
 
         self.query_one(VramChart).show(chart_data(request, est))
+        self._drawn_estimate = est
 
     # --- the chosen plan and its live check ---------------------------------------------------
     def _plan_inputs(self, draft: Draft) -> Any:
@@ -389,14 +498,14 @@ class LanderApp(FleetActions, App[None]):
         # a frame after the table, like the chart: a keystroke's answer never waits for the plan
         if not self._plan_pending:
             self._plan_pending = True
-            self.set_timer(PLAN_DELAY_S, self._sync_plan)
+            self._later(PLAN_DELAY_S, self._sync_plan)
 
     def _sync_plan(self, force: bool = False) -> None:
         """Solve the plan again when what it is about changed (or `force`); otherwise keep it."""
         self._plan_pending = False
-        draft, est = self.draft, self.estimate
-        if draft is None or draft.request is None or draft.memory is None or est is None:
-            return  # half-typed field or an error: the last plan stays, like the last table
+        if self.shown is None or self.shown.draft.memory is None or self.shown.draft.request is None:
+            return  # nothing valid on screen: no plan
+        draft, est = self.shown.draft, self.shown.estimate  # the plan always belongs to the table shown
         results = self.query_one(Results)
         row = results.cursor_key
         if row is None:
@@ -446,9 +555,15 @@ class LanderApp(FleetActions, App[None]):
 
     def _show_plan(self) -> None:
         results = self.query_one(Results)
-        results.show_status(*self._status())
         chosen = self.chosen
         rec = chosen is not None and results.recommended_key == chosen.row
+        text, level = self._status()
+        star = results.recommended_key
+        if chosen is not None and chosen.plan is not None and not rec and star is not None \
+                and self._row_pick == chosen.row:
+            text += f" · your row (★ is {star[0]}/{star[1]})"  # picked by hand: say so, the plan follows it
+        results.show_status(text, level)
+        results.show_plan(chosen.row if chosen is not None else None, chosen.plan if chosen is not None else None)
         self.query_one(PlanView).show(chosen, self.live, rec)
 
     def _title_lower(self) -> None:
@@ -459,10 +574,26 @@ class LanderApp(FleetActions, App[None]):
             lower.border_title = "VRAM curve · v: plan"
 
     def _summary(self, draft: Draft, est: Estimate | None) -> str:
+        """Where the plan is made, then what the table's columns mean for this input."""
         mem = draft.memory
         if mem is None:
             return "no memory to plan on yet"
-        return f"Planning on {mem.free_mib:,.0f} MiB: {mem.label} ({mem.detail}) · sizes in GiB"
+        head = f"Planning on {mem.free_mib:,.0f} MiB: {mem.label} ({mem.detail})"
+        if est is None or draft.request is None:
+            return head
+        from lander_tui.core.engines import get_engine
+        from lander_tui.ui.text import short_tokens
+        from lander_tui.ui.widgets.results import PAST_TRAINED
+
+        target = draft.request.context
+        bits = [f"GiB at the {short_tokens(target)} target, max ctx per row" if target else "GiB at each row's max ctx"]
+        rows = [r for r in est.results if not r.error]
+        if any(r.max_context > r.model_max_context for r in rows):
+            bits.append(f"{PAST_TRAINED} past trained {rows[0].model_max_context:,}")
+        note = get_engine(est.engine).host_note
+        if note and any(r.memory.host for r in rows):
+            bits.append(note)
+        return head + "\n" + " · ".join(bits)
 
     # --- form events -------------------------------------------------------------------------
     @on(ModelForm.Changed)
@@ -561,7 +692,13 @@ class LanderApp(FleetActions, App[None]):
 
     def _model_failed(self, text: str, message: str) -> None:
         current = self.model.spec.name if self.model is not None else None
-        self.query_one(ModelForm).show_model_error(message, current)
+        form = self.query_one(ModelForm)
+        if "--list-models" in message:
+            # the CLI's hint; here the search box is the catalog: say so, and search for what was typed
+            message = message.split(" (`lander-tui", 1)[0] + " (type part of its name: the list shows the " \
+                      "catalog and Hub models that match)"
+            form.search_for(text)
+        form.show_model_error(message, current)
         self._recompute()
 
     # --- actions -----------------------------------------------------------------------------
@@ -606,6 +743,7 @@ class LanderApp(FleetActions, App[None]):
         self.paused = not self.paused
         self._wake.set()
         self._update_topbar()
+        self.refresh_bindings()
         if not self.paused:
             self.notify("live updates resumed", timeout=2)
 
@@ -723,18 +861,67 @@ class LanderApp(FleetActions, App[None]):
                 self.query_one(ModelForm).close_hits()  # the typed text stays in the box
             self.query_one(RowTable).focus()
 
+    # --- which keys work now (the footer shows only those) -------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """In a text field every printable key types, so the single-letter actions are left off the
+        footer (and Esc, which leaves the field, is shown); palette commands still run (see
+        `_palette_run`). `p` is "pause" or "resume", whichever it does now."""
+        if action == "resume":
+            return self.paused
+        if action == "toggle_pause" and self.paused and not self._from_palette:
+            return False
+        if action == "leave_field":
+            return self._typing()
+        if action in _TYPED_ACTIONS and self._typing() and not self._from_palette:
+            return False
+        return True
+
+    def _typing(self) -> bool:
+        focused = self.focused
+        return isinstance(focused, Input) and focused.screen is self.screen and self.screen is self.screen_stack[0]
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    async def _palette_run(self, action: str) -> None:
+        self._from_palette = True
+        try:
+            await self.run_action(action)
+        finally:
+            self._from_palette = False
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: quit from anywhere, a text field included (q types a q there)."""
+        self.exit()
+
+    def action_resume(self) -> None:
+        self.action_toggle_pause()
+
+    def action_live_gpus(self) -> None:
+        """Back to this machine's GPUs, free now (from a what-if or whole-GPU plan)."""
+        if not forms.gpu_choices(self.snapshot):
+            why = self.snapshot.message if self.snapshot is not None and not self.snapshot.ok else "no GPU reports"
+            self.notify(f"no live GPU to plan on ({why}); w picks a what-if GPU", severity="warning", markup=False)
+            return
+        gpus = self.form.gpus or pm.freest_gpu(self.snapshot)
+        self.set_form(replace(self.form, memory="free", gpus=gpus))
+
     # --- chrome ------------------------------------------------------------------------------
     def _update_topbar(self) -> None:
         if self._demo:
-            source = "demo GPUs (fake)"
+            source = "no GPU (fake scenario)" if self.snapshot is not None and not self.snapshot.ok \
+                else "demo GPUs (fake)"
         elif source_text(self._backend):
             source = f"GPUs from {source_text(self._backend)} · h hosts · f where does it fit?"
-        elif self.snapshot is not None and not self.snapshot.ok:
+        elif self.snapshot is None:
+            source = "reading the GPUs…"
+        elif not self.snapshot.ok:
             source = "no GPU"
         else:
             source = "live GPUs"
-        if self.form.memory == "what-if":
-            source += f" · what-if {self.form.what_if}"
+        form = self._screen_form()
+        if form.memory == "what-if" and form.what_if.strip():
+            source += f" · planning for what-if {form.what_if.strip()}"
         paused = "   ⏸ PAUSED: p resumes" if self.paused else ""
         self.query_one("#topbar", Line).set(
             f"lander-tui · {source}{paused} · ? help · ctrl+p commands")
@@ -745,9 +932,9 @@ class LanderApp(FleetActions, App[None]):
         for _keys, action, _label, title, help_text in ACTIONS:
             if action == "quit":
                 continue
-            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+            yield SystemCommand(title, help_text, lambda a=action: self._palette_run(a))
         for action, title, help_text in PALETTE_EXTRAS:
-            yield SystemCommand(title, help_text, lambda a=action: self.run_action(a))
+            yield SystemCommand(title, help_text, lambda a=action: self._palette_run(a))
         if self.engines is not None:
             from lander_tui.ui import live_engines
 

@@ -48,3 +48,22 @@ def warm_up(app: LanderApp, clock: Clock, seconds: int = 60) -> None:
         clock.t = end - seconds + 1 + i
         app.poll_now()
     clock.t = end
+
+
+def screen_text(app: LanderApp) -> str:
+    """The screen as a terminal would show it, as plain text (one line per row)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def settle(pilot: Any, app: LanderApp, timeout: float = 10.0) -> None:
+    """Wait until nothing scheduled is left to draw (plan, chart, the narrow layout's first scroll):
+    a condition, not a fixed time, so a loaded machine only waits longer."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while not app.settled:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the dashboard did not settle within {timeout:.0f} s")
+        await pilot.pause(0.02)
+    await pilot.pause()

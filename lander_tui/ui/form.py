@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from lander_tui.core import planning_memory as pm
@@ -81,17 +82,26 @@ def field_errors(form: FormValues) -> dict[str, str]:
     errors: dict[str, str] = {}
     if form.engine not in engine_names():
         errors["engine"] = f"one of {', '.join(engine_names())}"
+    engine = _engine(form)
     for q in split_list(form.quants):
         try:
             weight_format(q)
         except LanderError:
             errors["quants"] = f"unknown quant {q!r} (e.g. Q4_K_M, Q8_0, BF16, FP8, AWQ, NF4)"
             break
+        problem = _engine_refuses(engine, "check_quant", q)
+        if problem:  # the engine's own rule, as `estimate --backend` applies it
+            errors["quants"] = f"{problem} (empty: {engine.label if engine else 'the engine'}'s defaults)"
+            break
     for k in split_list(form.kv_types):
         try:
             kv_cache_type(k)
         except LanderError:
             errors["kv_types"] = f"unknown KV type {k!r} (e.g. f16, q8_0, q4_0, fp8)"
+            break
+        problem = _engine_refuses(engine, "check_kv", k)
+        if problem:
+            errors["kv_types"] = f"{problem} (empty: {engine.label if engine else 'the engine'}'s defaults)"
             break
     try:
         parse_tokens(form.context)
@@ -118,10 +128,89 @@ def field_errors(form: FormValues) -> dict[str, str]:
     return errors
 
 
+def _engine_refuses(engine: Engine | None, check: str, value: str) -> str:
+    """The engine's one-line reason it cannot take `value` ("" when it can)."""
+    if engine is None:
+        return ""
+    try:
+        getattr(engine, check)(value)
+    except LanderError as err:
+        return str(err)
+    return ""
+
+
+def margin_error(form: FormValues, snapshot: Any) -> str:
+    """A safety margin the chosen GPUs cannot keep (larger than the card, or all that is free now);
+    only "free now" uses the margin, so only it is checked."""
+    if form.memory != "free" or snapshot is None or not snapshot.ok:
+        return ""
+    try:
+        margin = parse_mib(form.margin)
+    except ValueError:
+        return ""
+    chosen = form.gpus or pm.freest_gpu(snapshot)
+    gpus = [g for g in pm.usable_gpus(snapshot) if g.index in chosen]
+    return pm.margin_problem(gpus, margin)
+
+
 def _what_if(name: str) -> PlanningMemory:
     if not name.strip():
         raise LanderError('type a GPU or instance, e.g. "RTX 4090", "2x A100 80GB", g5.12xlarge (w picks)')
-    return pm.what_if(name)
+    found = _what_if_lookup(name)
+    if isinstance(found, str):
+        raise LanderError(found)
+    return found
+
+
+@lru_cache(maxsize=64)
+def _what_if_lookup(name: str) -> PlanningMemory | str:
+    """The catalog's answer for a typed name, or why not. Asked several times per keystroke (field
+    check, memory, GPU panel) and a fuzzy miss costs up to ~70 ms, so it is remembered."""
+    try:
+        return pm.what_if(name)
+    except LanderError as err:
+        return str(err)
+
+
+def field_hint(name: str, form: FormValues, model: ResolvedModel | None = None) -> str:
+    """One line on what a field means, shown while it has focus (and no error)."""
+    engine = _engine(form)
+    label = engine.label if engine is not None else "the engine"
+    if name == "quants":
+        defaults = ", ".join(default_quants(form.engine, model))
+        return f"weight formats, comma-separated; empty: {label}'s defaults ({defaults})"
+    if name == "kv_types":
+        return f"KV-cache types, comma-separated; empty: {', '.join(default_kv(form.engine, model))}; k cycles them"
+    if name == "context":
+        return "tokens, like 32k or 131072; empty: the model's trained maximum; + and - double and halve it"
+    if name == "parallel":
+        return f"{engine.parallel_help if engine is not None else 'requests at once'}; empty: 1"
+    if name == "margin":
+        unused = "" if form.memory == "free" else f" (Memory is {MEMORY_LABELS.get(form.memory, form.memory)}: unused)"
+        return f"MiB kept free on the planned GPUs; only Memory = free now uses it{unused}"
+    if name == "memory":
+        return "; ".join(f"{label_}: {help_}" for _key, label_, help_ in pm.MODES[:2]) + "; what-if: w picks"
+    if name == "what_if":
+        return "a catalog GPU or cloud instance, e.g. 2x A100 80GB; w opens the list"
+    if name == "engine":
+        return "b cycles the engines; the fields below keep what you typed for each"
+    if name == "flash_attn":
+        return "auto: the engine's own choice"
+    return ""
+
+
+def describe_changes(shown: FormValues, typed: FormValues) -> str:
+    """The fields where the screen (`shown`, the last valid input) differs from what is typed, with
+    the values the screen uses: 'Target context 1; What-if GPU RTX 4090'."""
+    out = []
+    for name in FIELDS:
+        if name == "model" or getattr(shown, name) == getattr(typed, name):
+            continue
+        value = str(getattr(shown, name)).strip()
+        if name == "memory":
+            value = MEMORY_LABELS.get(value, value)
+        out.append(f"{FIELD_LABELS[name]} {value or '(empty: the default)'}")
+    return "; ".join(out)
 
 
 # --- GPUs ------------------------------------------------------------------------------------
@@ -191,6 +280,8 @@ def build_request(form: FormValues, model: ResolvedModel | None, snapshot: Any,
                   previous: PlanningMemory | None = None) -> Draft:
     """Validate everything and build the one request the results show. Never raises."""
     errors = field_errors(form)
+    if "margin" not in errors and margin_error(form, snapshot):
+        errors["margin"] = margin_error(form, snapshot)
     memory: PlanningMemory | None = None
     if "what_if" not in errors and "margin" not in errors:
         try:
@@ -232,10 +323,29 @@ def _engine(form: FormValues) -> Engine | None:
 
 
 def switch_engine(form: FormValues, engine: str, saved: dict[str, tuple[str, str]]) -> FormValues:
-    """Change engine, remembering each engine's own quants/KV text (nothing typed is lost)."""
+    """Change engine. Each engine keeps the quants/KV text typed for it; an engine not typed for yet
+    takes the text on screen when it can load every entry, else starts empty (its defaults). Either
+    way the fields show exactly what is planned; an entry typed that the engine cannot take gets a
+    ✗ on its field (`field_errors`)."""
     saved[form.engine] = (form.quants, form.kv_types)
-    quants, kvs = saved.get(engine, ("", ""))
+    if engine in saved:
+        quants, kvs = saved[engine]
+    else:
+        new = _engine(FormValues(engine=engine))
+        quants = form.quants if _takes_all(new, "check_quant", form.quants) else ""
+        kvs = form.kv_types if _takes_all(new, "check_kv", form.kv_types) else ""
     return replace(form, engine=engine, quants=quants, kv_types=kvs)
+
+
+def _takes_all(engine: Engine | None, check: str, text: str) -> bool:
+    for value in split_list(text):
+        try:
+            weight_format(value) if check == "check_quant" else kv_cache_type(value)
+        except LanderError:
+            return False
+        if _engine_refuses(engine, check, value):
+            return False
+    return True
 
 
 def next_engine(form: FormValues, saved: dict[str, tuple[str, str]]) -> FormValues:

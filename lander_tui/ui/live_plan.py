@@ -42,6 +42,8 @@ class ChosenPlan:
     launch: str = ""
     needs: tuple[Need, ...] = ()
     host_available_mib: float | None = None
+    row_max: int = 0  # the row's longest context on these GPUs
+    model_max: int = 0  # the model's trained maximum (a plan without a target stops there)
     #: Per GPU index, pid -> MiB each process held when the plan was made (to say who grew).
     baseline: dict[int, dict[int, float]] = field(default_factory=dict)
 
@@ -112,7 +114,12 @@ def _baseline(snapshot: Any, indices: tuple[int, ...]) -> dict[int, dict[int, fl
 def choose(req: EstimateRequest, est: Estimate, memory: PlanningMemory, row: tuple[str, str], inputs: Any, *,
            snapshot: Any = None, host_available_mib: float | None = None) -> ChosenPlan:
     """Solve the plan for one row (the same call `lander-tui estimate` makes) and its launch command."""
-    base = {"key": (inputs, row), "inputs": inputs, "row": row, "engine": est.engine, "memory": memory}
+    try:
+        row_max = est.row(*row).max_context
+    except LanderError:
+        row_max = 0
+    base = {"key": (inputs, row), "inputs": inputs, "row": row, "engine": est.engine, "memory": memory,
+            "row_max": row_max, "model_max": req.model.spec.max_context}
     try:
         plan = plan_row(req, est, row[0], row[1])
     except LanderError as err:

@@ -32,7 +32,20 @@ def headline(chosen: ChosenPlan, recommended: bool) -> str:
     if p is None:
         return f"{star}{quant} + KV {kv}: no plan"
     where = f"on {chosen.memory.label} ({chosen.memory.free_mib:,.0f} MiB)"
-    return f"{star}{quant} + KV {kv} at {p.context:,} tokens {where}"
+    return f"{star}{quant} + KV {kv} at {p.context:,} tokens{trained_note(chosen)} {where}"
+
+
+def trained_note(chosen: ChosenPlan) -> str:
+    """The plan's context against the model's trained maximum: capped there (the row could hold
+    more), or past it (a target the user set)."""
+    p = chosen.plan
+    if p is None or not chosen.model_max:
+        return ""
+    if p.context > chosen.model_max:
+        return f" (past the trained {chosen.model_max:,}: quality may drop, vLLM refuses it)"
+    if p.context == chosen.model_max and chosen.row_max > chosen.model_max:
+        return f" (capped at the trained maximum; this row holds {chosen.row_max:,})"
+    return ""
 
 
 def offload_line(chosen: ChosenPlan) -> str:
@@ -143,7 +156,16 @@ def status(chosen: ChosenPlan | None, live: LiveCheck | None) -> tuple[str, str]
     p = chosen.plan
     if p is None:
         return f"✗ no plan for {quant} + KV {kv}: {chosen.error}", "short"
-    what = f"plan {quant}/{kv} @ {p.context:,}" + ("" if p.fully_offloaded else f" ({p.cpu_gpu_split()})")
+    what = f"plan {quant}/{kv} @ {p.context:,}"
+    host_short = False
+    if not p.fully_offloaded:
+        # part of it runs on the CPU: say so on this line, and whether the host RAM holds that part
+        avail = chosen.host_available_mib
+        host_short = avail is not None and p.host_mib > avail
+        ram = "" if avail is None else (" · host RAM NOT ENOUGH" if host_short else " · host RAM enough")
+        what += f" ⚠ spills to the CPU ({p.cpu_gpu_split()}){ram}"
+    if host_short:
+        return f"✗ {what}: needs {p.host_mib / 1024:.1f} GiB, {chosen.host_available_mib / 1024:.1f} free", "short"
     if live is None:
         mode = chosen.memory.key[0]
         if mode == "what-if":

@@ -196,6 +196,11 @@ class Engine:
     #: How it runs a token, for the speed model (`core/speed.py` GGML, SERVER or EAGER); "" = no speed
     #: model (a plugin that does not say).
     runtime: str = ""
+    #: What "parallel sequences" means for this engine, in one line, shown where the user sets it.
+    parallel_help: str = "requests at once"
+    #: Host RAM the engine always holds beside the GPU parts, in a few words ("" when none to mention):
+    #: the results say it next to the weights column, which counts only the GPU.
+    host_note: str = ""
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"

@@ -219,6 +219,10 @@ class LlamaCpp(Engine):
     aliases: tuple[str, ...] = ("llamacpp", "llama-cpp", "llama-server")
     order = 10
     command_name = "llama-server"
+    # llama-server: -np slots share the one KV cache of -c cells (geometry() below; --kv-unified lets one
+    # request use all of it, without it each slot gets -c / N)
+    parallel_help = "llama.cpp -np request slots: -c is the whole KV cache, shared by all of them"
+    host_note = "token_embd in host RAM"
     quants = ("Q4_K_M", "Q6_K", "Q8_0")
     kv_types = ("f16", "q8_0")
     kv_cycle = ("", "f16", "q8_0", "q4_0")

@@ -57,6 +57,7 @@ class Ollama(LlamaCpp):
     command_name = "Ollama"
     #: A Modelfile sets `num_gpu` (layers on the GPU) but has no way to keep only the experts on the CPU.
     moe_offload = False
+    parallel_help = "Ollama OLLAMA_NUM_PARALLEL requests at once, sharing the context (like llama.cpp -np)"
 
     def calibration(self, opts: EngineOptions) -> LlamaCppCalibration:
         return LlamaCppCalibration(margin_mib=1024.0).with_overrides(opts.overrides)  # type: ignore[return-value]

@@ -132,6 +132,7 @@ class SGLang(Engine):
     label = "SGLang"
     order = 40
     command_name = "sglang.launch_server"
+    parallel_help = "SGLang requests at once, each up to the full context (max ctx is per request)"
     quants = ("BF16", "FP8", "AWQ")
     kv_types = ("auto", "fp8")
     kv_cycle = ("", "auto", "fp8")

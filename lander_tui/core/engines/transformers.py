@@ -124,6 +124,7 @@ class Transformers(Engine):
     aliases = ("hf", "huggingface")
     order = 50
     command_name = "Transformers"
+    parallel_help = "Transformers generate() batch size: one KV cache per sequence"
     quants = ("BF16", "NF4")
     kv_types = ("bf16",)
     kv_cycle = ("", "bf16")

@@ -406,6 +406,8 @@ class Vllm(Engine):
     label = "vLLM"
     order = 30
     command_name = "vllm serve"
+    # footprint(): the KV cache must hold this many requests at the full context at once
+    parallel_help = "vLLM requests at once, each up to the full context (max ctx is per request)"
     quants = ("BF16", "FP8", "AWQ")
     kv_types = ("auto", "fp8")
     kv_cycle = ("", "auto", "fp8")

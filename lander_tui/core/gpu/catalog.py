@@ -367,6 +367,16 @@ def catalog_names() -> list[str]:
     return [g.name for g in GPUS] + [i.name for i in INSTANCES]
 
 
+def vendor_of(name: str) -> str:
+    """The vendor of a catalog GPU or of an instance's GPUs, by its catalog name ("NVIDIA" when unknown).
+    The dashboard watches NVIDIA GPUs through NVML; another vendor's card is planning numbers only."""
+    gpu = _BY_NAME.get(name)
+    if gpu is None:
+        instance = find_instance(name)
+        gpu = instance.gpu if instance is not None else None
+    return gpu.vendor if gpu is not None else "NVIDIA"
+
+
 def is_known_instance(name: str) -> bool:
     return _instance_key(name) in _INSTANCE_BY_KEY
 

@@ -22,7 +22,12 @@ FIELDS = (
     "Quants and KV types take lists (Q4_K_M,Q8_0 · f16,q8_0); empty = the engine's defaults.",
     "Target context takes 32768, 32k or 1M; empty = each row at its own longest context.",
     "In the GPU panel, Enter or Space adds a GPU to the plan or removes it.",
-    "Up/Down in the results table shows that row's memory breakdown.",
+    "Up/Down in the results table picks the row the plan, the bar and the launch command are about "
+    "(▸ marks it; PageUp/Home never move it).",
+    "A wrong field gets a ✗; everything else keeps showing the last valid input and says which.",
+    "Safety margin applies to \"free now\" only. Parallel seqs: the line under the knobs says what it "
+    "means for the engine.",
+    "max ctx with ↑: past the model's trained maximum (a plan stops there unless you set a target).",
     "tok/s is decode speed at the target context (empty: the model's trained maximum, or the row's own "
     "longest when shorter); - for a row that does not fit, ? when the GPU's card is unknown (notes say why).",
 )
@@ -67,7 +72,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         keys = [(self._display.get(k, k), title, help_text) for k, _action, _label, title, help_text in self._actions]
-        keys.append(("ctrl+p", "Command palette", "every action above, by name"))
+        keys.append(("ctrl+p", "Command palette", "every action above, by name, and back to live GPUs"))
+        keys.append(("ctrl+c", "Quit", "from anywhere, a text field included"))
         with VerticalScroll(id="help-dialog"):
             yield Static(Group(
                 _section("Keys", _grid(keys, (6, 28))),

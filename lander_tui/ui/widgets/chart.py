@@ -5,14 +5,82 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from lander_tui.ui.chart_data import ChartData
 from lander_tui.ui.text import short_tokens
 
 COLORS = ("cyan", "orange", "green", "magenta", "blue", "yellow")
+#: The same colours for the legend (Rich names).
+LEGEND_COLORS = ("cyan", "dark_orange", "green", "magenta", "blue", "yellow")
 #: Without colour, the lines differ by their marker instead.
 MONO_MARKERS = ("dot", "x", "+", "*", "o", "#")
+#: How each marker looks in the legend ("dot" draws "•").
+MONO_GLYPHS = ("•", "x", "+", "*", "o", "#")
+
+
+class ChartLegend(Widget):
+    """The curves' names under the plot: plotext draws its legend inside the plot area, over the
+    low-context end of every curve (issue 11, D14), so the chart draws none and this says it. Entries
+    are packed into lines here, so a line breaks between curves, never inside a name."""
+
+    GAP = 3
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._entries: list[tuple[str, str, str]] = []  # (glyph, style, text)
+
+    def show(self, data: ChartData | None) -> None:
+        mono = "NO_COLOR" in os.environ
+        entries = []
+        for i, s in enumerate(data.series if data is not None else ()):
+            glyph = MONO_GLYPHS[i % len(MONO_GLYPHS)] * 2 if mono else "━━"
+            style = "" if mono else LEGEND_COLORS[i % len(LEGEND_COLORS)]
+            star = " ★" if s.recommended else ""
+            entries.append((glyph, style, f" {s.label}{star} max {short_tokens(s.max_context)}"))
+        if entries != self._entries:
+            self._entries = entries
+            self.display = bool(entries)
+            self.refresh(layout=True)
+
+    def _lines(self, width: int) -> list[list[tuple[str, str, str]]]:
+        lines: list[list[tuple[str, str, str]]] = [[]]
+        used = 0
+        for e in self._entries:
+            size = len(e[0]) + len(e[2])
+            if lines[-1] and used + self.GAP + size > width:
+                lines.append([])
+                used = 0
+            used += (self.GAP if lines[-1] else 0) + size
+            lines[-1].append(e)
+        return lines
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        return len(self._lines(width)) if self._entries else 0
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for n, line in enumerate(self._lines(max(1, self.size.width))):
+            if n:
+                text.append("\n")
+            for i, (glyph, style, label) in enumerate(line):
+                if i:
+                    text.append(" " * self.GAP)
+                text.append(glyph, style=style)
+                text.append(label)
+        return text
+
+
+class ChartPanel(Vertical):
+    """The plot and its legend, switched with the Plan view as one."""
+
+    def compose(self) -> ComposeResult:
+        yield VramChart()
+        yield ChartLegend(id="legend")
 
 
 class VramChart(PlotextPlot):
@@ -39,6 +107,9 @@ class VramChart(PlotextPlot):
             return
         self._data, self._message = data, message
         self._replot()
+        legend = self.parent.query_one(ChartLegend) if self.parent is not None else None
+        if legend is not None:
+            legend.show(data)
 
     def render(self) -> Any:
         if self._held and self._cached is not None:
@@ -72,13 +143,13 @@ class VramChart(PlotextPlot):
         top_y = data.budget_gib
         for i, s in enumerate(data.series):
             marker = MONO_MARKERS[i % len(MONO_MARKERS)] if mono else "braille"
-            label = f"{s.label}{' ★' if s.recommended else ''} max {short_tokens(s.max_context)}"
-            plt.plot(list(s.xs), list(s.ys), label=label, marker=marker, color=COLORS[i % len(COLORS)])
+            # no label: plotext's legend would sit on the curves; ChartLegend names them below the plot
+            plt.plot(list(s.xs), list(s.ys), marker=marker, color=COLORS[i % len(COLORS)])
             if s.y_at_max is not None:
                 plt.scatter([s.max_context], [s.y_at_max], marker="●" if not mono else "@",
                             color=COLORS[i % len(COLORS)])
-            # every curve keeps at least its first point on the chart: plotext's legend breaks on a
-            # labelled series with no visible point (e.g. when nothing fits and all curves start above)
+            # every curve keeps at least its first point on the chart (when nothing fits, all curves
+            # start above the free line)
             top_y = max(top_y, min(s.ys[-1], data.budget_gib * 2), s.ys[0] * 1.05)
         plt.hline(data.budget_gib, "red")
         if data.target:

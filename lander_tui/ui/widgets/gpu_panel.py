@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Digits, Static
@@ -24,6 +25,9 @@ from lander_tui.ui.widgets.engine_lines import EngineLines
 from lander_tui.ui.widgets.what_if import WhatIfPicker
 
 HISTORY_SECONDS = 60
+#: What a what-if card's figures are (core/gpu/catalog.py, `CatalogGpu.source`), in words.
+WHAT_IF_SOURCES = {"measured": "measured on a real card", "reported": "typical driver figures",
+                   "estimated": "estimated"}
 MAX_PROCESSES = 3
 #: A fleet read from Prometheus can hold thousands of GPUs; a card is ~10 widgets, so the panel
 #: shows this many (the plan's GPUs, then the most free) and says how many it leaves out.
@@ -142,6 +146,7 @@ class GpuCard(Widget, can_focus=True):
         self._ready = False
         self._w: dict[str, Any] = {}
         self._host_line = Line("", classes="gpu-host -autohide")  # a fleet host's title, on its first card
+        self._title = ""
         if what_if:
             self.add_class("-what-if")
 
@@ -161,12 +166,15 @@ class GpuCard(Widget, can_focus=True):
         yield EngineLines(classes="gpu-engines")
 
     def on_mount(self) -> None:
-        self._ready = True
         q = self.query_one
-        self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),
-                   "digits": q(Digits), "side": q(".gpu-side", Line), "compact": q(".gpu-compact", Line),
-                   "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line),
-                   "engines": q(EngineLines)}
+        try:
+            self._w = {"title": q(".gpu-title", Line), "mark": q(".gpu-mark", Line), "bar": q(UsageBar),
+                       "digits": q(Digits), "side": q(".gpu-side", Line), "compact": q(".gpu-compact", Line),
+                       "stats": q(".gpu-stats", Line), "spark": q(History), "procs": q(".gpu-procs", Line),
+                       "engines": q(EngineLines)}
+        except NoMatches:
+            return  # removed (or the app closing) while it mounted: its parts are already gone
+        self._ready = True
         if self._pending is not None:
             self.show(*self._pending)
         self._w["engines"].set_rows(self.engine_rows)
@@ -186,7 +194,8 @@ class GpuCard(Widget, can_focus=True):
         self.set_class(gpu.lost, "-lost")
         kind = "WHAT-IF " if gpu.what_if else ""
         name = gpu.name.removeprefix("NVIDIA ")
-        self._w["title"].set(f"{kind}GPU {gpu.label}  {name}")
+        self._title = f"{kind}GPU {gpu.label}  {name}"
+        self._show_title()
         self._w["mark"].set(" ▶ plan" if selected else "")
         total = gpu.total_mib
         frac = (gpu.used_mib / total) if (total and gpu.used_mib is not None) else None
@@ -200,15 +209,17 @@ class GpuCard(Widget, can_focus=True):
         if digits.value != free_text:
             digits.update(free_text)
         side = f"MiB free\nof {mib(total)} MiB\n"
-        if gpu.what_if:
-            side += "usable (catalog)"
+        if gpu.what_if:  # no free memory to read: the card's usable memory, and where that comes from
+            side = f"MiB usable\nof {mib(total)} total\nwhat-if card"
         elif gpu.lost or gpu.stale:
             side += truncate(gpu.note or "GPU is lost", 40)
         else:
             side += "N/A used" if frac is None else f"{frac:.0%} used"
         self._w["side"].set(side)
         if gpu.what_if:
-            stats = gpu.note or "what-if"
+            source = gpu.note.removeprefix("what-if (").removesuffix(" numbers)")
+            stats = (f"usable = total - {mib(gpu.reserved_mib)} MiB driver reserve "
+                     f"({WHAT_IF_SOURCES.get(source, source)})")
         else:
             power = na(gpu.power_w, unit="") + ("/" + na(gpu.power_cap_w) if gpu.power_cap_w else "") + " W"
             stats = f"util {na(gpu.util_percent, unit='%')}  {na(gpu.temp_c, unit='°C')}  {power}"
@@ -216,8 +227,10 @@ class GpuCard(Widget, can_focus=True):
                 stats += "  unified mem"
         self._w["stats"].set(stats)
         used = "" if frac is None else f" · {frac:.0%} used"
-        compact = f"{free_text} MiB free of {mib(total)}{used}"
-        self._w["compact"].set(compact if gpu.what_if else f"{compact} · {stats}")
+        if gpu.what_if:
+            self._w["compact"].set(f"{free_text} MiB usable of {mib(total)} total (what-if card)")
+        else:
+            self._w["compact"].set(f"{free_text} MiB free of {mib(total)}{used} · {stats}")
         spark = self._w["spark"]
         spark.display = not gpu.what_if
         spark.set(history, total or 0.0)
@@ -226,6 +239,18 @@ class GpuCard(Widget, can_focus=True):
     def set_host(self, text: str) -> None:
         """The host's title above this card ("" hides it): the panel groups a fleet's GPUs by host."""
         self._host_line.set(text)
+
+    def _show_title(self, focused: bool | None = None) -> None:
+        # focus as a character too ("▸"), so it shows without colour
+        if self._ready:
+            focused = self.has_focus if focused is None else focused
+            self._w["title"].set(("▸ " if focused else "") + self._title)
+
+    def on_focus(self) -> None:
+        self._show_title(True)  # runs before Widget._on_focus sets has_focus
+
+    def on_blur(self) -> None:
+        self._show_title(False)
 
     def action_use_gpu(self) -> None:
         if not self.is_what_if:
@@ -363,9 +388,10 @@ class GpuPanel(VerticalScroll):
         """A fleet's cards come in host order: the first card of each host carries the host's title."""
         from lander_tui.ui.host_rows import host_titles
 
-        if getattr(self, "_titled", (None, {}))[0] is not snapshot:
-            self._titled = (snapshot, host_titles(snapshot))
-        titles, seen = self._titled[1], set()
+        titled = getattr(self, "_titled", None)
+        if titled is None or titled[0] is not snapshot:
+            titled = self._titled = (snapshot, host_titles(snapshot) if snapshot is not None else {})
+        titles, seen = titled[1], set()
         for key, g, is_wi in wanted:
             first = not is_wi and bool(g.host) and g.host not in seen
             seen.add(g.host)

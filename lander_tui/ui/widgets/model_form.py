@@ -7,7 +7,7 @@ The widgets keep exactly what the user typed; the app turns it into a request th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from textual import on
@@ -32,6 +32,7 @@ from lander_tui.ui.form import (
     FormValues,
     default_kv,
     default_quants,
+    field_hint,
 )
 from lander_tui.ui.text import count_text, params_text, truncate
 from lander_tui.ui.widgets.gpu_panel import Line
@@ -52,6 +53,9 @@ KNOBS = (
     ("what_if", "What-if GPU", "input"),
 )
 _FORM_FIELDS = {f.name for f in fields(FormValues)}
+#: Labels short enough to follow "✗ " in the narrowest knob (14 columns at 120x40).
+SHORT_LABELS = {"context": "Target ctx", "parallel": "Parallel", "margin": "Margin", "what_if": "What-if GPU",
+                "flash_attn": "Flash attn"}
 
 
 class SearchHit:
@@ -104,11 +108,12 @@ def facts_text(model: Any) -> str:
     f = model_facts(spec)
     head_dim = f"head dim {f['head_dim']}" + (f"/{spec.head_dim_v}" if spec.head_dim_v != spec.head_dim else "")
     feats = " · ".join(f["features"]) if f["features"] else "dense"
-    line1 = (f"{params_text(f['params'])} params · {f['layers']} layers · hidden {f['hidden']:,} · "
-             f"heads {f['heads']}/{f['kv_heads']} KV · {head_dim} · context {f['context']:,}")
+    # the trained context first: it is what a plan is capped at, and the first thing cut on a narrow screen
+    line1 = (f"{params_text(f['params'])} params · trained ctx {f['context']:,} · {f['layers']} layers · "
+             f"hidden {f['hidden']:,} · heads {f['heads']}/{f['kv_heads']} KV")
     src = model.detail or spec.hf_repo or model.origin
     quant = f" · file {model.file_quant}" if model.file_quant else ""
-    line2 = f"{spec.name} · {feats}{quant} · {model.origin}: {src}"
+    line2 = f"{head_dim} · {spec.name} · {feats}{quant} · {model.origin}: {src}"
     return line1 + "\n" + line2
 
 
@@ -139,6 +144,7 @@ class ModelForm(Vertical):
         self._errors: dict[str, str] = {}
         self._hits: list[SearchHit] = []
         self._model: Any = None
+        self._suggesting = ""  # a search started for a name that did not resolve (its hits are suggestions)
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -196,6 +202,8 @@ class ModelForm(Vertical):
                 widget.value = new  # type: ignore[attr-defined]
         if old.engine != values.engine:
             self.show_defaults(values.engine, self._model)
+        if old.memory != values.memory:
+            self._show_labels()
 
     def show_defaults(self, engine: str, model: Any) -> None:
         """The Quants and KV placeholders say what an empty field means for this engine and model
@@ -208,23 +216,47 @@ class ModelForm(Vertical):
         if errors == self._errors:
             return
         self._errors = dict(errors)
-        for name, label, _kind in KNOBS:
-            msg = errors.get(name)
-            self.query_one(f"#label-{name}", Line).set(f"{label} ✗ {msg}" if msg else label)
-            self.query_one(f"#knob-{name}").set_class(bool(msg), "-invalid")
+        self._show_labels()
         self._show_form_error()
 
+    def _show_labels(self) -> None:
+        """Each knob's label, with marks that read without colour: "✗" when its value is wrong, "▸"
+        when it has focus. Marks come first and the label shortens, so a 14-column knob never cuts
+        them; an error's message is read in full on the line under the knobs."""
+        focused = self.app.focused
+        for name, label, _kind in KNOBS:
+            msg = self._errors.get(name)
+            marks = ("▸" if focused is not None and focused.id == name else "") + ("✗" if msg else "")
+            unused = name == "margin" and self._values.memory != "free"  # only "free now" keeps a margin
+            text = f"{marks} {SHORT_LABELS.get(name, label)}" if marks else "Margin: unused" if unused else label
+            self.query_one(f"#label-{name}", Line).set(text)
+            knob = self.query_one(f"#knob-{name}")
+            knob.set_class(bool(msg), "-invalid")
+            knob.set_class(unused, "-unused")
+
     def _show_form_error(self) -> None:
+        """Under the knobs: the focused field's error, else any field's error, else what the focused
+        field means (in full: this line wraps)."""
         focused = self.app.focused
         name = focused.id if focused is not None else None
         errs = {k: v for k, v in self._errors.items() if k in dict((n, 0) for n, _, _ in KNOBS)}
         msg = errs.get(name or "") or next(iter(errs.values()), "")
         label = {n: lbl for n, lbl, _ in KNOBS}
         key = name if name in errs else next(iter(errs), "")
-        self.query_one("#form-error", Line).set(f"✗ {label.get(key, key)}: {msg}" if msg else "")
+        line = self.query_one("#form-error", Line)
+        line.set_class(not msg, "-hint")
+        if msg:
+            line.set(f"✗ {label.get(key, key)}: {msg}")
+            return
+        hint = field_hint(name, self._values, self._model) if name in label else ""
+        line.set(f"{label[name]}: {hint}" if hint else "")
 
     def on_descendant_focus(self) -> None:
+        self._show_labels()
         self._show_form_error()
+
+    def on_descendant_blur(self) -> None:
+        self.call_after_refresh(self._show_labels)  # focus has moved on by then
 
     def show_model(self, model: Any, text: str) -> None:
         self._picked_text = text
@@ -255,14 +287,29 @@ class ModelForm(Vertical):
             return
         if name in _FORM_FIELDS:
             event.stop()
-            self.post_message(self.Changed(name, event.value))
+            if event.value == event.input.value:  # else stale: the control has moved on since
+                self._typed(name, event.value)
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         name = event.select.id or ""
         if name in _FORM_FIELDS and isinstance(event.value, str):
             event.stop()
-            self.post_message(self.Changed(name, event.value))
+            # a Select announces its first value when it mounts; when the app has set another since
+            # (no GPU: memory switched to what-if before that message arrived), the message is stale
+            # and acting on it flipped the plan to "free now" and back, remounting the GPU cards
+            if event.value == event.select.value:
+                self._typed(name, event.value)
+
+    def _typed(self, name: str, value: str) -> None:
+        """What the controls hold is what `load()` compares against: a value the app later sets
+        back (an engine switch emptying Quants) must reach the control even if the app never
+        loaded the typed text."""
+        old = self._values
+        self._values = replace(old, **{name: value})
+        if name == "memory" and old.memory != value:
+            self._show_labels()
+        self.post_message(self.Changed(name, value))
 
     def _cancel_search(self) -> None:
         if self._timer is not None:
@@ -324,15 +371,34 @@ class ModelForm(Vertical):
         self.run_worker(work, thread=True, exclusive=True, group="search", exit_on_error=False)
 
     def _show_hits(self, text: str, hits: list[SearchHit], status: str) -> None:
-        if self.query_one("#search", Input).value != text:
+        if self.query_one("#search", Input).value != text and text != self._suggesting:
             return  # the user typed on: a newer search is coming
+        suggestion = text == self._suggesting
+        if suggestion:
+            self._suggesting = ""
+            if not hits:
+                return  # nothing close: the error line stands alone
         self._hits = hits
         options = self.query_one("#hits", OptionList)
         options.set_options([Option(h.label, id=h.id) for h in hits])
         options.display = bool(hits)
         if hits:
             options.highlighted = 0
-        self.query_one("#search-status", Line).set(status if hits else f"no model matches {text!r} ({status})")
+        if not suggestion:  # a suggestion list sits under the error, which stays
+            self.query_one("#search-status", Line).set(status if hits else f"no model matches {text!r} ({status})")
+
+    def search_for(self, text: str) -> None:
+        """List what the catalog (and the Hub) has close to `text`: the longest of its words that names
+        a catalog model, searched as if it had just been typed."""
+        from lander_tui.core.catalog import search_catalog
+
+        parts = sorted({w for w in text.replace("/", " ").replace("-", " ").replace("_", " ").split() if len(w) > 2},
+                       key=len, reverse=True)
+        words = next((w for w in parts if search_catalog(w, limit=1)), "")
+        if words:
+            self._cancel_search()
+            self._suggesting = words
+            self._start_search(words)
 
     def close_hits(self) -> None:
         self._cancel_search()

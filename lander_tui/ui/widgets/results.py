@@ -20,8 +20,12 @@ _PART_HEADERS = {"kv": "KV mem"}
 #: The parts the table has a column for: all but `extras`, which an 80-column table has no room for and most
 #: rows do not have; the breakdown bar under the table gives it its own segment and names what it holds.
 TABLE_PARTS = tuple(p for p in PARTS if p.attr != "extras")
-HEADERS = ("  quant", "KV", "max ctx", *(_PART_HEADERS.get(p.attr, p.label) for p in TABLE_PARTS), "total", "fits",
+HEADERS = ("  quant", "KV", "max ctx ", *(_PART_HEADERS.get(p.attr, p.label) for p in TABLE_PARTS), "total", "fits",
            "tok/s")
+#: When the full headers do not fit (a narrow pane, long KV names, more columns).
+SHORT_HEADERS = ("  quant", "KV", "max ctx ", *({"weights": "wts", "kv": "KV", "compute": "comp",
+                                                 "overhead": "ovhd"}.get(p.attr, p.label) for p in TABLE_PARTS),
+                 "total", "fits", "tok/s")
 RIGHT = (False, False, True, *(True for _ in TABLE_PARTS), True, False, True)
 #: Breakdown segments, one per memory part: (name, glyph, component class). Glyphs differ so it reads
 #: without colour.
@@ -34,13 +38,16 @@ def extras_text(memory: Any) -> str:
     """What the extras part holds, in GiB: " (projector 0.91, draft 0.95)", or "" when nothing."""
     pieces = memory.extra_parts()
     return f" ({', '.join(f'{k} {gib(v)}' for k, v in pieces.items())})" if pieces else ""
+#: Beside a max ctx past the model's trained maximum (plans stop there unless a target says otherwise).
+PAST_TRAINED = "↑"
 
 
 def row_cells(r: Any, recommended: bool) -> tuple[str, ...]:
     if r.error:
         return (f"! {r.quant}", r.kv_cache, "error", *("" for _ in TABLE_PARTS), "", "no", "")
     mark = "★ " if recommended else "  "
-    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}",
+    past = PAST_TRAINED if r.max_context > r.model_max_context else " "
+    return (mark + r.quant, r.kv_cache, f"{r.max_context:,}{past}",
             *(gib(getattr(r.memory, p.attr), 2) for p in TABLE_PARTS), gib(r.total_mib, 2),
             "yes" if r.fits else "NO", tps_cell(r))
 
@@ -92,10 +99,12 @@ class Results(Vertical):
         super().__init__(**kw)
         self._est: Any = None
         self._keys: list[tuple[str, str]] = []
+        self.stale = False  # the ✗ line says the results are from the last valid input
+        self._plan: tuple[tuple[str, str], Any] | None = None  # (row, plan) for the breakdown bar
 
     def compose(self) -> ComposeResult:
         yield Line("", id="summary")
-        yield RowTable(HEADERS, RIGHT, id="table")
+        yield RowTable(HEADERS, RIGHT, SHORT_HEADERS, id="table")
         yield Line("", id="reason")
         yield Line("", id="breakdown-label")
         yield BreakdownBar(id="breakdown")
@@ -104,6 +113,7 @@ class Results(Vertical):
 
     def show_error(self, summary: str, message: str) -> None:
         self._est = None
+        self.stale = False
         self.query_one("#summary", Line).set(summary)
         self.query_one("#reason", Line).set(f"✗ {message}")
         self.query_one("#reason", Line).add_class("-error")
@@ -113,15 +123,19 @@ class Results(Vertical):
         self.query_one(RowTable).set_rows([], [])
         self._keys = []
 
-    def mark_stale(self, message: str) -> None:
-        """A field is wrong: keep the last valid table on screen and say why it is not updating."""
+    def mark_stale(self, message: str, showing: str = "") -> None:
+        """A field is wrong: the last valid results stay (as do the plan, chart, title and GPU panel)
+        and this says why, and which input they are for."""
         reason = self.query_one("#reason", Line)
-        reason.set(f"✗ {message} (showing the last valid plan)")
+        what = f": {showing}" if showing else ""
+        reason.set(f"✗ {message} · the screen shows the last valid input{what}")
         reason.add_class("-error")
+        self.stale = True
 
     def show(self, est: Any, summary: str, notes: tuple[str, ...] = (), prefer: tuple[str, str] | None = None) -> None:
         """The cursor goes to `prefer` when it is in the table, else to the recommended row."""
         self._est = est
+        self.stale = False
         rec = est.recommendation
         self.query_one("#summary", Line).set(summary)
         table = self.query_one(RowTable)
@@ -151,6 +165,12 @@ class Results(Vertical):
         line.set(text)
         for lv in ("ok", "short", "off"):
             line.set_class(lv == level, f"-{lv}")
+
+    def show_plan(self, row: tuple[str, str] | None, plan: Any) -> None:
+        """The chosen plan's own numbers for the breakdown bar (its context, its GPUs), shown while the
+        cursor is on its row; the row's figures at its max ctx otherwise."""
+        self._plan = (row, plan) if row is not None and plan is not None else None
+        self._show_breakdown()
 
     def select(self, key: tuple[str, str]) -> None:
         """Put the cursor on a row (no-op when it is not in the table)."""
@@ -191,11 +211,20 @@ class Results(Vertical):
             bar.set((), 0.0)
             return
         budget = self._est.budget_mib
-        parts = tuple(float(getattr(r.memory, p.attr)) for p in PARTS)
-        legend = " ".join(f"{glyph} {name} {gib(v)}{extras_text(r.memory) if p.attr == 'extras' else ''}"
+        memory, total = r.memory, r.total_mib
+        where = "max " if r.context == r.max_context else ""
+        if self._plan is not None and self._plan[0] == self.cursor_key:
+            plan = self._plan[1]  # what the plan line and the launch command are about: its context
+            memory, total, where = plan.memory, float(plan.memory.total), "plan "
+            budget = sum(d.budget_mib for d in plan.devices)
+            context = plan.context
+        else:
+            context = r.context
+        parts = tuple(float(getattr(memory, p.attr)) for p in PARTS)
+        legend = " ".join(f"{glyph} {name} {gib(v)}{extras_text(memory) if p.attr == 'extras' else ''}"
                           for (name, glyph, _), v, p in zip(SEGMENTS, parts, PARTS, strict=True)
                           if v or p.attr != "extras")
-        room = budget - r.total_mib
+        room = budget - total
         tail = f"· free {gib(room)}" if room >= 0 else f"| over {gib(-room)}"
-        label.set(f"@{short_tokens(r.context)}: {legend} {tail} GiB")
+        label.set(f"{where}@{short_tokens(context)}: {legend} {tail}")
         bar.set(tuple(round(p, 1) for p in parts), round(budget, 1))

@@ -27,10 +27,8 @@ class RowTable(Widget, can_focus=True):
     BINDINGS = [
         Binding("up", "move(-1)", "up", show=False),
         Binding("down", "move(1)", "down", show=False),
-        Binding("home", "move_to(0)", "first", show=False),
-        Binding("end", "move_to(-1)", "last", show=False),
-        Binding("pageup", "move(-5)", "page up", show=False),
-        Binding("pagedown", "move(5)", "page down", show=False),
+        # only the arrows (and a click) pick a row: the row under the cursor is the plan, so keys a
+        # user presses to scroll the page (PageUp/PageDown/Home/End) must not change it
     ]
 
     class Highlighted(Message):
@@ -42,9 +40,11 @@ class RowTable(Widget, can_focus=True):
             self.index = index
             self.user = user
 
-    def __init__(self, headers: Sequence[str], right: Sequence[bool], **kw: Any) -> None:
+    def __init__(self, headers: Sequence[str], right: Sequence[bool], short_headers: Sequence[str] | None = None,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self.headers = tuple(headers)
+        self.short_headers = tuple(short_headers) if short_headers is not None else self.headers
         self._right = tuple(right)
         self.rows: list[tuple[str, ...]] = []
         self._flags: list[str] = []  # "", "recommended" or "bad" per row
@@ -107,12 +107,17 @@ class RowTable(Widget, can_focus=True):
         elif self.cursor >= self._offset + visible:
             self._offset = self.cursor - visible + 1
         self._offset = max(0, min(self._offset, max(0, len(self.rows) - visible)))
-        widths = [len(h) for h in self.headers]
-        for row in self.rows:
-            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
-        out = Text(no_wrap=True, overflow="ellipsis")
-        out.append(self._line(self.headers, widths, width), style=self.get_component_rich_style("row-table--header"))
+        inner = max(0, width - 1)  # the first column is the cursor mark
+        headers, widths, gap = self.layout(inner)
         shown = self.rows[self._offset:self._offset + visible]
+        out = Text(no_wrap=True, overflow="ellipsis")
+        header = " " + self._line(headers, widths, inner, gap)
+        above, below = self._offset, len(self.rows) - self._offset - len(shown)
+        if above or below:  # rows off screen: say how many, where (the table scrolls with the cursor)
+            mark = " " + " ".join(t for t in (f"↑{above} more" if above else "", f"↓{below} more" if below else "")
+                                  if t)
+            header = header[:max(0, width - len(mark))].ljust(max(0, width - len(mark))) + mark
+        out.append(header, style=self.get_component_rich_style("row-table--header"))
         for i, row in enumerate(shown, start=self._offset):
             out.append("\n")
             style = self.get_component_rich_style(f"row-table--{self._flags[i]}") if self._flags[i] else None
@@ -120,23 +125,26 @@ class RowTable(Widget, can_focus=True):
                 cursor = "row-table--cursor" if self.has_focus else "row-table--cursor-blurred"
                 style = self.get_component_rich_style(cursor) if style is None else (
                     style + self.get_component_rich_style(cursor))
-            out.append(self._line(row, widths, width), style=style)
-        hidden = len(self.rows) - len(shown)
-        if hidden > 0 and shown:
-            more = f" ↕ {hidden} more"
-            out.append(" " * max(0, width - len(self._line(shown[-1], widths, width)) - len(more)) + more)
+            # the cursor is also a character, so it shows without colour (NO_COLOR, a plain capture):
+            # "▸" while the table has focus, "›" when it has not
+            mark = (("▸" if self.has_focus else "›") if i == self.cursor else " ")
+            out.append(mark + self._line(row, widths, inner, gap), style=style)
         return out
 
-    def _line(self, cells: Sequence[str], widths: Sequence[int], width: int) -> str:
+    def layout(self, width: int) -> tuple[tuple[str, ...], list[int], int]:
+        """Headers, column widths and gap that fit `width`: the full headers two apart, then one apart,
+        then the short headers (columns are as wide as their widest cell, never a fixed number)."""
+        for headers, gap in ((self.headers, GAP), (self.headers, 1), (self.short_headers, 1)):
+            widths = [len(h) for h in headers]
+            for row in self.rows:
+                widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
+            if sum(widths) + gap * (len(widths) - 1) <= width:
+                break
+        return headers, widths, gap
+
+    def _line(self, cells: Sequence[str], widths: Sequence[int], width: int, gap: int = GAP) -> str:
         parts = []
         for cell, w, right in zip(cells, widths, self._right, strict=False):
             parts.append(cell.rjust(w) if right else cell.ljust(w))
-        # on a narrow screen the last gaps close up to one space rather than lose the last columns
-        gaps = [GAP] * (len(parts) - 1)
-        over = sum(widths) + GAP * len(gaps) - width if width > 0 else 0
-        for i in range(len(gaps) - 1, -1, -1):
-            if over <= 0:
-                break
-            gaps[i], over = 1, over - (GAP - 1)
-        line = parts[0] + "".join(" " * g + p for g, p in zip(gaps, parts[1:], strict=True)) if parts else ""
+        line = (" " * gap).join(parts)
         return line.ljust(width)[:width] if width > 0 else line

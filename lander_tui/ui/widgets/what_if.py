@@ -20,6 +20,20 @@ def _names() -> list[str]:
     return catalog_names()
 
 
+LABEL = "What-if GPU: type to filter, ↓ Enter picks"
+
+
+def _options(names: list[str]) -> list[Option]:
+    """One option per catalog name; a card NVML cannot watch (AMD) says so beside its name."""
+    from lander_tui.core.gpu.catalog import vendor_of
+
+    out = []
+    for n in names:
+        vendor = vendor_of(n)
+        out.append(Option(n if vendor == "NVIDIA" else f"{n}  ({vendor}: catalog numbers only, no NVML)", id=n))
+    return out
+
+
 def filter_names(text: str, names: list[str]) -> list[str]:
     """Every word must appear; a leading "2x " count is kept out of the match."""
     words = text.lower().replace("×", "x").split()
@@ -44,36 +58,54 @@ class WhatIfPicker(Vertical):
         self._compact = compact
 
     def compose(self) -> ComposeResult:
-        yield Static("What-if GPU: type to filter, ↓ Enter picks", classes="picker-label")
-        yield Input(self._value, placeholder="e.g. RTX 4090, 2x A100 80GB, g5.12xlarge", compact=True,
-                    classes="picker-input")
-        yield OptionList(*[Option(n, id=n) for n in filter_names(self._value, _names())], classes="picker-list")
+        yield Static(LABEL, classes="picker-label")
+        yield Input(self._value, placeholder="e.g. 2x A100 80GB", compact=True, classes="picker-input")
+        yield OptionList(*_options(filter_names(self._value, _names())), classes="picker-list")
+
+    def _say(self, text: str) -> None:
+        label = self.query_one(".picker-label", Static)
+        label.update(text)
+        label.set_class(text != LABEL, "-error")
 
     @on(Input.Changed, ".picker-input")
     def _filter(self, event: Input.Changed) -> None:
         event.stop()
+        self._say(LABEL)
         options = self.query_one(OptionList)
         names = filter_names(event.value, _names())
         options.clear_options()
-        options.add_options([Option(n, id=n) for n in names])
+        options.add_options(_options(names))
         if names:
             options.highlighted = 0
 
     @on(Input.Submitted, ".picker-input")
     def _submit(self, event: Input.Submitted) -> None:
+        """Enter takes the highlighted match, or a name the catalog parses as typed; never a guess:
+        nothing typed, or nothing that matches, says so and picks nothing."""
         event.stop()
         text = event.value.strip()
+        if not text:
+            self._say("✗ type a GPU or instance name (or ↓ to choose from the list); Esc: back")
+            return
         options = self.query_one(OptionList)
         count = ""
-        first = text.lower().split()[0] if text else ""
+        first = text.lower().split()[0]
         if first.endswith("x") and first[:-1].isdigit():
             count = text.split()[0] + " "
         if options.option_count and options.highlighted is not None and text.lower() not in (
                 n.lower() for n in _names()):
             opt = options.get_option_at_index(options.highlighted)
             text = count + str(opt.id)
-        if text:
-            self.post_message(self.Picked(text))
+        else:
+            from lander_tui.core.errors import LanderError
+            from lander_tui.core.gpu import what_if
+
+            try:
+                what_if(text)
+            except LanderError:
+                self._say(f'✗ no catalog GPU matches "{text}"; try fewer words, e.g. "A100"')
+                return
+        self.post_message(self.Picked(text))
 
     @on(OptionList.OptionSelected, ".picker-list")
     def _selected(self, event: OptionList.OptionSelected) -> None:
