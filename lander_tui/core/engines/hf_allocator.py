@@ -190,3 +190,28 @@ def dense_peaks(tokens: int, hidden: int, n_heads: int, n_kv_heads: int, head_di
         else:
             a.free(k)
     return a.peak_reserved, a.peak_allocated
+
+
+def dense_reserved_envelope(tokens: int, granule: int, hidden: int, n_heads: int, n_kv_heads: int,
+                            head_dim: int, inter: int, n_layers: int, qk_norm: bool) -> int:
+    """Peak reserved bytes at `tokens`, made safe for a longest-context search: the largest replayed peak
+    over the multiples of `granule` up to `tokens` that can exceed it, plus one 20 MiB large segment.
+
+    Reserved memory is not monotone in context: a 2 MiB round-up decides whether a cache entry still fits
+    a freed transient block, so a context can need one MLP-intermediate segment (`inter x tokens x 2`)
+    less than a shorter one (Llama-3.2-3B alternates every 256 tokens near 28k; Qwen2.5-7B drops one
+    segment for good past ~21.5k). A shorter context `s` needs more only while its extra segment
+    outweighs the growth since, `s > tokens x (1 - 2 inter / allocated per token)`, so that window is
+    scanned. The replay sits 2-22 MiB below the traced code path (order of the small transients), hence
+    the one kLargeBuffer segment (20 MiB) of margin.
+
+    Exact but slow: the window holds ~20 % of `tokens` (hundreds of replays at long contexts), which is
+    why the engine does not call it yet."""
+    shape = (hidden, n_heads, n_kv_heads, head_dim, inter, n_layers, qk_norm)
+    peak, allocated = dense_peaks(tokens, *shape)
+    reach = int(2 * inter * tokens / max(1, allocated) * tokens)  # tokens the window reaches back
+    s = tokens - granule
+    while s > 0 and s >= tokens - reach:
+        peak = max(peak, dense_peaks(s, *shape)[0])
+        s -= granule
+    return peak + K_LARGE_BUFFER
