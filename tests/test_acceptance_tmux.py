@@ -125,7 +125,9 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Pane]]:
         env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "HF_HUB_OFFLINE": "1",
                "LANDER_TUI_CACHE_DIR": str(cache), "HOME": str(tmp_path)}
         command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        command += f" {shlex.quote(str(LANDER))} " + (" ".join(shlex.quote(a) for a in args) if args else "--demo")
+        # --no-scan: engines that happen to run on this machine stay out of the screens compared here
+        command += f" {shlex.quote(str(LANDER))} " + (" ".join(shlex.quote(a) for a in (*args, "--no-scan"))
+                                                     if args else "--demo")
         pane.start(command, width, height)
         started = True
         return pane
