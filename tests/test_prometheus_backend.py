@@ -177,10 +177,10 @@ def test_gpus_cli_groups_by_host(fleet, capsys):
     assert [h["host"] for h in data] == [nameless, "gpu-a", "gpu-b", "gpu-c", "gpu-d", "gpu-e"]  # natural order
     a = data[1]
     assert a["stale"] is False and len(a["gpus"]) == 8
-    assert a["free_vram_mb"] == sum(g["free_vram_mb"] for g in a["gpus"])
-    assert a["gpus"][3]["host_gpu_index"] == 3 and a["gpus"][3]["used_vram_mb"] == 3000
+    assert a["free_vram_mib"] == sum(g["free_vram_mib"] for g in a["gpus"])
+    assert a["gpus"][3]["host_gpu_index"] == 3 and a["gpus"][3]["used_vram_mib"] == 3000
     e = next(h for h in data if h["host"] == "gpu-e")
-    assert e["stale"] is True and e["free_vram_mb"] is None
+    assert e["stale"] is True and e["free_vram_mib"] is None
     assert cli.main(["gpus", "--prometheus", prom.url]) == 0
     table = capsys.readouterr().out
     assert "gpu-a  8 x H100 80GB HBM3" in table
