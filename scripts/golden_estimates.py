@@ -75,11 +75,28 @@ def _no_smbios() -> Iterator[None]:
             os.environ[DMI_ENV] = old
 
 
+#: Host RAM available "now" while recording and replaying: whether an offload plan's CPU part fits (its
+#: wording and the exit code) must not depend on the machine the golden file is replayed on.
+HOST_AVAILABLE_MIB = 65536.0
+
+
+@contextlib.contextmanager
+def _fixed_host_ram() -> Iterator[None]:
+    from lander_tui.core import report
+
+    old = report.host_available_mib
+    report.host_available_mib = lambda: HOST_AVAILABLE_MIB  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        report.host_available_mib = old  # type: ignore[assignment]
+
+
 def run_one(line: str) -> dict[str, object]:
     from lander_tui.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _no_smbios():
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _no_smbios(), _fixed_host_ram():
         rc = main(shlex.split(line))
     # host RAM available now changes from run to run; everything else must not
     stdout = re.sub(r"\d+ MiB available now", "N MiB available now", out.getvalue())

@@ -149,7 +149,10 @@ def form_field(text: str, label: str) -> str:
     for i, line in enumerate(lines[:-1]):
         col = line.find(f" {label} ")
         if col >= 0:
-            return lines[i + 1][col: col + 20].strip(" ▼│")
+            # the cell runs to where the next label starts (the form's columns shrink with the window)
+            rest = line[col + len(label) + 1:]
+            end = col + len(label) + 1 + (len(rest) - len(rest.lstrip(" "))) if rest.strip(" │") else col + 20
+            return lines[i + 1][col:end].strip(" ▼│")
     return ""
 
 

@@ -125,7 +125,9 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Pane]]:
         env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "HF_HUB_OFFLINE": "1",
                "LANDER_TUI_CACHE_DIR": str(cache), "HOME": str(tmp_path)}
         command = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        command += f" {shlex.quote(str(LANDER))} " + (" ".join(shlex.quote(a) for a in args) if args else "--demo")
+        # --no-scan: engines that happen to run on this machine stay out of the screens compared here
+        command += f" {shlex.quote(str(LANDER))} " + (" ".join(shlex.quote(a) for a in (*args, "--no-scan"))
+                                                     if args else "--demo")
         pane.start(command, width, height)
         started = True
         return pane
@@ -337,6 +339,9 @@ def test_d7_an_unknown_what_if_leaves_one_consistent_screen(launch: Callable[...
     pane.wait_for("the dialog closed", lambda s: "Esc back" not in s)
     focus_field(pane, "What-if GPU")
     pane.send("C-u")
+    # the cleared field is refused first (twice, in full-suite runs on a loaded machine, text typed
+    # while that refusal was drawn did not reach the field; not reproduced in isolation)
+    pane.wait_for("the cleared field refused", lambda s: "✗ What-if GPU: type a GPU or instance" in s)
     pane.tmux("send-keys", "-t", pane.target, "-l", "--", "banana 9000")
     screen = pane.wait_for("the wrong what-if marked", lambda s: "last valid input" in s and "banana 9000" in s,
                            FIRST_FRAME_S)  # eleven keys, each a new check of the form: patient under load

@@ -92,10 +92,10 @@ def test_json_is_the_snapshot_as_a_list(fake, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data == snapshot_to_json(reference(7.5))
     for obj in data:
-        assert {"gpu_index", "gpu_name", "total_vram_mb", "used_vram_mb", "free_vram_mb", "processes"} <= set(obj)
-    assert data[0]["used_vram_mb"] == pytest.approx(8500 + 30000 + 500 + 200)
+        assert {"gpu_index", "gpu_name", "total_vram_mib", "used_vram_mib", "free_vram_mib", "processes"} <= set(obj)
+    assert data[0]["used_vram_mib"] == pytest.approx(8500 + 30000 + 500 + 200)
     assert [p["pid"] for p in data[0]["processes"]] == [102, 101, 103, 104]
-    assert data[0]["processes"][-1] == {"pid": 104, "used_vram_mb": 200.0, "command": None, "user": None,
+    assert data[0]["processes"][-1] == {"pid": 104, "used_vram_mib": 200.0, "command": None, "user": None,
                                          "kind": "C", "resolved": False}
 
 
@@ -122,7 +122,7 @@ def test_watch_refreshes_until_ctrl_c_and_exits_0(fake, monkeypatch, capsys):
     assert cli.main(["gpus", "--watch", "--json", "--interval", "0.5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
-    used = [json.loads(line)[0]["used_vram_mb"] for line in lines]
+    used = [json.loads(line)[0]["used_vram_mib"] for line in lines]
     assert used == [pytest.approx(u) for u in (1000 + 30700, 2000 + 30700, 3000 + 30700)]  # the job grows
     assert made[0].nvml.initialised == 0
 
@@ -184,7 +184,7 @@ def test_what_if_table_and_json(capsys):
     assert cli.main(["gpus", "--what-if", "p4d.24xlarge", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     a100 = what_if("A100 40GB").gpus[0]
-    assert len(data) == 8 and all(d["what_if"] and d["free_vram_mb"] == a100.usable_mib for d in data)
+    assert len(data) == 8 and all(d["what_if"] and d["free_vram_mib"] == a100.usable_mib for d in data)
 
 
 def test_what_if_list_prints_the_whole_catalog(capsys):
@@ -268,6 +268,6 @@ def test_demo_watch_moves_like_the_dashboard_demo(monkeypatch, capsys):
     assert cli.main(["gpus", "--demo", "--watch", "--json"]) == 0
     assert asked == [True]
     frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    used = [[g["used_vram_mb"] for g in f] for f in frames]
+    used = [[g["used_vram_mib"] for g in f] for f in frames]
     assert used[0] != used[5], "GPU 1's training job grows 5 s in"
     assert len({tuple(u) for u in used}) >= 3  # and more than once in a minute

@@ -171,3 +171,47 @@ def test_trained_maximum_is_marked_and_not_launched_past_unless_asked(capsys):
 def test_vllm_rows_say_the_budget_is_taken_whatever_the_context(capsys):
     rc, data = js(capsys, "estimate", "llama-3.1-8b", "-b", "vllm", "--what-if", "RTX 4090", "--context", "8192")
     assert any("nvidia-smi shows the budget" in n for n in data["notes"])
+
+
+def test_d17_contexts_typed_in_decimal_read_in_decimal():
+    from lander_tui.ui.text import short_tokens
+
+    # whole 1,024-token blocks read the way engines take them; any other count is not shrunk by 2.4 %
+    assert short_tokens(131_072) == "128k" and short_tokens(32_768) == "32k" and short_tokens(1_536) == "1.5k"
+    assert short_tokens(200_000) == "200k" and short_tokens(92_928) == "93k" and short_tokens(1_000_000) == "1M"
+    assert short_tokens(1_048_576) == "1M" and short_tokens(900) == "900"
+
+
+def test_d18_the_what_if_list_marks_cards_nvml_cannot_watch(capsys):
+    rc, out, _ = run(capsys, "gpus", "--what-if", "list")
+    mi300 = next(line for line in out.splitlines() if line.startswith("MI300X"))
+    h100 = next(line for line in out.splitlines() if line.startswith("H100 80GB"))
+    assert rc == 0 and "AMD" in mi300 and "no NVML" in mi300 and "NVML" not in h100
+
+
+def test_an_offload_plan_is_an_answer_and_says_it_spills(capsys):
+    """Confusing point 8: 'recommendation: none' and then a plan that 'fits: True' (exit 1 without
+    --launch, 0 with it). A plan that loads with part of the model on the CPU is an answer, and says so."""
+    argv = ("estimate", "mixtral-8x7b-v0.1", "--what-if", "RTX 4090", "-q", "Q4_K_M", "-k", "f16")
+    rc, out, err = run(capsys, *argv)
+    plan = next(line for line in out.splitlines() if line.startswith("plan:"))
+    assert rc == 0 and err == "", err
+    assert "CPU/GPU" in plan and "loads: yes, part on the CPU" in plan and "fits: True" not in plan
+    assert "nothing fits on the GPU alone; this plan loads with" in out
+    rc_launch, _, _ = run(capsys, *argv, "--launch", "llama.cpp")
+    assert rc_launch == rc
+
+
+def test_a_gpu_left_out_of_a_split_holds_no_layers(capsys):
+    rc, out, _ = run(capsys, "estimate", "llama-3.1-8b", "--what-if", "2x RTX 4090", "--tensor-split", "1,0",
+                     "-q", "Q4_K_M", "-k", "f16")
+    gpu_lines = [line for line in out.splitlines() if line.startswith("  RTX 4090 24GB:")]
+    assert rc == 0 and len(gpu_lines) == 2, out
+    idle = [line for line in gpu_lines if "= 0 of" in line]
+    assert len(idle) == 1 and ": no layers:" in idle[0] and "all layers" not in out, out
+
+
+def test_gpus_json_names_mib_as_estimate_does(capsys):
+    rc, out, _ = run(capsys, "gpus", "--demo", "--json")
+    data = json.loads(out)
+    assert rc == 0 and "free_vram_mib" in data[0] and not any(k.endswith("_mb") for k in data[0])

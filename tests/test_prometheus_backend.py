@@ -177,10 +177,10 @@ def test_gpus_cli_groups_by_host(fleet, capsys):
     assert [h["host"] for h in data] == [nameless, "gpu-a", "gpu-b", "gpu-c", "gpu-d", "gpu-e"]  # natural order
     a = data[1]
     assert a["stale"] is False and len(a["gpus"]) == 8
-    assert a["free_vram_mb"] == sum(g["free_vram_mb"] for g in a["gpus"])
-    assert a["gpus"][3]["host_gpu_index"] == 3 and a["gpus"][3]["used_vram_mb"] == 3000
+    assert a["free_vram_mib"] == sum(g["free_vram_mib"] for g in a["gpus"])
+    assert a["gpus"][3]["host_gpu_index"] == 3 and a["gpus"][3]["used_vram_mib"] == 3000
     e = next(h for h in data if h["host"] == "gpu-e")
-    assert e["stale"] is True and e["free_vram_mb"] is None
+    assert e["stale"] is True and e["free_vram_mib"] is None
     assert cli.main(["gpus", "--prometheus", prom.url]) == 0
     table = capsys.readouterr().out
     assert "gpu-a  8 x H100 80GB HBM3" in table
@@ -205,7 +205,9 @@ def test_a_host_that_stops_answering_turns_stale(fleet):
         assert g.free_mib is None and g.used_mib is None and g.util_percent is None
         assert g.total_mib == before[g.uuid].total_mib  # identity and size are still shown
         # the scrape error Prometheus reports: refused (usually), or the scrape cut off as it stopped
-        assert "; Prometheus: " in g.note and any(w in g.note for w in ("refused", "EOF", "reset")), g.note
+        # (EOF, connection reset, broken pipe: which one depends on where the exporter's socket closed)
+        assert "; Prometheus: " in g.note and any(w in g.note for w in ("refused", "EOF", "reset", "broken pipe")), \
+            g.note
     assert all(not g.stale for g in snap.gpus if g.host in ("gpu-a", "gpu-b", "gpu-d"))
     assert snap.message.startswith("2 of 6 hosts stale (gpu-c, gpu-e)")
     # A backend that never saw gpu-c alive still lists it (Prometheus remembers it), as stale.

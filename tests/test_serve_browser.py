@@ -46,7 +46,7 @@ def test_the_dashboard_in_a_browser_answers_keys(shot, served, tmp_path):
     try:
         drv.get(f"http://127.0.0.1:{port}/")
         before = shot.wait_screen(drv, "the dashboard", shot.dashboard_ready)
-        assert "Model and knobs" in before and "GPU 0  H100 80GB HBM3" in before
+        assert "Model and knobs" in before and "GPU 0  H100 80GB HBM3" in before, before
         assert "demo GPUs (fake)" in before
         assert shot.form_field(before, "Engine") == "llama.cpp"
         rows = shot.result_rows(before)

@@ -271,11 +271,20 @@ def test_csv_and_markdown_carry_the_speed_columns(capsys):
     assert "Speed at 8192 tokens: decode" in md and "llama-bench -m" in md
 
 
-def test_plain_text_has_the_speed_lines(capsys):
-    # a 70B on one 4090: nothing loads fully on the GPU (exit 1), and the offload plan says how fast it runs
-    assert main(["estimate", "llama-3.1-70b", "--what-if", "RTX 4090", "-q", "Q4_K_M", "-k", "f16", "-c", "8192",
-                 "--host-bandwidth", "60"]) == 1
+def test_plain_text_has_the_speed_lines(capsys, monkeypatch):
+    # a 70B on one 4090: nothing loads fully on the GPU; the offload plan loads when host RAM holds its CPU
+    # part (exit 0) and says how fast it runs; with too little host RAM it does not (exit 1)
+    from lander_tui.core import report
+
+    argv = ["estimate", "llama-3.1-70b", "--what-if", "RTX 4090", "-q", "Q4_K_M", "-k", "f16", "-c", "8192",
+            "--host-bandwidth", "60"]
+    monkeypatch.setattr(report, "host_available_mib", lambda: 4096.0)
+    assert main(argv) == 1
+    assert "loads: NO (not enough host RAM" in capsys.readouterr().out
+    monkeypatch.setattr(report, "host_available_mib", lambda: 131072.0)
+    assert main(argv) == 0
     out = capsys.readouterr().out
+    assert "loads: yes, part on the CPU" in out
     assert "  speed: decode " in out and "host-RAM-bound" in out and "first token after" in out
     assert re.search(r"one more step on the CPU \(-ngl \d+\): decode [\d.]+ -> [\d.]+ tok/s", out)
     assert main(["estimate", "llama-3.1-8b", "--what-if", "RTX 4090", "-c", "8192", "-q", "Q4_K_M"]) == 0

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also watch this LLM engine (repeatable): URL or KIND=URL, e.g. "
                         "vllm=http://10.0.0.5:8000 (contacted as given; engines on this machine are found by "
                         "themselves)")
+    parser.add_argument("--no-scan", action="store_true", dest="no_scan",
+                        help="do not look for engines among this machine's processes (only the --engine URLs)")
     from lander_tui.commands.gpus import add_prometheus_argument
 
     add_prometheus_argument(parser, suppress=False)
@@ -78,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from lander_tui.ui.app import LanderApp
 
     app = LanderApp(backend, demo=bool(args.demo or scenario), what_if=what_if, model=getattr(args, "model", None),
-                    engine_urls=urls, scan_engines=not args.demo)
+                    engine_urls=urls, scan_engines=not (args.demo or getattr(args, "no_scan", False)))
     app.run()
     return int(app.return_code or 0)

@@ -282,6 +282,14 @@ def _host_bandwidth(value: float | None) -> float | None:
     return value
 
 
+def _offload_answer(plan: Any) -> bool:
+    """A plan that loads with some layers on the GPU and the rest in host RAM that is there now."""
+    from lander_tui.core.report import host_available_mib, host_ram_ok
+
+    return plan is not None and plan.fits and not plan.fully_offloaded and plan.gpu_layers > 0 \
+        and host_ram_ok(plan, host_available_mib())
+
+
 def run(args: argparse.Namespace) -> int:
     from lander_tui.core.engines import get_engine
     from lander_tui.core.estimate import plan_row, run_estimate
@@ -334,12 +342,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_plain(est, notes))
         print(f"memory: {memory.source}")
         if plan is not None and (several or not plan.fully_offloaded or plan.memory.extras):
+            if est.recommendation.quant is None and _offload_answer(plan):
+                print(f"nothing fits on the GPU alone; this plan loads with {plan.cpu_gpu_split()} (slower):")
             print(format_plan(plan))
         if args.launch:
             print(data["launch"])
         if args.bench:
             print(bench_text(data["bench"]))
-    if est.recommendation.quant is None and "launch" not in data:
+    # a plan that loads with part of the model on the CPU is an answer (exit 0, with or without --launch)
+    if est.recommendation.quant is None and "launch" not in data and not _offload_answer(plan):
         print(f"lander-tui: {est.recommendation.reason}", file=sys.stderr)
         return 1
     return 0

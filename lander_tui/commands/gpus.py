@@ -296,7 +296,9 @@ def _print_catalog(out: TextIO, as_json: bool) -> None:
     w = max(len(g.name) for g in GPUS)
     out.write(f"{'GPU':<{w}}  {'TOTAL MiB':>9}  {'USABLE MiB':>10}  KIND         SOURCE\n")
     for g in GPUS:
-        out.write(f"{g.name:<{w}}  {g.total_mib:>9}  {g.usable_mib:>10}  {g.category:<11}  {g.source}\n")
+        # a card NVML cannot watch says so, as in the dashboard's what-if list
+        vendor = "" if g.vendor == "NVIDIA" else f"  ({g.vendor}: catalog numbers only, no NVML)"
+        out.write(f"{g.name:<{w}}  {g.total_mib:>9}  {g.usable_mib:>10}  {g.category:<11}  {g.source}{vendor}\n")
     out.write("\n")
     w = max(len(i.name) for i in INSTANCES)
     out.write(f"{'INSTANCE':<{w}}  PROVIDER  GPUS\n")

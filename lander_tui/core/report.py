@@ -58,22 +58,40 @@ def offload_step_line(speed: SpeedEstimate) -> str:
             f"{tps_text(after)} tok/s (-{tps_text(speed.offload_step_cost)})")
 
 
+def host_ram_ok(plan: Plan, host_available: float) -> bool:
+    """The host RAM a plan needs beside the GPUs is there now (a model that spills past it swaps or dies)."""
+    return plan.host_mib <= host_available
+
+
+def loads_text(plan: Plan, host_available: float) -> str:
+    """Whether the plan loads, in words: on the GPUs alone, with part on the CPU, or not (and why)."""
+    if not plan.fits:
+        return "NO"
+    if plan.fully_offloaded:
+        return "yes"
+    if not host_ram_ok(plan, host_available):
+        return "NO (not enough host RAM for the part on the CPU)"
+    return "yes, part on the CPU (slower)" if plan.gpu_layers else "only on the CPU (no layer fits on the GPU)"
+
+
 def format_plan(plan: Plan, host_available: float | None = None) -> str:
     """The plan as `lander-tui estimate` prints it: one line per GPU, host RAM, notes."""
+    avail = (host_available_mib() if host_available is None else host_available) if plan.host_mib else 0.0
     lines = [f"plan: {plan.quant} kv {plan.kv_cache} at {plan.context} tokens, "
-             f"{plan.gpu_layers}/{plan.n_layers + 1} layers on GPU ({plan.cpu_gpu_split()}), fits: {plan.fits}"]
+             f"{plan.gpu_layers}/{plan.n_layers + 1} layers on GPU ({plan.cpu_gpu_split()}), "
+             f"loads: {loads_text(plan, avail)}"]
     for d in plan.devices:
         if d.layers:
             layers = f"layers {d.layers[0]}-{d.layers[1]}"
         elif plan.tensor_parallel > 1:
             layers = "all layers (TP rank)"
         else:
-            layers = "all layers" if plan.fully_offloaded else "no layers"
+            # one GPU holding a whole model has no layer range; in a split, a GPU without one is idle
+            layers = "all layers" if plan.fully_offloaded and len(plan.devices) == 1 else "no layers"
         parts = " + ".join(f"{p.short} {getattr(d.memory, p.attr):.0f}" for p in PARTS)
         lines.append(f"  {d.name}: {layers}{' +output' if d.has_output else ''}: {parts} "
                      f"= {d.total_mib:.0f} of {d.budget_mib:.0f} MiB")
     if plan.host_mib:
-        avail = host_available_mib() if host_available is None else host_available
         lines.append(f"  host RAM: {plan.host_mib:.0f} MiB needed, {avail:.0f} MiB available now"
                      + ("" if plan.host_mib <= avail else " (NOT ENOUGH)"))
     if plan.speed is not None:

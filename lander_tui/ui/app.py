@@ -463,12 +463,39 @@ class LanderApp(FleetActions, App[None]):
         narrow screen has scrolled them into view (tests and screenshots wait for this, not a time)."""
         if self._plan_pending or (self.shown is not None and self._drawn_estimate is not self.shown.estimate):
             return False
-        return not (self._scroll_pending or self._footer_pending)
+        if self._scroll_pending or self._footer_pending:
+            return False
+        if self._scrolled_once and not self._results_on_top():
+            # the form grew (a hint line, the facts) after the scroll: bring the results back up
+            self._scroll_pending = True
+            self.call_after_refresh(self._results_into_view)
+            return False
+        return True
 
-    def _results_into_view(self) -> None:
-        self._scroll_pending = False
-        if self.screen.has_class("-narrow"):
-            self.query_one("#main").scroll_to_widget(self.query_one(Results), top=True, animate=False)
+    def _results_on_top(self) -> bool:
+        """On one column, the results start at the top of the view (or the view cannot scroll further)."""
+        if not self.screen.has_class("-narrow"):
+            return True
+        main, results = self.query_one("#main"), self.query_one(Results)
+        return results.region.y == main.region.y or main.scroll_y >= main.max_scroll_y
+
+    def _results_into_view(self, tries: int = 10) -> None:
+        """Scroll the results to the top on one column; check after the next frame and try again
+        while the layout above them is still settling (the form gains its hint lines a frame late)."""
+        if not self.screen.has_class("-narrow"):
+            self._scroll_pending = False
+            return
+        self.query_one("#main").scroll_to_widget(self.query_one(Results), top=True, animate=False)
+
+        def check() -> None:
+            if not (self.is_running and self._screen_stack):
+                return
+            if self._results_on_top() or tries <= 0:
+                self._scroll_pending = False
+            else:
+                self._later(0.05, lambda: self._results_into_view(tries - 1))
+
+        self.call_after_refresh(check)
 
     def _update_chart(self, request: EstimateRequest, est: Estimate) -> None:
         if self.shown is None or est is not self.shown.estimate:

@@ -21,12 +21,15 @@ def na(v: float | None, fmt: str = "{:.0f}", unit: str = "") -> str:
 
 
 def short_tokens(n: int) -> str:
-    """Compact context for tables and ticks: 131072 -> "128k", 1536 -> "1.5k", 900 -> "900"."""
-    if n >= 1000 * 1024:
-        v = n / (1 << 20)
+    """Compact context for tables and ticks. A whole number of 1,024-token blocks reads the way people
+    type it to the engines (131072 -> "128k", 1536 -> "1.5k", 1048576 -> "1M"); any other count is
+    decimal (200000 -> "200k", not "196k"; 92928 -> "93k"). 900 -> "900"."""
+    binary = n % 1024 == 0
+    if n >= (1000 * 1024 if binary else 1_000_000):
+        v = n / (1 << 20) if binary else n / 1e6
         return f"{v:.0f}M" if v >= 10 or v == int(v) else f"{v:.1f}M"
-    if n >= 1024:
-        v = n / 1024
+    if n >= 1000:
+        v = n / 1024 if binary else n / 1000
         return f"{v:.0f}k" if v >= 10 or v == int(v) else f"{v:.1f}k"
     return str(n)
 

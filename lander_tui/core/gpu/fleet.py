@@ -94,7 +94,7 @@ def fleet_to_json(snap: Snapshot) -> list[dict[str, Any]]:
     """The `lander-tui gpus --prometheus URL --json` list: one object per host, its GPUs inside."""
     return [
         {"host": h.host, "stale": h.stale, "note": h.note, "gpu_count": len(h.gpus), "models": h.models,
-         "free_vram_mb": _r(h.free_mib), "total_vram_mb": _r(h.total_mib),
+         "free_vram_mib": _r(h.free_mib), "total_vram_mib": _r(h.total_mib),
          "gpus": [gpu_to_dict(g) for g in h.gpus]}
         for h in group_by_host(snap)
     ]

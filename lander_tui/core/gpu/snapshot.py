@@ -131,10 +131,10 @@ def gpu_to_dict(g: GpuInfo) -> dict[str, Any]:
         "cuda_index": g.cuda_index,
         "gpu_name": g.name,
         "uuid": g.uuid,
-        "total_vram_mb": _r(g.total_mib),
-        "used_vram_mb": _r(g.used_mib),
-        "free_vram_mb": _r(g.free_mib),
-        "reserved_vram_mb": _r(g.reserved_mib),
+        "total_vram_mib": _r(g.total_mib),
+        "used_vram_mib": _r(g.used_mib),
+        "free_vram_mib": _r(g.free_mib),
+        "reserved_vram_mib": _r(g.reserved_mib),
         "util_percent": g.util_percent,
         "mem_bw_percent": g.mem_bw_percent,
         "temp_c": g.temp_c,
@@ -150,7 +150,7 @@ def gpu_to_dict(g: GpuInfo) -> dict[str, Any]:
         "processes": [
             {
                 "pid": p.pid,
-                "used_vram_mb": _r(p.used_mib),
+                "used_vram_mib": _r(p.used_mib),
                 "command": p.command,
                 "user": p.user,
                 "kind": p.kind,
