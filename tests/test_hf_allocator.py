@@ -29,3 +29,13 @@ def test_envelope_is_the_running_maximum_where_reserved_memory_dips() -> None:
             if t > top - 4096:
                 assert dense_reserved_envelope(t, 256, *shape) == running + K_LARGE_BUFFER, (name, t)
         assert dips, name  # the case the envelope exists for
+
+
+def test_dense_reserve_fractions_follow_qwen25_7b_dropping_one_segment_past_20k():
+    from lander_tui.core.engines.hf_allocator import dense_reserve_fractions
+    per_token = 57344 + 3 * 18944 * 2 + 3.2 * 3584 * 2 + 1.8 * 2048
+    points, fractions = dense_reserve_fractions(3584, 28, 4, 128, 18944, 28, False, per_token, 32768)
+    assert points[0] == 2048 and points[-1] == 32768 and len(points) == 8
+    by = dict(zip(points, fractions, strict=True))
+    assert all(f > 0.25 for t, f in by.items() if 4096 <= t <= 16384)
+    assert all(0.08 < f < 0.11 for t, f in by.items() if t >= 22016)
