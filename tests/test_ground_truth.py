@@ -60,9 +60,9 @@ def test_transformers_max_context_within_7_percent_below(gt):
 def test_transformers_moe_mla_and_large_mlp_shapes_against_the_traced_code_path(gt):
     """The kept-back shapes (Qwen3-30B-A3B MoE, DeepSeek-V2-Lite MLA, Qwen2.5-7B, Llama-3.2-3B): the
     longest context the real 5.17 code path fits (tests/data/ground-truth/transformers-sim.jsonl,
-    method/hf_meta_trace.py), never above it; MoE and MLA within 7 % below. The dense reserve is the
-    largest any measured model needs, so models whose allocator fragments less land further below
-    (Qwen2.5-7B: 11 % above its peak allocation, against 25 % for Llama-3.1-8B)."""
+    method/hf_meta_trace.py), never above it, and within 7 % below: dense models take their reserve from
+    the caching allocator replayed at a few contexts (Qwen2.5-7B: ~9.5 % above its peak allocation past
+    ~20k tokens, against 22 % for Llama-3.1-8B)."""
     rows = transformers_sim_rows(gt)
     print("\n" + format_table(rows))
     assert {"qwen3-30b-a3b", "deepseek-v2-lite", "qwen2.5-7b"} <= {r.case.split()[0] for r in rows}
@@ -72,8 +72,7 @@ def test_transformers_moe_mla_and_large_mlp_shapes_against_the_traced_code_path(
             assert pred >= ok, r.case
             continue
         assert pred <= ok, f"{r.case}: predicted {pred} would not run (traced maximum {ok})"
-        moe_or_mla = r.case.startswith(("qwen3-30b-a3b", "deepseek"))
-        assert pred >= (0.93 if moe_or_mla else 0.88) * ok, f"{r.case}: predicted {pred} is far below {ok}"
+        assert pred >= 0.93 * ok, f"{r.case}: predicted {pred} is far below {ok}"
 
 
 # --- wild logs (issue 12) -------------------------------------------------------------------------

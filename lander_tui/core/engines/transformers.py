@@ -29,6 +29,7 @@ import numpy as np
 
 from lander_tui.core.checkpoint import hf_checkpoint
 from lander_tui.core.engines.base import Calibration, Engine, EngineOptions
+from lander_tui.core.engines.hf_allocator import dense_reserve_fractions
 from lander_tui.core.errors import LanderError
 from lander_tui.core.extras import Lora, lora_tensors, projector_of
 from lander_tui.core.formats import kv_bytes_per_value, weight_format
@@ -65,6 +66,10 @@ class TransformersCalibration(Calibration):
     #: The replayed traces show it varies by model (dense: 11-25 %), as blocks pinned by each
     #: layer's cache entries split the segments the MLP transients need next.
     allocator_reserve: float = 0.24
+    #: Dense decoders that `hf_allocator.dense_events` follows (gated MLP; no MoE, MLA, sliding window,
+    #: recurrent layers or fused qkv) take their fraction from the replay instead, context by context
+    #: (`Transformers._replayed_reserve`), plus this margin for contexts between the replayed ones.
+    replayed_reserve_margin: float = 0.02
     #: ... for MoE blocks on the default `grouped_mm` experts path: their transients are several
     #: [tokens x top_k, hidden] tensors of one size that reuse each other's blocks; the replayed
     #: trace of Qwen3-30B-A3B at its maximum holds 9 % above its peak allocation.
@@ -174,6 +179,30 @@ class Transformers(Engine):
         later_cache = kv_layer * (spec.n_layers - len(m.dense_layers))
         return max(moe, cal.act_ff_tensors * spec.intermediate_size * 2 + common - later_cache)
 
+    @staticmethod
+    def _replayed(spec: ModelSpec) -> bool:
+        """Dense Llama-style decoders, whose prefill and decode `hf_allocator.dense_events` follows."""
+        _, n_swa, n_rec = spec.layer_counts()
+        return not (spec.moe or spec.mla or n_swa or n_rec or spec.fused_qkv or not spec.gated_ffn)
+
+    @staticmethod
+    def _replayed_reserve(spec: ModelSpec, per_token: float, tokens: np.ndarray,
+                          cal: TransformersCalibration) -> np.ndarray:
+        """The caching allocator's fraction above the cache + activations at each context (tokens x
+        batch), from PyTorch's CUDACachingAllocator.cpp replayed on the traced prefill and decode
+        (`hf_allocator.dense_reserve_fractions`, a few replayed contexts per model shape, cached). A
+        context between two replayed ones takes the larger of their fractions, plus
+        `replayed_reserve_margin`, which stops at the flat `allocator_reserve` unless the replay itself
+        says more."""
+        points, fractions = dense_reserve_fractions(
+            spec.hidden_size, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.intermediate_size,
+            spec.n_layers, spec.qk_norm, float(per_token), int(min(spec.max_context or 0, 1 << 17)))
+        f = np.asarray(fractions)
+        pair = np.maximum(f, np.append(f[1:], f[-1]))  # [points[i], points[i + 1]): the larger end
+        i = np.clip(np.searchsorted(np.asarray(points), tokens, side="right") - 1, 0, len(f) - 1)
+        r = pair[i]
+        return np.maximum(r, np.minimum(r + cal.replayed_reserve_margin, cal.allocator_reserve))
+
     def memory(self, model: ResolvedModel, quant: str, kv_type: str, ctx: np.ndarray,
                opts: EngineOptions) -> Breakdown:
         spec: ModelSpec = model.spec
@@ -199,7 +228,11 @@ class Transformers(Engine):
         if weight_format(quant).kind == "nf4":
             # bitsandbytes dequantizes a whole 4-bit matrix to 16 bits for every prefill matmul
             act = act + 2.0 * max((t.tensor.n_elements for t in w.tensors if t.dtype == "NF4"), default=0)
-        reserve = cal.reserve(spec) * (kv + act) + weights_reserved([t.nbytes for t in w.tensors]) - weights
+        fraction: float | np.ndarray = cal.reserve(spec)
+        if kv_bytes_per == 2 and self._replayed(spec):  # the replay's DynamicCache is 16-bit
+            per_token = per_tok_layer * n_full + self._act_per_token(spec, per_tok_layer, cal)
+            fraction = self._replayed_reserve(spec, per_token, ctx * batch, cal)
+        reserve = fraction * (kv + act) + weights_reserved([t.nbytes for t in w.tensors]) - weights
         ctx_mib = cal.cuda_context_mib * MIB
         projector, draft, lora = self.extras(model, quant, kv_type, ctx, opts, cal, np.asarray(act, dtype=np.float64))
         return Breakdown(weights, kv, np.asarray(act, dtype=np.float64), reserve + ctx_mib, np.zeros(ctx.shape),
