@@ -158,3 +158,23 @@ def test_sliding_window_layers_hold_window_plus_batched_tokens():
     swa_pages = -(-(spec.sliding_window - 1 + 8192) // 16) + 1
     assert kv[1] - kv[0] == pytest.approx(n_full * (65536 // 16) * page)
     assert kv[0] == pytest.approx((n_full * 65536 // 16 + n_swa * swa_pages) * page)
+
+
+def test_the_flashinfer_sampler_is_said_and_its_fallback_can_be_planned(capsys):
+    """The wild record -019 (gpt-oss-120b, vLLM 0.10, one H100) logged -2.14 GiB of KV: the PyTorch sampler's
+    peak, where the FlashInfer sampler lander-tui plans with leaves room. The rows say so and how to plan
+    for the fallback; planning for it moves the answer the way the record did."""
+    from lander_tui.cli import main
+
+    argv = ["estimate", "gpt-oss-120b", "-b", "vllm", "--what-if", "H100 80GB", "-q", "MXFP4", "-k", "auto",
+            "--set", "release_minor=10", "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    note = next(n for n in data["notes"] if "flashinfer" in n)
+    more = float(note.split("takes ")[1].split(" MiB")[0].replace(",", ""))
+    assert more > 1024 and "--set sampler_flashinfer_bytes=" in note
+    flag = note.split("--set ")[1].split(" ")[0]
+    assert main([*argv, "--set", flag]) == 1  # the PyTorch path: nothing fits, as vLLM 0.10 logged
+    fallback = json.loads(capsys.readouterr().out)
+    assert not any("flashinfer" in n for n in fallback["notes"])
+    assert data["results"][0]["max_context"] > 0 and fallback["results"][0]["max_context"] == 0

@@ -607,11 +607,21 @@ class Vllm(Engine):
 
     def notes(self, model: ResolvedModel, devices: Sequence[Device], opts: EngineOptions) -> tuple[str, ...]:
         s = self.settings(devices, "auto", opts, self.utilization(opts))
-        return (f"vLLM {s.release.label} on this GPU: --max-num-seqs {s.max_num_seqs}, --max-num-batched-tokens "
-                f"{s.max_num_batched_tokens}; its start-up profile (sampler over max-num-seqs rows of the "
-                "vocabulary) is taken from the KV cache",
-                "vLLM takes its whole budget at start and fills what the model leaves with KV blocks: nvidia-smi "
-                "shows the budget, whatever the context; the parts show what one request of each context needs")
+        notes = [f"vLLM {s.release.label} on this GPU: --max-num-seqs {s.max_num_seqs}, --max-num-batched-tokens "
+                 f"{s.max_num_batched_tokens}; its start-up profile (sampler over max-num-seqs rows of the "
+                 "vocabulary) is taken from the KV cache",
+                 "vLLM takes its whole budget at start and fills what the model leaves with KV blocks: nvidia-smi "
+                 "shows the budget, whatever the context; the parts show what one request of each context needs"]
+        cal = self.calibration(opts)
+        if s.release.flashinfer_sampler and cal.sampler_native_bytes > cal.sampler_flashinfer_bytes:
+            # vllm/v1/sample/ops/topk_topp_sampler.py: without the flashinfer package the top-k/top-p
+            # sampler runs in PyTorch, whose profile peak is larger (the wild record -019: gpt-oss-120b
+            # on 0.10 logged -2.14 GiB of KV, what the PyTorch path predicts, where FlashInfer's fits)
+            rows = min(s.max_num_seqs or 0, s.max_num_batched_tokens or 0)
+            more = rows * model.spec.vocab_size * (cal.sampler_native_bytes - cal.sampler_flashinfer_bytes) / MIB
+            notes.append(f"without the flashinfer package, vLLM's sampler takes {more:,.0f} MiB more at start "
+                         f"(--set sampler_flashinfer_bytes={cal.sampler_native_bytes:g} plans for that)")
+        return tuple(notes)
 
     # --- plans ---------------------------------------------------------------------------------
     def plan(self, model: ResolvedModel, quant: str, kv: str, ctx: int, devices: Sequence[Device],
