@@ -134,8 +134,8 @@ async def test_the_table_scales_its_columns_to_the_room_it_has():
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         table = app.query_one(RowTable)
-        full = table.layout(200)
-        narrow = table.layout(60)
+        full = table.column_layout(200)
+        narrow = table.column_layout(60)
         assert full[2] == 2 and full[0] == table.headers
         assert narrow[0] == table.short_headers and sum(narrow[1]) + narrow[2] * (len(narrow[1]) - 1) <= 60
 

@@ -227,6 +227,21 @@ def options_of(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, li
     return opts, warnings
 
 
+def options_and_context(args: argparse.Namespace, n_gpus: int) -> tuple[EngineOptions, int | None]:
+    """The engine options (each flag the engine ignores said on stderr) and `--context` in tokens, as
+    every command that takes estimate's knobs reads them."""
+    from lander_tui.core.parsing import parse_tokens
+
+    opts, warnings = options_of(args, n_gpus)
+    for w in warnings:
+        print(f"lander-tui: warning: {w}", file=sys.stderr)
+    try:
+        context = parse_tokens(str(args.context)) if args.context is not None else None
+    except ValueError as err:
+        raise LanderError(f"--context takes {err}, got {args.context!r}") from None
+    return opts, context
+
+
 def _speculative(args: argparse.Namespace) -> Any:
     """`--draft MODEL|mtp` and `--draft-tokens N` as the engines take them (None: no speculative decoding)."""
     from lander_tui.core.extras import DEFAULT_DRAFT_TOKENS, Speculative
@@ -255,15 +270,8 @@ def _lora(args: argparse.Namespace) -> Any:
 def build_request(args: argparse.Namespace, memory: PlanningMemory) -> EstimateRequest:
     from lander_tui.core.estimate import EstimateRequest
     from lander_tui.core.model_source import resolve_model
-    from lander_tui.core.parsing import parse_tokens
 
-    opts, warnings = options_of(args, len(memory.devices))
-    for w in warnings:
-        print(f"lander-tui: warning: {w}", file=sys.stderr)
-    try:
-        context = parse_tokens(str(args.context)) if args.context is not None else None
-    except ValueError as err:
-        raise LanderError(f"--context takes {err}, got {args.context!r}") from None
+    opts, context = options_and_context(args, len(memory.devices))
     model = resolve_model(args.model)
     if isinstance(getattr(args, "mmproj", None), str):
         from dataclasses import replace

@@ -64,21 +64,14 @@ def _one(value: str | None, flag: str) -> tuple[str, ...]:
 
 def build_request(args: argparse.Namespace) -> FitRequest:
     """The row to place, from the same flags (and parsers) as `estimate`."""
-    from lander_tui.commands.estimate import _margin, engine_name, options_of
+    from lander_tui.commands.estimate import _margin, engine_name, options_and_context
     from lander_tui.core.engines import get_engine
     from lander_tui.core.fit import FitRequest
     from lander_tui.core.model_source import resolve_model
-    from lander_tui.core.parsing import parse_tokens
 
     if args.top < 1:
         raise LanderError("--top must be at least 1")
-    opts, warnings = options_of(args, 1)
-    for w in warnings:
-        print(f"lander-tui: warning: {w}", file=sys.stderr)
-    try:
-        context = parse_tokens(str(args.context)) if args.context is not None else None
-    except ValueError as err:
-        raise LanderError(f"--context takes {err}, got {args.context!r}") from None
+    opts, context = options_and_context(args, 1)
     quant, kv = _one(args.quant, "--quant"), _one(args.kv_cache, "--kv-cache")
     margin = _margin(args.margin)
     engine = get_engine(engine_name(args))

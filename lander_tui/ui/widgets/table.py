@@ -108,7 +108,7 @@ class RowTable(Widget, can_focus=True):
             self._offset = self.cursor - visible + 1
         self._offset = max(0, min(self._offset, max(0, len(self.rows) - visible)))
         inner = max(0, width - 1)  # the first column is the cursor mark
-        headers, widths, gap = self.layout(inner)
+        headers, widths, gap = self.column_layout(inner)
         shown = self.rows[self._offset:self._offset + visible]
         out = Text(no_wrap=True, overflow="ellipsis")
         header = " " + self._line(headers, widths, inner, gap)
@@ -131,7 +131,7 @@ class RowTable(Widget, can_focus=True):
             out.append(mark + self._line(row, widths, inner, gap), style=style)
         return out
 
-    def layout(self, width: int) -> tuple[tuple[str, ...], list[int], int]:
+    def column_layout(self, width: int) -> tuple[tuple[str, ...], list[int], int]:
         """Headers, column widths and gap that fit `width`: the full headers two apart, then one apart,
         then the short headers (columns are as wide as their widest cell, never a fixed number)."""
         for headers, gap in ((self.headers, GAP), (self.headers, 1), (self.short_headers, 1)):
