@@ -279,6 +279,7 @@ def _cloud_instance() -> str | None:
 
 def _print_catalog(out: TextIO, as_json: bool) -> None:
     from lander_tui.core.gpu import GPUS, INSTANCES
+    from lander_tui.core.gpu.catalog import not_watched_note
 
     if as_json:
         data = {
@@ -296,9 +297,9 @@ def _print_catalog(out: TextIO, as_json: bool) -> None:
     w = max(len(g.name) for g in GPUS)
     out.write(f"{'GPU':<{w}}  {'TOTAL MiB':>9}  {'USABLE MiB':>10}  KIND         SOURCE\n")
     for g in GPUS:
-        # a card NVML cannot watch says so, as in the dashboard's what-if list
-        vendor = "" if g.vendor == "NVIDIA" else f"  ({g.vendor}: catalog numbers only, no NVML)"
-        out.write(f"{g.name:<{w}}  {g.total_mib:>9}  {g.usable_mib:>10}  {g.category:<11}  {g.source}{vendor}\n")
+        note = not_watched_note(g.vendor)  # as in the dashboard's what-if list
+        out.write(f"{g.name:<{w}}  {g.total_mib:>9}  {g.usable_mib:>10}  {g.category:<11}  {g.source}"
+                  + (f"  ({note})" if note else "") + "\n")
     out.write("\n")
     w = max(len(i.name) for i in INSTANCES)
     out.write(f"{'INSTANCE':<{w}}  PROVIDER  GPUS\n")

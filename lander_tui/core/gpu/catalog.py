@@ -377,6 +377,11 @@ def vendor_of(name: str) -> str:
     return gpu.vendor if gpu is not None else "NVIDIA"
 
 
+def not_watched_note(vendor: str) -> str:
+    """What the what-if lists say beside another vendor's card ("" for NVIDIA): NVML cannot watch it."""
+    return "" if vendor == "NVIDIA" else f"{vendor}: catalog numbers only, no NVML"
+
+
 def is_known_instance(name: str) -> bool:
     return _instance_key(name) in _INSTANCE_BY_KEY
 

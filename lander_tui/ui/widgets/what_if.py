@@ -25,12 +25,12 @@ LABEL = "What-if GPU: type to filter, ↓ Enter picks"
 
 def _options(names: list[str]) -> list[Option]:
     """One option per catalog name; a card NVML cannot watch (AMD) says so beside its name."""
-    from lander_tui.core.gpu.catalog import vendor_of
+    from lander_tui.core.gpu.catalog import not_watched_note, vendor_of
 
     out = []
     for n in names:
-        vendor = vendor_of(n)
-        out.append(Option(n if vendor == "NVIDIA" else f"{n}  ({vendor}: catalog numbers only, no NVML)", id=n))
+        note = not_watched_note(vendor_of(n))
+        out.append(Option(f"{n}  ({note})" if note else n, id=n))
     return out
 
 
