@@ -1,11 +1,12 @@
-"""hf_allocator's monotone envelope: the longest-context search must never step over a failing context."""
+"""hf_allocator: PyTorch's caching allocator replayed on a dense decoder, and the reserve fractions the
+Transformers engine takes from it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from lander_tui.core.engines.hf_allocator import K_LARGE_BUFFER, dense_peaks, dense_reserved_envelope
+from lander_tui.core.engines.hf_allocator import SAMPLE_STEPS, dense_peaks
 
 CONFIGS = Path(__file__).parent / "data" / "ground-truth" / "configs"
 
@@ -17,8 +18,10 @@ def _shape(name: str) -> tuple[int, int, int, int, int, int, bool]:
             c["intermediate_size"], c["num_hidden_layers"], c.get("model_type") == "qwen3")
 
 
-def test_envelope_is_the_running_maximum_where_reserved_memory_dips() -> None:
-    # Llama-3.2-3B alternates by one MLP segment every 256 tokens near 28k; Qwen2.5-7B drops one past ~21.5k
+def test_reserved_memory_dips_as_context_grows_so_samples_take_several_steps() -> None:
+    # Llama-3.2-3B alternates by one MLP segment every 256 tokens near 28k; Qwen2.5-7B drops one past ~21.5k:
+    # one replayed step per sample could land in a dip, hence SAMPLE_STEPS consecutive steps
+    assert SAMPLE_STEPS > 1
     for name, top in (("llama-3.2-3b", 29184), ("qwen2.5-7b", 24576)):
         shape = _shape(name)
         running, dips = 0, 0
@@ -26,9 +29,7 @@ def test_envelope_is_the_running_maximum_where_reserved_memory_dips() -> None:
             peak = dense_peaks(t, *shape)[0]
             dips += peak < running
             running = max(running, peak)
-            if t > top - 4096:
-                assert dense_reserved_envelope(t, 256, *shape) == running + K_LARGE_BUFFER, (name, t)
-        assert dips, name  # the case the envelope exists for
+        assert dips, name
 
 
 def test_dense_reserve_fractions_follow_qwen25_7b_dropping_one_segment_past_20k():

@@ -24,6 +24,7 @@ o_proj, residual, gated MLP), then one decode step that `torch.cat`s one token o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -125,6 +126,18 @@ def _rope(ev: list[tuple[int, int, int]], x: int, key: int) -> int:
     return out
 
 
+def _projection(ev: list[tuple[int, int, int]], x: int, rows: int, normed: bool, key: Iterator[int]) -> int:
+    """q_proj or k_proj's output of `x` bytes, then (Qwen3's q_norm/k_norm) its RMSNorm over `rows` head rows,
+    the projection freed once normed: returns the key of what attention reads."""
+    out = next(key)
+    ev.append((1, out, x))
+    if normed:
+        n = _norm(ev, x, rows, next(key))
+        ev.append((-1, out, 0))
+        out = n
+    return out
+
+
 def dense_events(tokens: int, hidden: int, n_heads: int, n_kv_heads: int, head_dim: int, inter: int,
                  n_layers: int, qk_norm: bool) -> list[tuple[int, int, int]]:
     """The allocations and frees (kind, key, bytes) of one prefill of `tokens` tokens and one decode step
@@ -141,18 +154,8 @@ def dense_events(tokens: int, hidden: int, n_heads: int, n_kv_heads: int, head_d
     cache: list[tuple[int, int]] = []
     for _ in range(n_layers):
         n = _norm(ev, h, t, next(key))
-        kq = next(key)
-        ev.append((1, kq, q))
-        if qk_norm:
-            qn = _norm(ev, q, t * n_heads, next(key))
-            ev.append((-1, kq, 0))
-            kq = qn
-        kk = next(key)
-        ev.append((1, kk, kv))
-        if qk_norm:
-            kn = _norm(ev, kv, t * n_kv_heads, next(key))
-            ev.append((-1, kk, 0))
-            kk = kn
+        kq = _projection(ev, q, t * n_heads, qk_norm, key)
+        kk = _projection(ev, kv, t * n_kv_heads, qk_norm, key)
         kvv = next(key)
         ev.append((1, kvv, kv))
         qr = _rope(ev, q, next(key))
@@ -194,36 +197,13 @@ def dense_peaks(tokens: int, hidden: int, n_heads: int, n_kv_heads: int, head_di
     return a.peak_reserved, a.peak_allocated
 
 
-def dense_reserved_envelope(tokens: int, granule: int, hidden: int, n_heads: int, n_kv_heads: int,
-                            head_dim: int, inter: int, n_layers: int, qk_norm: bool) -> int:
-    """Peak reserved bytes at `tokens`, made safe for a longest-context search: the largest replayed peak
-    over the multiples of `granule` up to `tokens` that can exceed it, plus one 20 MiB large segment.
-
-    Reserved memory is not monotone in context: a 2 MiB round-up decides whether a cache entry still fits
-    a freed transient block, so a context can need one MLP-intermediate segment (`inter x tokens x 2`)
-    less than a shorter one (Llama-3.2-3B alternates every 256 tokens near 28k; Qwen2.5-7B drops one
-    segment for good past ~21.5k). A shorter context `s` needs more only while its extra segment
-    outweighs the growth since, `s > tokens x (1 - 2 inter / allocated per token)`, so that window is
-    scanned. The replay sits 2-22 MiB below the traced code path (order of the small transients), hence
-    the one kLargeBuffer segment (20 MiB) of margin.
-
-    Exact but slow: the window holds ~20 % of `tokens` (hundreds of replays at long contexts), which is
-    why the engine does not call it yet."""
-    shape = (hidden, n_heads, n_kv_heads, head_dim, inter, n_layers, qk_norm)
-    peak, allocated = dense_peaks(tokens, *shape)
-    reach = int(2 * inter * tokens / max(1, allocated) * tokens)  # tokens the window reaches back
-    s = tokens - granule
-    while s > 0 and s >= tokens - reach:
-        peak = max(peak, dense_peaks(s, *shape)[0])
-        s -= granule
-    return peak + K_LARGE_BUFFER
-
-
 #: The sampled contexts of `dense_reserve_fractions`: this many, geometric from `SAMPLE_FROM` tokens.
 SAMPLES = 8
 SAMPLE_FROM = 2048
-#: ... each replayed at this many consecutive 256-token steps, the largest kept: the reserve alternates
-#: between one MLP-intermediate segment more or less from one step to the next (Llama-3.2-3B past 6k).
+#: ... each replayed at this many consecutive 256-token steps, the largest kept. Reserved memory is not
+#: monotone in context: a 2 MiB round-up decides whether a cache entry still fits a freed transient block,
+#: so a context can need one MLP-intermediate segment (`inter x tokens x 2`) less than a shorter one
+#: (Llama-3.2-3B alternates every 256 tokens past 6k; Qwen2.5-7B drops one segment for good past ~21.5k).
 SAMPLE_STEPS = 3
 
 
