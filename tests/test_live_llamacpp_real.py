@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import tempfile
 import time
@@ -55,12 +54,7 @@ def server():
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/completion", body), timeout=120).read()
         yield proc, port, model, Path(log.name).read_text(errors="replace")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        lc.stop(proc)
         Path(log.name).unlink()
 
 

@@ -1,4 +1,4 @@
-"""The CLI half of the new user's report (../shared/reports/new-user-2026-12.md, issue 11): each defect's
+"""The CLI half of the new user's report of December 2026 (issue 11): each defect's
 reproduction, now answered as a user needs it. Each test failed on the code the report tested."""
 
 from __future__ import annotations

@@ -186,6 +186,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a llama-server as a user would (SIGTERM, it frees its buffers), killed after 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 READY = "listening on http"  # tools/server/server.cpp: "llama_server: listening on http://HOST:PORT"
 
 
@@ -209,13 +221,7 @@ def run_until_ready(args: list[str], timeout: float = 120.0, warmup: bool = Fals
                     break
                 time.sleep(0.05)
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
         out.seek(0)
         text = out.read()
     if READY not in text:
