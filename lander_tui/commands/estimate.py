@@ -290,18 +290,10 @@ def _host_bandwidth(value: float | None) -> float | None:
     return value
 
 
-def _offload_answer(plan: Any) -> bool:
-    """A plan that loads with some layers on the GPU and the rest in host RAM that is there now."""
-    from lander_tui.core.report import host_available_mib, host_ram_ok
-
-    return plan is not None and plan.fits and not plan.fully_offloaded and plan.gpu_layers > 0 \
-        and host_ram_ok(plan, host_available_mib())
-
-
 def run(args: argparse.Namespace) -> int:
     from lander_tui.core.engines import get_engine
     from lander_tui.core.estimate import plan_row, run_estimate
-    from lander_tui.core.report import format_plain, format_plan
+    from lander_tui.core.report import format_plain, format_plan, host_available_mib, loads_with_cpu_part
 
     if args.list_models:
         return _list_models(args.json)
@@ -339,6 +331,9 @@ def run(args: argparse.Namespace) -> int:
         if plan is None:
             raise LanderError(f"{est.recommendation.reason}, so there is no command to print", exit_code=1)
         data["launch"] = engine.command(req.model, plan, req.options)
+    host_avail = host_available_mib() if plan is not None and plan.host_mib else 0.0
+    # a plan that loads with part of the model on the CPU is an answer (exit 0, with or without --launch)
+    offload_answer = plan is not None and loads_with_cpu_part(plan, host_avail)
     if args.format:
         from lander_tui.core.export import export
 
@@ -350,15 +345,14 @@ def run(args: argparse.Namespace) -> int:
         print(format_plain(est, notes))
         print(f"memory: {memory.source}")
         if plan is not None and (several or not plan.fully_offloaded or plan.memory.extras):
-            if est.recommendation.quant is None and _offload_answer(plan):
+            if est.recommendation.quant is None and offload_answer:
                 print(f"nothing fits on the GPU alone; this plan loads with {plan.cpu_gpu_split()} (slower):")
-            print(format_plan(plan))
+            print(format_plan(plan, host_avail))
         if args.launch:
             print(data["launch"])
         if args.bench:
             print(bench_text(data["bench"]))
-    # a plan that loads with part of the model on the CPU is an answer (exit 0, with or without --launch)
-    if est.recommendation.quant is None and "launch" not in data and not _offload_answer(plan):
+    if est.recommendation.quant is None and "launch" not in data and not offload_answer:
         print(f"lander-tui: {est.recommendation.reason}", file=sys.stderr)
         return 1
     return 0

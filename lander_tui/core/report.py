@@ -58,9 +58,10 @@ def offload_step_line(speed: SpeedEstimate) -> str:
             f"{tps_text(after)} tok/s (-{tps_text(speed.offload_step_cost)})")
 
 
-def host_ram_ok(plan: Plan, host_available: float) -> bool:
-    """The host RAM a plan needs beside the GPUs is there now (a model that spills past it swaps or dies)."""
-    return plan.host_mib <= host_available
+def loads_with_cpu_part(plan: Plan, host_available: float) -> bool:
+    """Loads with some layers on the GPU and the rest in host RAM that is there now: an answer even
+    when nothing fits on the GPU alone (a model that spills past the host RAM swaps or dies)."""
+    return plan.fits and not plan.fully_offloaded and plan.gpu_layers > 0 and plan.host_mib <= host_available
 
 
 def loads_text(plan: Plan, host_available: float) -> str:
@@ -69,9 +70,11 @@ def loads_text(plan: Plan, host_available: float) -> str:
         return "NO"
     if plan.fully_offloaded:
         return "yes"
-    if not host_ram_ok(plan, host_available):
+    if loads_with_cpu_part(plan, host_available):
+        return "yes, part on the CPU (slower)"
+    if plan.host_mib > host_available:
         return "NO (not enough host RAM for the part on the CPU)"
-    return "yes, part on the CPU (slower)" if plan.gpu_layers else "only on the CPU (no layer fits on the GPU)"
+    return "only on the CPU (no layer fits on the GPU)"
 
 
 def format_plan(plan: Plan, host_available: float | None = None) -> str:
