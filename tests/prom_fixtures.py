@@ -40,7 +40,8 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,25 @@ class Started:
             p.stop()
         for e in self.exporters.values():
             e.stop()
+
+
+@contextmanager
+def polled(started: Started, what: str, ready: Callable[[Any], Any], every: float = 0.2) -> Iterator[Any]:
+    """A PrometheusBackend on `started`'s main server once `ready(backend)` holds (waited for as `what`);
+    closed, and `started`'s servers stopped, when the module is done."""
+    from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
+
+    prom = started.proms["main"]
+    backend = None
+    try:
+        prom.wait_ready()
+        backend = PrometheusBackend(prom.url, env={}, min_interval_s=0)
+        wait_until(what, lambda: ready(backend), every=every)
+        yield backend
+    finally:
+        if backend is not None:
+            backend.close()
+        started.stop()
 
 
 class Farm:

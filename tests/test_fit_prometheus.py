@@ -20,7 +20,6 @@ from textual.widgets import Input, OptionList
 from lander_tui import cli
 from lander_tui.core.estimate import EstimateRequest, run_estimate
 from lander_tui.core.fit import FitRequest, where_it_fits
-from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
 from lander_tui.core.model import Device
 from lander_tui.core.model_source import resolve_model
 from lander_tui.ui.app import LanderApp
@@ -30,7 +29,7 @@ from lander_tui.ui.screens.fit import FitScreen
 from lander_tui.ui.screens.hosts import HostsScreen
 from lander_tui.ui.text import SPARK
 from lander_tui.ui.widgets.host_table import HostTable
-from tests.prom_fixtures import DcgmHost, Exporter, Gpu, Prometheus, Started, recipe, wait_until
+from tests.prom_fixtures import DcgmHost, Exporter, Gpu, Prometheus, Started, polled, recipe, wait_until
 
 MARGIN = 512.0
 
@@ -58,17 +57,9 @@ def _start(tmp):
 def fleet(prometheus_farm):
     started = prometheus_farm.take("fit")
     prom, exporters = started.proms["main"], started.exporters
-    backend = None
-    try:
-        prom.wait_ready()
-        backend = PrometheusBackend(prom.url, env={}, min_interval_s=0)
-        wait_until("a scrape of every host",
-                   lambda: {g.host for g in backend.poll().gpus if not g.stale} == set(exporters))
+    with polled(started, "a scrape of every host",
+                lambda b: {g.host for g in b.poll().gpus if not g.stale} == set(exporters)) as backend:
         yield prom, exporters, backend
-    finally:
-        if backend is not None:
-            backend.close()
-        started.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import pytest
 from lander_tui import cli
 from lander_tui.core.gpu import snapshot as S
 from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
-from tests.prom_fixtures import DcgmHost, Exporter, Gpu, NvitopHost, Prometheus, Started, recipe, wait_until
+from tests.prom_fixtures import DcgmHost, Exporter, Gpu, NvitopHost, Prometheus, Started, polled, recipe, wait_until
 
 FROZEN_AGE_S = 40
 
@@ -64,23 +64,13 @@ def _start(tmp):
 def fleet(prometheus_farm):
     started = prometheus_farm.take("backend")
     prom, exporters = started.proms["main"], started.exporters
-    backend = None
-    try:
-        prom.wait_ready()
-        backend = PrometheusBackend(prom.url, env={}, min_interval_s=0)
-        hosts = {"gpu-a", "gpu-b", "gpu-c", "gpu-d", exporters["nameless"].address}
+    hosts = {"gpu-a", "gpu-b", "gpu-c", "gpu-d", exporters["nameless"].address}
 
-        def all_fresh():
-            snap = backend.poll()
-            fresh = {g.host for g in snap.gpus if not g.stale}
-            return snap if hosts <= fresh else None
+    def all_fresh(backend):
+        return hosts <= {g.host for g in backend.poll().gpus if not g.stale}
 
-        wait_until("scrape of every live host", all_fresh)
+    with polled(started, "scrape of every live host", all_fresh) as backend:
         yield prom, exporters, backend
-    finally:
-        if backend is not None:
-            backend.close()
-        started.stop()
 
 
 def _by_host(snap):

@@ -10,11 +10,10 @@ import pytest
 
 from lander_tui.core.fit import FitRequest, where_it_fits
 from lander_tui.core.gpu import group_by_host
-from lander_tui.core.gpu.prometheus_backend import PrometheusBackend
 from lander_tui.core.model_source import resolve_model
 from lander_tui.ui.host_rows import host_rows
 from lander_tui.ui.widgets.gpu_panel import MAX_CARDS, GpuCard, GpuPanel
-from tests.prom_fixtures import Exporter, Prometheus, Started, make_fleet, recipe, wait_until
+from tests.prom_fixtures import Exporter, Prometheus, Started, make_fleet, polled, recipe
 
 HOSTS, PER_HOST = 500, 8
 
@@ -31,16 +30,8 @@ def _start(tmp):
 def big(prometheus_farm):
     started = prometheus_farm.take("fleet")
     fleet, prom = started.extra["fleet"], started.proms["main"]
-    backend = None
-    try:
-        prom.wait_ready()
-        backend = PrometheusBackend(prom.url, env={}, min_interval_s=0)
-        wait_until("the whole fleet", lambda: len(backend.poll().gpus) == HOSTS * PER_HOST, every=1.0)
+    with polled(started, "the whole fleet", lambda b: len(b.poll().gpus) == HOSTS * PER_HOST, every=1.0) as backend:
         yield fleet, prom, backend
-    finally:
-        if backend is not None:
-            backend.close()
-        started.stop()
 
 
 def test_every_gpu_of_a_4000_gpu_fleet(big):
