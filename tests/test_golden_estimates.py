@@ -5,17 +5,12 @@ what moved."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from script_module import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "golden_estimates.py"
-_spec = importlib.util.spec_from_file_location("golden_estimates", SCRIPT)
-assert _spec is not None and _spec.loader is not None
-golden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(golden)
+golden = load_script("golden_estimates")
 
 RECORDED = json.loads(golden.GOLDEN.read_text())
 

@@ -6,23 +6,16 @@ the scenario fake; NVML's C calls are not included (no GPU here; see the script 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_gpu_poll.py"
+from script_module import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu_poll", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_gpu_poll")
 
 
 @pytest.fixture

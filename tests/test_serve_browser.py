@@ -8,24 +8,17 @@ are checked with plain HTTP requests. Missing chromium fails with how to install
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import socket
-from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 from lander_tui import cli
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "serve_screenshot.py"
 
 
 @pytest.fixture(scope="module")
 def shot():
-    spec = importlib.util.spec_from_file_location("serve_screenshot", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("serve_screenshot")
 
 
 @pytest.fixture(scope="module")
